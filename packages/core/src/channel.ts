@@ -1,0 +1,29 @@
+/**
+ * The minimal duplex byte stream a subflow runs on: a TCP socket, a
+ * WebSocket, or an in-memory pipe in tests. Implementations deliver bytes in
+ * order and report close exactly once.
+ */
+export interface ChannelHandlers {
+  data(chunk: Uint8Array): void;
+  /** The channel can take more writes after `write` returned false. */
+  drain(): void;
+  /** The channel is gone (either side closed, reset or failed). */
+  close(error?: Error): void;
+}
+
+export interface ByteChannel {
+  /** Queue bytes; false means "over the high-water mark, wait for drain". */
+  write(data: Uint8Array): boolean;
+  /** Close gracefully after queued bytes are written. */
+  end(): void;
+  /** Close at once, dropping queued bytes. */
+  destroy(error?: Error): void;
+  /** Stop / restart delivering `data` (receive-side backpressure). */
+  pause(): void;
+  resume(): void;
+  /** Attach the consumer; bytes that arrived before are delivered now. */
+  setHandlers(handlers: ChannelHandlers): void;
+  /** Human-readable endpoint description for logs and stats. */
+  readonly localLabel: string;
+  readonly remoteLabel: string;
+}

@@ -1,0 +1,106 @@
+import { ErrorCode, PlaitError } from './errors.js';
+
+/** Fixed by PROTOCOL.md; not configurable because the peer relies on them. */
+export const WIRE = {
+  VERSION: 1,
+  HANDSHAKE_MAX_BODY: 1024,
+  RECORD_MAX_PLAINTEXT: 65536,
+  RECORD_TAG: 16,
+  DATA_MAX_PAYLOAD: 16384,
+  INITIAL_WINDOW: 262144,
+  STREAM_HEADER_MAX: 1024,
+  TOKEN_BYTES: 16,
+  NONCE_BYTES: 32,
+  HMAC_B_TRUNC: 8,
+  MAX_OFFSET: Number.MAX_SAFE_INTEGER,
+  RECORD_COUNTER_LIMIT: 2 ** 40,
+} as const;
+
+/** Every tunable limit, in one place. */
+export interface Config {
+  /** Per-stream receive credit once the stream is in use (bytes). */
+  streamWindow: number;
+  /** Reading from subflows pauses while the session buffers more than this (bytes). */
+  sessionRecvBudget: number;
+  /** Per-stream bytes (unsent + unacknowledged) before write() pushes back. */
+  streamSendBuffer: number;
+  /** Open streams per session. */
+  maxStreams: number;
+  /** Subflows per session. */
+  maxSubflows: number;
+  /** Out-of-order pieces held per stream. */
+  reassemblyParts: number;
+  /** HELLO timestamp freshness window (ms). */
+  timestampWindowMs: number;
+  /** HELLO nonces remembered by a server. */
+  replayCacheEntries: number;
+  /** JOIN R_A values remembered per session. */
+  joinNonces: number;
+  /** Server drops connections that have not finished the handshake (ms). */
+  handshakeTimeoutMs: number;
+  /** Target plaintext bytes per sealed record (batching). */
+  recordTarget: number;
+  /** Lower bound of the retransmission timeout that marks a subflow suspect (ms). */
+  minRtoMs: number;
+  /** Upper bound of the retransmission timeout (ms). */
+  maxRtoMs: number;
+  /** Ping an idle subflow this often (ms). */
+  keepaliveMs: number;
+  /** Ping a suspect subflow this often (ms). */
+  probeMs: number;
+  /** A subflow silent for this long is closed (ms). */
+  deadAfterMs: number;
+  /** Initial cap on a subflow's unacknowledged bytes, before it is measured. */
+  initialInflight: number;
+  /** Floor of a subflow's unacknowledged-bytes cap. */
+  minInflight: number;
+  /** Health check period while data is in flight (ms). */
+  tickMs: number;
+}
+
+export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
+  streamWindow: 4 * 1024 * 1024,
+  sessionRecvBudget: 64 * 1024 * 1024,
+  streamSendBuffer: 4 * 1024 * 1024,
+  maxStreams: 4096,
+  maxSubflows: 8,
+  reassemblyParts: 4096,
+  timestampWindowMs: 30_000,
+  replayCacheEntries: 65536,
+  joinNonces: 1024,
+  handshakeTimeoutMs: 5_000,
+  recordTarget: 65536,
+  minRtoMs: 200,
+  maxRtoMs: 3_000,
+  keepaliveMs: 2_000,
+  probeMs: 200,
+  deadAfterMs: 15_000,
+  initialInflight: 256 * 1024,
+  minInflight: 64 * 1024,
+  tickMs: 25,
+});
+
+/** Merge overrides onto the defaults and check how the limits relate. */
+export function makeConfig(overrides: Partial<Config> = {}): Config {
+  const c: Config = { ...DEFAULT_CONFIG, ...overrides };
+  verifyConfig(c);
+  return c;
+}
+
+export function verifyConfig(c: Config): void {
+  const fail = (msg: string): never => {
+    throw new PlaitError(ErrorCode.INTERNAL, `invalid config: ${msg}`);
+  };
+  for (const [k, v] of Object.entries(c)) {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(`${k} must be a positive number, got ${String(v)}`);
+  }
+  if (c.streamWindow < WIRE.INITIAL_WINDOW) fail(`streamWindow must be >= INITIAL_WINDOW (${WIRE.INITIAL_WINDOW})`);
+  // One stalled stream must never be able to fill the whole session budget
+  // and so stall its siblings (a slow reader slows only itself).
+  if (c.streamWindow * 2 > c.sessionRecvBudget) fail('streamWindow may be at most half of sessionRecvBudget');
+  if (c.recordTarget > WIRE.RECORD_MAX_PLAINTEXT) fail(`recordTarget must be <= ${WIRE.RECORD_MAX_PLAINTEXT}`);
+  if (c.minRtoMs > c.maxRtoMs) fail('minRtoMs must be <= maxRtoMs');
+  if (c.minInflight > c.initialInflight) fail('minInflight must be <= initialInflight');
+  if (c.maxSubflows > 255) fail('maxSubflows must be <= 255');
+  if (c.probeMs >= c.deadAfterMs || c.keepaliveMs >= c.deadAfterMs) fail('probeMs and keepaliveMs must be < deadAfterMs');
+}
