@@ -1,0 +1,103 @@
+import type { Duplex } from 'node:stream';
+import { ResetCode } from '@plait/core';
+
+/** Where a proxied connection should go. `host` is IPv4, IPv6 (no brackets) or a domain name. */
+export interface Target {
+  host: string;
+  port: number;
+}
+
+/**
+ * Opens a connection to `target` (in plait: a stream over the session; the
+ * server connects). Resolves once the remote side is connected; rejects with
+ * a `DialError` when it could not be, so frontends can report why.
+ */
+export type Dialer = (target: Target) => Promise<Duplex>;
+
+/** A dial that failed for a reason the remote side told us (a stream RESET code). */
+export class DialError extends Error {
+  constructor(
+    readonly code: ResetCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DialError';
+  }
+}
+
+/** SOCKS5 reply byte for a stream RESET code (PROTOCOL.md section 9). */
+export function socksReplyFor(code: ResetCode): number {
+  switch (code) {
+    case ResetCode.REFUSED:
+      return 0x05;
+    case ResetCode.HOST_UNREACHABLE:
+    case ResetCode.DNS_FAILED:
+      return 0x04;
+    case ResetCode.NETWORK_UNREACHABLE:
+      return 0x03;
+    case ResetCode.TIMEOUT:
+      return 0x06;
+    case ResetCode.NOT_ALLOWED:
+      return 0x02;
+    default:
+      return 0x01;
+  }
+}
+
+/**
+ * Joins two duplexes: each one's readable side is piped into the other's
+ * writable side with backpressure. The end of one direction is passed on as
+ * `end()` (half-close), not as a teardown; an error, or a close before both
+ * directions finished, destroys both.
+ *
+ * Sockets must allow half-open connections for half-close to work
+ * (otherwise Node ends their writable side as soon as the peer's FIN
+ * arrives); this sets `allowHalfOpen`, but listeners should also be created
+ * with `allowHalfOpen: true` so a FIN during a handshake does not already
+ * close the socket.
+ */
+export function pipeBoth(a: Duplex, b: Duplex): void {
+  a.allowHalfOpen = true;
+  b.allowHalfOpen = true;
+  let tornDown = false;
+  const teardown = (): void => {
+    if (tornDown) return;
+    tornDown = true;
+    a.destroy();
+    b.destroy();
+  };
+  const watch = (self: Duplex): void => {
+    self.on('error', teardown);
+    self.once('close', () => {
+      // Closed after both directions completed: the other side has been (or
+      // is being) ended by the pipe and must be left to flush what it holds.
+      if (self.readableEnded && self.writableFinished) return;
+      teardown();
+    });
+  };
+  watch(a);
+  watch(b);
+  if (a.destroyed || b.destroyed) {
+    teardown();
+    return;
+  }
+  a.pipe(b);
+  b.pipe(a);
+}
+
+/**
+ * Ends a socket after a final message (an error reply) and makes sure it goes
+ * away even if the client never closes its side. Incoming bytes are drained:
+ * closing a socket with unread data makes the kernel send RST, which could
+ * discard the reply before the client reads it.
+ */
+export function endGracefully(socket: Duplex, data?: Uint8Array | string, lingerMs = 2_000): void {
+  if (socket.destroyed) return;
+  socket.on('error', () => {});
+  const timer = setTimeout(() => socket.destroy(), lingerMs);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.resume();
+  if (data === undefined) socket.end();
+  else socket.end(data);
+}

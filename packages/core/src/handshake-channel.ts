@@ -1,0 +1,90 @@
+import type { ByteChannel } from './channel.js';
+import type { Clock, Timer } from './clock.js';
+import { ErrorCode, PlaitError } from './errors.js';
+import { HandshakeReader, type HandshakeMessage } from './handshake-messages.js';
+
+/**
+ * Reads cleartext handshake messages off a channel until the handshake is
+ * over; then `detach()` hands over the bytes that followed (sealed records).
+ */
+export class HandshakeChannel {
+  private readonly reader = new HandshakeReader();
+  private waiter: { resolve(m: HandshakeMessage): void; reject(e: Error): void } | undefined;
+  private failure: Error | undefined;
+
+  constructor(
+    readonly channel: ByteChannel,
+    private readonly clock: Clock,
+  ) {
+    channel.setHandlers({
+      data: (chunk) => {
+        try {
+          this.reader.push(chunk);
+        } catch (e) {
+          this.fail(e instanceof Error ? e : new Error(String(e)));
+          return;
+        }
+        this.wake();
+      },
+      drain: () => undefined,
+      close: (err) => this.fail(new PlaitError(ErrorCode.CLOSED, `connection closed during the handshake${err ? `: ${err.message}` : ''}`)),
+    });
+  }
+
+  send(bytes: Uint8Array): void {
+    this.channel.write(bytes);
+  }
+
+  /** The next message; rejects on close, bad input, or `deadline` (clock ms). */
+  next(deadline: number): Promise<HandshakeMessage> {
+    return new Promise<HandshakeMessage>((resolve, reject) => {
+      let timer: Timer | undefined;
+      const done = (): void => {
+        timer?.cancel();
+        this.waiter = undefined;
+      };
+      this.waiter = {
+        resolve: (m) => {
+          done();
+          resolve(m);
+        },
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+      };
+      const left = deadline - this.clock.now();
+      timer = this.clock.setTimeout(
+        () => this.waiter?.reject(new PlaitError(ErrorCode.TIMEOUT, 'handshake timed out')),
+        Math.max(0, left),
+      );
+      this.wake();
+    });
+  }
+
+  /** Bytes after the last message (the start of the record stream). */
+  detach(): Uint8Array {
+    return this.reader.takeRest();
+  }
+
+  private wake(): void {
+    if (!this.waiter) return;
+    if (this.failure) {
+      this.waiter.reject(this.failure);
+      return;
+    }
+    let m: HandshakeMessage | undefined;
+    try {
+      m = this.reader.next();
+    } catch (e) {
+      this.fail(e instanceof Error ? e : new Error(String(e)));
+      return;
+    }
+    if (m) this.waiter.resolve(m);
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    this.waiter?.reject(this.failure);
+  }
+}

@@ -1,0 +1,412 @@
+/**
+ * Cleartext handshake messages (PROTOCOL.md sections 3-4):
+ * `type u8 | length u16 | body [length]`.
+ */
+import { WIRE } from './config.js';
+import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
+
+export const MsgType = {
+  HELLO: 0x01,
+  HELLO_ACK: 0x02,
+  JOIN: 0x03,
+  JOIN_ACK: 0x04,
+  JOIN_CONFIRM: 0x05,
+  REJECT: 0x0f,
+} as const;
+export type MsgType = (typeof MsgType)[keyof typeof MsgType];
+
+export const HANDSHAKE_HEADER = 3;
+export const FLAG_BACKUP = 0x01;
+export const REJECT_REASON_MAX = 200;
+
+/** Body sizes fixed by the section 3 table. */
+export const BODY_SIZE = {
+  HELLO: 107,
+  HELLO_ACK: 96,
+  JOIN: 51,
+  JOIN_ACK: 40,
+  JOIN_CONFIRM: 32,
+} as const;
+/** Offset of mac_c in HELLO / of mac_s in HELLO_ACK: the MACs cover what precedes them. */
+export const HELLO_MAC_OFFSET = 75;
+export const HELLO_ACK_MAC_OFFSET = 64;
+
+export interface HelloFields {
+  type: typeof MsgType.HELLO;
+  version: number;
+  flags: number;
+  addrId: number;
+  /** Unix ms. */
+  timestamp: number;
+  nonce: Uint8Array;
+  ephemeral: Uint8Array;
+  mac: Uint8Array;
+}
+export interface HelloAckFields {
+  type: typeof MsgType.HELLO_ACK;
+  nonce: Uint8Array;
+  ephemeral: Uint8Array;
+  mac: Uint8Array;
+}
+export interface JoinFields {
+  type: typeof MsgType.JOIN;
+  version: number;
+  flags: number;
+  addrId: number;
+  token: Uint8Array;
+  rA: Uint8Array;
+}
+export interface JoinAckFields {
+  type: typeof MsgType.JOIN_ACK;
+  rB: Uint8Array;
+  /** First 8 bytes of HMAC-B. */
+  hmacB: Uint8Array;
+}
+export interface JoinConfirmFields {
+  type: typeof MsgType.JOIN_CONFIRM;
+  hmacA: Uint8Array;
+}
+export interface RejectFields {
+  type: typeof MsgType.REJECT;
+  /** Wire error code; may be one this implementation does not know. */
+  code: number;
+  reason: string;
+}
+
+/** What `encodeHandshake` takes. */
+export type HandshakeFields =
+  | HelloFields
+  | HelloAckFields
+  | JoinFields
+  | JoinAckFields
+  | JoinConfirmFields
+  | RejectFields;
+
+/** Decoded messages also carry their raw body (input to the transcript and MACs). */
+type WithBody<T> = T & { readonly body: Uint8Array };
+export type HelloMessage = WithBody<HelloFields>;
+export type HelloAckMessage = WithBody<HelloAckFields>;
+export type JoinMessage = WithBody<JoinFields>;
+export type JoinAckMessage = WithBody<JoinAckFields>;
+export type JoinConfirmMessage = WithBody<JoinConfirmFields>;
+export type RejectMessage = WithBody<RejectFields>;
+export type HandshakeMessage =
+  | HelloMessage
+  | HelloAckMessage
+  | JoinMessage
+  | JoinAckMessage
+  | JoinConfirmMessage
+  | RejectMessage;
+
+const utf8 = new TextEncoder();
+// Lenient: a REJECT's reason is only shown to a user, its code is what matters.
+const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
+
+export function typeName(type: number): string {
+  for (const [k, v] of Object.entries(MsgType)) if (v === type) return k;
+  return `0x${type.toString(16).padStart(2, '0')}`;
+}
+
+function bad(reason: string): never {
+  throw new ProtocolError(ErrorCode.BAD_MESSAGE, reason);
+}
+
+// ---- encoding -------------------------------------------------------------
+
+function checkByte(n: number, what: string): number {
+  if (!Number.isInteger(n) || n < 0 || n > 255) {
+    throw new PlaitError(ErrorCode.INTERNAL, `${what} must be an integer 0..255, got ${n}`);
+  }
+  return n;
+}
+
+function checkBytes(b: Uint8Array, len: number, what: string): Uint8Array {
+  if (b.length !== len) throw new PlaitError(ErrorCode.INTERNAL, `${what} must be ${len} bytes, got ${b.length}`);
+  return b;
+}
+
+/** UTF-8 of `s` cut to at most `max` bytes without splitting a character. */
+export function truncateUtf8(s: string, max: number): Uint8Array {
+  const b = utf8.encode(s);
+  if (b.length <= max) return b;
+  let end = max;
+  // Back up over continuation bytes (10xxxxxx) to a character start.
+  while (end > 0 && ((b[end] ?? 0) & 0xc0) === 0x80) end--;
+  return b.subarray(0, end);
+}
+
+/** Encode header + body. Reject reasons longer than 200 UTF-8 bytes are truncated. */
+export function encodeHandshake(msg: HandshakeFields): Uint8Array {
+  let body: Uint8Array;
+  switch (msg.type) {
+    case MsgType.HELLO: {
+      body = new Uint8Array(BODY_SIZE.HELLO);
+      const ts = msg.timestamp;
+      if (!Number.isSafeInteger(ts) || ts < 0) {
+        throw new PlaitError(ErrorCode.INTERNAL, `HELLO timestamp must be a non-negative safe integer, got ${ts}`);
+      }
+      body[0] = checkByte(msg.version, 'version');
+      body[1] = checkByte(msg.flags, 'flags');
+      body[2] = checkByte(msg.addrId, 'addrId');
+      const dv = new DataView(body.buffer);
+      dv.setUint32(3, Math.floor(ts / 2 ** 32));
+      dv.setUint32(7, ts >>> 0);
+      body.set(checkBytes(msg.nonce, 32, 'nonce'), 11);
+      body.set(checkBytes(msg.ephemeral, 32, 'ephemeral'), 43);
+      body.set(checkBytes(msg.mac, 32, 'mac'), 75);
+      break;
+    }
+    case MsgType.HELLO_ACK:
+      body = new Uint8Array(BODY_SIZE.HELLO_ACK);
+      body.set(checkBytes(msg.nonce, 32, 'nonce'), 0);
+      body.set(checkBytes(msg.ephemeral, 32, 'ephemeral'), 32);
+      body.set(checkBytes(msg.mac, 32, 'mac'), 64);
+      break;
+    case MsgType.JOIN:
+      body = new Uint8Array(BODY_SIZE.JOIN);
+      body[0] = checkByte(msg.version, 'version');
+      body[1] = checkByte(msg.flags, 'flags');
+      body[2] = checkByte(msg.addrId, 'addrId');
+      body.set(checkBytes(msg.token, WIRE.TOKEN_BYTES, 'token'), 3);
+      body.set(checkBytes(msg.rA, 32, 'rA'), 19);
+      break;
+    case MsgType.JOIN_ACK:
+      body = new Uint8Array(BODY_SIZE.JOIN_ACK);
+      body.set(checkBytes(msg.rB, 32, 'rB'), 0);
+      body.set(checkBytes(msg.hmacB, WIRE.HMAC_B_TRUNC, 'hmacB'), 32);
+      break;
+    case MsgType.JOIN_CONFIRM:
+      body = checkBytes(msg.hmacA, 32, 'hmacA');
+      break;
+    case MsgType.REJECT: {
+      const reason = truncateUtf8(msg.reason, REJECT_REASON_MAX);
+      body = new Uint8Array(1 + reason.length);
+      body[0] = checkByte(msg.code, 'code');
+      body.set(reason, 1);
+      break;
+    }
+  }
+  const out = new Uint8Array(HANDSHAKE_HEADER + body.length);
+  out[0] = msg.type;
+  out[1] = body.length >>> 8;
+  out[2] = body.length & 0xff;
+  out.set(body, HANDSHAKE_HEADER);
+  return out;
+}
+
+/** Encoded REJECT, ready to send before closing. */
+export function encodeReject(code: number, reason: string): Uint8Array {
+  return encodeHandshake({ type: MsgType.REJECT, code, reason });
+}
+
+// ---- decoding -------------------------------------------------------------
+
+/** Allowed body length for a type, or undefined for an unknown type. */
+function bodyRange(type: number): [min: number, max: number] | undefined {
+  switch (type) {
+    case MsgType.HELLO:
+      return [BODY_SIZE.HELLO, BODY_SIZE.HELLO];
+    case MsgType.HELLO_ACK:
+      return [BODY_SIZE.HELLO_ACK, BODY_SIZE.HELLO_ACK];
+    case MsgType.JOIN:
+      return [BODY_SIZE.JOIN, BODY_SIZE.JOIN];
+    case MsgType.JOIN_ACK:
+      return [BODY_SIZE.JOIN_ACK, BODY_SIZE.JOIN_ACK];
+    case MsgType.JOIN_CONFIRM:
+      return [BODY_SIZE.JOIN_CONFIRM, BODY_SIZE.JOIN_CONFIRM];
+    case MsgType.REJECT:
+      return [1, 1 + REJECT_REASON_MAX];
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Checks a header before any body byte is buffered, so a hostile length
+ * costs nothing. HELLO and JOIN of another version may have another size, so
+ * their size is not judged here (see decodeBody).
+ */
+function checkHeader(type: number, length: number): void {
+  const range = bodyRange(type);
+  if (!range) bad(`unknown handshake message type ${typeName(type)}: not a plait v1 peer?`);
+  if (length > WIRE.HANDSHAKE_MAX_BODY) {
+    bad(`handshake message ${typeName(type)} declares ${length} bytes, limit ${WIRE.HANDSHAKE_MAX_BODY}: not a plait peer?`);
+  }
+  const versioned = type === MsgType.HELLO || type === MsgType.JOIN;
+  if (!versioned && (length < range[0] || length > range[1])) {
+    bad(`${typeName(type)} body is ${length} bytes, expected ${range[0] === range[1] ? range[0] : `${range[0]}..${range[1]}`}`);
+  }
+}
+
+function u64(body: Uint8Array, off: number): number {
+  const dv = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  // Values above 2^53 lose precision, harmless: such a timestamp is stale anyway.
+  return dv.getUint32(off) * 2 ** 32 + dv.getUint32(off + 4);
+}
+
+function checkVersionAndFlags(type: number, body: Uint8Array, size: number): void {
+  if (body.length >= 1 && body[0] !== WIRE.VERSION) {
+    throw new ProtocolError(
+      ErrorCode.VERSION,
+      `${typeName(type)} has protocol version ${body[0]}, this side speaks ${WIRE.VERSION}: upgrade the older side`,
+    );
+  }
+  if (body.length !== size) bad(`${typeName(type)} body is ${body.length} bytes, expected ${size}`);
+  const flags = body[1] ?? 0;
+  if ((flags & ~FLAG_BACKUP) !== 0) bad(`${typeName(type)} has reserved flag bits set (0x${flags.toString(16)})`);
+}
+
+/** Decode a body whose header passed checkHeader. `body` is owned by the result. */
+export function decodeBody(type: number, body: Uint8Array): HandshakeMessage {
+  checkHeader(type, body.length);
+  switch (type) {
+    case MsgType.HELLO:
+      checkVersionAndFlags(type, body, BODY_SIZE.HELLO);
+      return {
+        type,
+        body,
+        version: body[0] ?? 0,
+        flags: body[1] ?? 0,
+        addrId: body[2] ?? 0,
+        timestamp: u64(body, 3),
+        nonce: body.subarray(11, 43),
+        ephemeral: body.subarray(43, 75),
+        mac: body.subarray(75, 107),
+      };
+    case MsgType.HELLO_ACK:
+      return {
+        type,
+        body,
+        nonce: body.subarray(0, 32),
+        ephemeral: body.subarray(32, 64),
+        mac: body.subarray(64, 96),
+      };
+    case MsgType.JOIN:
+      checkVersionAndFlags(type, body, BODY_SIZE.JOIN);
+      return {
+        type,
+        body,
+        version: body[0] ?? 0,
+        flags: body[1] ?? 0,
+        addrId: body[2] ?? 0,
+        token: body.subarray(3, 19),
+        rA: body.subarray(19, 51),
+      };
+    case MsgType.JOIN_ACK:
+      return { type, body, rB: body.subarray(0, 32), hmacB: body.subarray(32, 40) };
+    case MsgType.JOIN_CONFIRM:
+      return { type, body, hmacA: body.subarray(0, 32) };
+    case MsgType.REJECT:
+      return { type, body, code: body[0] ?? 0, reason: utf8Decoder.decode(body.subarray(1)) };
+    default:
+      // Unreachable: checkHeader refused unknown types.
+      return bad(`unknown handshake message type ${typeName(type)}`);
+  }
+}
+
+/**
+ * Incremental decoder for one subflow's handshake phase. Chunks are kept by
+ * reference; only a message's header and body (at most 3 + 1024 bytes) are
+ * ever copied. Whatever follows the last message (sealed records sent in the
+ * same TCP segment) is handed over by `takeRest`.
+ */
+export class HandshakeReader {
+  private chunks: Uint8Array[] = [];
+  /** Read position inside chunks[0]. */
+  private offset = 0;
+  private size = 0;
+  private failed: ProtocolError | undefined;
+
+  /** Bytes held and not yet returned. */
+  get buffered(): number {
+    return this.size;
+  }
+
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+  }
+
+  /**
+   * The next whole message, or undefined if more bytes are needed. Throws
+   * ProtocolError (BAD_MESSAGE or VERSION) as soon as the header or body is
+   * known to be bad; after that the reader stays failed.
+   */
+  next(): HandshakeMessage | undefined {
+    if (this.failed) throw this.failed;
+    if (this.size < HANDSHAKE_HEADER) return undefined;
+    const header = this.peek(HANDSHAKE_HEADER);
+    const type = header[0] ?? 0;
+    const length = ((header[1] ?? 0) << 8) | (header[2] ?? 0);
+    try {
+      checkHeader(type, length);
+      if (this.size < HANDSHAKE_HEADER + length) return undefined;
+      this.skip(HANDSHAKE_HEADER);
+      const body = this.peek(length);
+      this.skip(length);
+      return decodeBody(type, body);
+    } catch (err) {
+      if (err instanceof ProtocolError) this.failed = err;
+      throw err;
+    }
+  }
+
+  /** All bytes after the last returned message; the reader is empty afterwards. */
+  takeRest(): Uint8Array {
+    const first = this.chunks[0];
+    // Usually the rest sits in one chunk: hand over a view, no copy.
+    const rest =
+      first && this.chunks.length === 1 ? first.subarray(this.offset) : this.peek(this.size);
+    this.chunks = [];
+    this.offset = 0;
+    this.size = 0;
+    return rest;
+  }
+
+  /** Copy of the first n buffered bytes (n <= size); a view when they sit in one chunk. */
+  private peek(n: number): Uint8Array {
+    const first = this.chunks[0];
+    if (first && first.length - this.offset >= n) {
+      // Copy so the message does not pin (or alias) a large network buffer.
+      return first.slice(this.offset, this.offset + n);
+    }
+    const out = new Uint8Array(n);
+    let filled = 0;
+    let off = this.offset;
+    for (const c of this.chunks) {
+      if (filled === n) break;
+      const take = Math.min(c.length - off, n - filled);
+      out.set(c.subarray(off, off + take), filled);
+      filled += take;
+      off = 0;
+    }
+    return out;
+  }
+
+  private skip(n: number): void {
+    this.size -= n;
+    while (n > 0) {
+      const first = this.chunks[0];
+      if (!first) break;
+      const avail = first.length - this.offset;
+      if (avail > n) {
+        this.offset += n;
+        return;
+      }
+      n -= avail;
+      this.chunks.shift();
+      this.offset = 0;
+    }
+  }
+}
+
+/**
+ * After JOIN_CONFIRM the server answers with either a sealed record (the
+ * `ok`) or a cleartext REJECT. A record's u32 length is at most 65552, so
+ * its first byte is 0x00, while a REJECT starts with 0x0f: the first byte
+ * tells them apart.
+ */
+export function startsWithReject(bytes: Uint8Array): boolean {
+  return bytes.length > 0 && bytes[0] === MsgType.REJECT;
+}

@@ -1,0 +1,437 @@
+/**
+ * Handshake state machines (PROTOCOL.md sections 3-4), without sockets or
+ * timers: callers feed decoded messages (HandshakeReader) and write the bytes
+ * returned. The 5 s handshake timeout is the caller's job.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Clock } from './clock.js';
+import { WIRE, type Config } from './config.js';
+import { ErrorCode, PlaitError, ProtocolError, RemoteError, errorName, isErrorCode } from './errors.js';
+import {
+  encodeHandshake,
+  encodeReject,
+  FLAG_BACKUP,
+  HELLO_ACK_MAC_OFFSET,
+  HELLO_MAC_OFFSET,
+  MsgType,
+  typeName,
+  type HandshakeMessage,
+  type HelloAckMessage,
+  type JoinAckMessage,
+} from './handshake-messages.js';
+import {
+  constantTimeEqual,
+  deriveSessionKeys,
+  generateEphemeral,
+  helloAckMac,
+  helloMac,
+  joinHmacA,
+  joinHmacB,
+  subflowKeys,
+  x25519,
+  type SecretKeys,
+  type SessionKeys,
+} from './keys.js';
+import type { ReplayCache } from './replay-cache.js';
+
+/** Record keys of one subflow as seen from one side. */
+export interface DirectionKeys {
+  send: Uint8Array;
+  recv: Uint8Array;
+}
+
+export interface SubflowOptions {
+  /** MPTCP B bit: carry data only when no regular subflow is usable. */
+  backup: boolean;
+  /** Client's local address id (0 for the first subflow). */
+  addrId: number;
+}
+
+export interface HelloResult {
+  keys: SessionKeys;
+  subflowKeys: DirectionKeys;
+}
+
+export interface ClientHello {
+  /** Encoded HELLO to send. */
+  message: Uint8Array;
+  /**
+   * Handle the server's answer. Throws RemoteError for a REJECT,
+   * PlaitError(AUTH_FAILED) if the server does not know the secret,
+   * ProtocolError(PROTOCOL) for any other message.
+   */
+  finish(reply: HandshakeMessage): HelloResult;
+}
+
+export interface JoinAckResult {
+  /** Encoded JOIN_CONFIRM to send; then wait for the `ok` record. */
+  confirm: Uint8Array;
+  subflowKeys: DirectionKeys;
+}
+
+export interface ClientJoin {
+  /** Encoded JOIN to send. */
+  message: Uint8Array;
+  /** Handle the server's answer; throws like ClientHello.finish. */
+  onJoinAck(reply: HandshakeMessage): JoinAckResult;
+}
+
+function flagsOf(opts: SubflowOptions): number {
+  return opts.backup ? FLAG_BACKUP : 0;
+}
+
+/** A REJECT from the peer, or a message out of place, as the error to raise. */
+function unexpected(reply: HandshakeMessage, expected: string): PlaitError {
+  if (reply.type === MsgType.REJECT) {
+    if (isErrorCode(reply.code)) return new RemoteError(reply.code, reply.reason);
+    return new RemoteError(ErrorCode.INTERNAL, `unknown code ${reply.code}${reply.reason ? `: ${reply.reason}` : ''}`);
+  }
+  return new ProtocolError(ErrorCode.PROTOCOL, `expected ${expected}, got ${typeName(reply.type)}`);
+}
+
+function once(what: string): () => void {
+  let used = false;
+  return () => {
+    if (used) throw new PlaitError(ErrorCode.INTERNAL, `${what} called twice`);
+    used = true;
+  };
+}
+
+/** Client side of HELLO / HELLO_ACK: creates a session on the first subflow. */
+export function startHello(secretKeys: SecretKeys, opts: SubflowOptions, clock: Clock): ClientHello {
+  const eph = generateEphemeral();
+  const nonce = randomBytes(WIRE.NONCE_BYTES);
+  const message = encodeHandshake({
+    type: MsgType.HELLO,
+    version: WIRE.VERSION,
+    flags: flagsOf(opts),
+    addrId: opts.addrId,
+    timestamp: Math.floor(clock.wallNow()),
+    nonce,
+    ephemeral: eph.publicKey,
+    mac: new Uint8Array(32),
+  });
+  // The MAC covers the body before it; fill it in place.
+  const helloBody = message.subarray(3);
+  helloBody.set(helloMac(secretKeys.authKey, helloBody.subarray(0, HELLO_MAC_OFFSET)), HELLO_MAC_OFFSET);
+  const use = once('ClientHello.finish');
+
+  return {
+    message,
+    finish(reply: HandshakeMessage): HelloResult {
+      if (reply.type !== MsgType.HELLO_ACK) throw unexpected(reply, 'HELLO_ACK');
+      use();
+      const ack: HelloAckMessage = reply;
+      const expected = helloAckMac(secretKeys.authKey, helloBody, ack.body.subarray(0, HELLO_ACK_MAC_OFFSET));
+      if (!constantTimeEqual(expected, ack.mac)) {
+        throw new PlaitError(
+          ErrorCode.AUTH_FAILED,
+          'server failed to prove the secret: wrong secret on one side, or not a plait server (or tampered HELLO_ACK)',
+        );
+      }
+      const dh = x25519(eph.privateKey, ack.ephemeral);
+      const keys = deriveSessionKeys(dh, secretKeys.pskKey, helloBody, ack.body);
+      const sk = subflowKeys(keys.master, nonce, ack.nonce);
+      return { keys, subflowKeys: { send: sk.c2s, recv: sk.s2c } };
+    },
+  };
+}
+
+/** Client side of JOIN / JOIN_ACK / JOIN_CONFIRM: adds a subflow to a session. */
+export function startJoin(keys: SessionKeys, opts: SubflowOptions): ClientJoin {
+  const rA = randomBytes(WIRE.NONCE_BYTES);
+  const flags = flagsOf(opts);
+  const message = encodeHandshake({
+    type: MsgType.JOIN,
+    version: WIRE.VERSION,
+    flags,
+    addrId: opts.addrId,
+    token: keys.token,
+    rA,
+  });
+  const use = once('ClientJoin.onJoinAck');
+
+  return {
+    message,
+    onJoinAck(reply: HandshakeMessage): JoinAckResult {
+      if (reply.type !== MsgType.JOIN_ACK) throw unexpected(reply, 'JOIN_ACK');
+      use();
+      const ack: JoinAckMessage = reply;
+      const expected = joinHmacB(keys, ack.rB, rA, opts.addrId, flags).subarray(0, WIRE.HMAC_B_TRUNC);
+      if (!constantTimeEqual(expected, ack.hmacB)) {
+        throw new PlaitError(
+          ErrorCode.AUTH_FAILED,
+          'server failed to prove the session keys in JOIN_ACK: tampered message or a different server',
+        );
+      }
+      const confirm = encodeHandshake({
+        type: MsgType.JOIN_CONFIRM,
+        hmacA: joinHmacA(keys, rA, ack.rB, opts.addrId, flags),
+      });
+      const sk = subflowKeys(keys.master, rA, ack.rB);
+      return { confirm, subflowKeys: { send: sk.c2s, recv: sk.s2c } };
+    },
+  };
+}
+
+// ---- server ---------------------------------------------------------------
+
+/** What the server handshake needs from a live session. */
+export interface JoinableSession {
+  keys: SessionKeys;
+  /** False when the session already has its maximum number of subflows. */
+  canAddSubflow(): boolean;
+  /** Remember a JOIN R_A; false if already used in this session (replay). */
+  rememberJoinNonce(rA: Uint8Array): boolean;
+}
+
+export interface ServerHandshakeOptions<S extends JoinableSession = JoinableSession> {
+  secretKeys: SecretKeys;
+  clock: Clock;
+  config: Pick<Config, 'timestampWindowMs' | 'maxSubflows'>;
+  /** Shared by all connections of the server. */
+  replayCache: ReplayCache;
+  lookupSession(token: Uint8Array): S | undefined;
+  /** Server-wide session limit; false answers a HELLO with BUSY. Default: always true. */
+  canCreateSession?(): boolean;
+}
+
+export interface ReplyStep {
+  kind: 'reply';
+  /** Encoded JOIN_ACK; keep feeding messages (JOIN_CONFIRM is next). */
+  message: Uint8Array;
+}
+export interface SessionStep {
+  kind: 'session';
+  /** Encoded HELLO_ACK; send it, then the `ok` record sealed with subflowKeys.send. */
+  reply: Uint8Array;
+  keys: SessionKeys;
+  subflowKeys: DirectionKeys;
+  backup: boolean;
+  addrId: number;
+}
+export interface JoinedStep<S extends JoinableSession = JoinableSession> {
+  kind: 'joined';
+  /** Send the `ok` record sealed with subflowKeys.send. */
+  session: S;
+  subflowKeys: DirectionKeys;
+  backup: boolean;
+  addrId: number;
+}
+export interface RejectStep {
+  kind: 'reject';
+  code: ErrorCode;
+  reason: string;
+  /** Encoded REJECT; send it, then close. */
+  message: Uint8Array;
+}
+export type ServerStep<S extends JoinableSession = JoinableSession> =
+  | ReplyStep
+  | SessionStep
+  | JoinedStep<S>
+  | RejectStep;
+
+export function rejectStep(code: ErrorCode, reason: string): RejectStep {
+  return { kind: 'reject', code, reason, message: encodeReject(code, reason) };
+}
+
+/**
+ * The REJECT to send for an error thrown while reading the handshake (e.g.
+ * a ProtocolError from HandshakeReader). Non-plait errors become INTERNAL
+ * without leaking their text to the peer.
+ */
+export function rejectForError(err: unknown): RejectStep {
+  if (err instanceof PlaitError) return rejectStep(err.code, err.message);
+  return rejectStep(ErrorCode.INTERNAL, 'internal error');
+}
+
+function describeSkew(deltaMs: number): string {
+  const s = (Math.abs(deltaMs) / 1000).toFixed(1);
+  return deltaMs > 0 ? `${s} s ahead of` : `${s} s behind`;
+}
+
+type ServerState<S> =
+  | { name: 'start' }
+  | { name: 'await-confirm'; session: S; rA: Uint8Array; rB: Uint8Array; flags: number; addrId: number }
+  | { name: 'done' };
+
+/**
+ * Server side of one subflow's handshake. One instance per connection; feed
+ * it each decoded message and act on the step. After 'session', 'joined' or
+ * 'reject' the handshake is over.
+ */
+export class ServerHandshake<S extends JoinableSession = JoinableSession> {
+  private state: ServerState<S> = { name: 'start' };
+
+  constructor(private readonly opts: ServerHandshakeOptions<S>) {}
+
+  /** True once a final step (session, joined, reject) has been returned. */
+  get done(): boolean {
+    return this.state.name === 'done';
+  }
+
+  /** Throws RemoteError if the client sent a REJECT (no reply is due then). */
+  onMessage(msg: HandshakeMessage): ServerStep<S> {
+    const state = this.state;
+    if (msg.type === MsgType.REJECT && state.name !== 'done') {
+      this.state = { name: 'done' };
+      throw unexpected(msg, '');
+    }
+    if (state.name === 'start') {
+      if (msg.type === MsgType.HELLO) return this.onHello(msg);
+      if (msg.type === MsgType.JOIN) return this.onJoin(msg);
+      return this.reject(ErrorCode.PROTOCOL, `expected HELLO or JOIN, got ${typeName(msg.type)}`);
+    }
+    if (state.name === 'await-confirm') {
+      if (msg.type === MsgType.JOIN_CONFIRM) return this.onJoinConfirm(state, msg.hmacA);
+      return this.reject(ErrorCode.PROTOCOL, `expected JOIN_CONFIRM, got ${typeName(msg.type)}`);
+    }
+    return this.reject(ErrorCode.PROTOCOL, `unexpected ${typeName(msg.type)} after the handshake ended`);
+  }
+
+  private reject(code: ErrorCode, reason: string): RejectStep {
+    this.state = { name: 'done' };
+    return rejectStep(code, reason);
+  }
+
+  private onHello(msg: Extract<HandshakeMessage, { type: typeof MsgType.HELLO }>): ServerStep<S> {
+    const { secretKeys, clock, config, replayCache } = this.opts;
+    // 1. The reader already refused malformed input; re-check in case the
+    //    message was built by hand.
+    if (msg.version !== WIRE.VERSION) {
+      return this.reject(ErrorCode.VERSION, `HELLO has protocol version ${msg.version}, server speaks ${WIRE.VERSION}`);
+    }
+    if (msg.body.length !== HELLO_MAC_OFFSET + 32 || (msg.flags & ~FLAG_BACKUP) !== 0) {
+      return this.reject(ErrorCode.BAD_MESSAGE, 'malformed HELLO');
+    }
+    // 2. Authenticate before anything that costs state.
+    const expected = helloMac(secretKeys.authKey, msg.body.subarray(0, HELLO_MAC_OFFSET));
+    if (!constantTimeEqual(expected, msg.mac)) {
+      return this.reject(ErrorCode.AUTH_FAILED, 'authentication failed: wrong secret or tampered HELLO');
+    }
+    // 3. Freshness.
+    const skew = msg.timestamp - clock.wallNow();
+    if (!(Math.abs(skew) <= config.timestampWindowMs)) {
+      return this.reject(
+        ErrorCode.STALE_TIMESTAMP,
+        `HELLO timestamp ${describeSkew(skew)} the server clock (allowed ±${config.timestampWindowMs / 1000} s): check the clocks (NTP) on both machines`,
+      );
+    }
+    // 4. Replay.
+    const verdict = replayCache.checkAndAdd(msg.nonce);
+    if (verdict === 'replay') {
+      return this.reject(ErrorCode.REPLAY, 'HELLO replayed: its nonce was already used (a captured HELLO sent again?)');
+    }
+    if (verdict === 'full') {
+      return this.reject(
+        ErrorCode.BUSY,
+        `server busy: too many new sessions in the last ${Math.round(replayCache.ttlMs / 1000)} s, retry later`,
+      );
+    }
+    // 5. Session limit.
+    if (this.opts.canCreateSession && !this.opts.canCreateSession()) {
+      return this.reject(ErrorCode.BUSY, 'server busy: at its session limit, retry later');
+    }
+    // 6. HELLO_ACK and keys.
+    const eph = generateEphemeral();
+    let dh: Uint8Array;
+    try {
+      dh = x25519(eph.privateKey, msg.ephemeral);
+    } catch (err) {
+      return this.reject(ErrorCode.AUTH_FAILED, err instanceof Error ? err.message : 'invalid X25519 public key');
+    }
+    const nonce = randomBytes(WIRE.NONCE_BYTES);
+    const reply = encodeHandshake({
+      type: MsgType.HELLO_ACK,
+      nonce,
+      ephemeral: eph.publicKey,
+      mac: new Uint8Array(32),
+    });
+    const ackBody = reply.subarray(3);
+    ackBody.set(
+      helloAckMac(secretKeys.authKey, msg.body, ackBody.subarray(0, HELLO_ACK_MAC_OFFSET)),
+      HELLO_ACK_MAC_OFFSET,
+    );
+    const keys = deriveSessionKeys(dh, secretKeys.pskKey, msg.body, ackBody);
+    if (this.opts.lookupSession(keys.token) !== undefined) {
+      // 2^-128 per PROTOCOL.md section 2; the client retries with fresh values.
+      return this.reject(ErrorCode.INTERNAL, 'session token collision, retry');
+    }
+    const sk = subflowKeys(keys.master, msg.nonce, nonce);
+    this.state = { name: 'done' };
+    return {
+      kind: 'session',
+      reply,
+      keys,
+      subflowKeys: { send: sk.s2c, recv: sk.c2s },
+      backup: (msg.flags & FLAG_BACKUP) !== 0,
+      addrId: msg.addrId,
+    };
+  }
+
+  private onJoin(msg: Extract<HandshakeMessage, { type: typeof MsgType.JOIN }>): ServerStep<S> {
+    if (msg.version !== WIRE.VERSION) {
+      return this.reject(ErrorCode.VERSION, `JOIN has protocol version ${msg.version}, server speaks ${WIRE.VERSION}`);
+    }
+    if ((msg.flags & ~FLAG_BACKUP) !== 0) return this.reject(ErrorCode.BAD_MESSAGE, 'malformed JOIN');
+    const session = this.opts.lookupSession(msg.token);
+    if (!session) {
+      return this.reject(
+        ErrorCode.UNKNOWN_TOKEN,
+        'unknown session token: the session expired or the server restarted; start a new session',
+      );
+    }
+    if (!session.canAddSubflow()) {
+      return this.reject(
+        ErrorCode.SESSION_FULL,
+        `session full: it already has its maximum number of subflows (maxSubflows = ${this.opts.config.maxSubflows})`,
+      );
+    }
+    if (!session.rememberJoinNonce(msg.rA)) {
+      return this.reject(ErrorCode.REPLAY, 'JOIN replayed: R_A already used in this session (a captured JOIN sent again?)');
+    }
+    // Copy: the message's fields view a body the caller may reuse.
+    const rA = Uint8Array.prototype.slice.call(msg.rA);
+    const rB = randomBytes(WIRE.NONCE_BYTES);
+    const hmacB = joinHmacB(session.keys, rB, rA, msg.addrId, msg.flags).subarray(0, WIRE.HMAC_B_TRUNC);
+    this.state = { name: 'await-confirm', session, rA, rB, flags: msg.flags, addrId: msg.addrId };
+    return { kind: 'reply', message: encodeHandshake({ type: MsgType.JOIN_ACK, rB, hmacB }) };
+  }
+
+  private onJoinConfirm(
+    st: Extract<ServerState<S>, { name: 'await-confirm' }>,
+    hmacA: Uint8Array,
+  ): ServerStep<S> {
+    const expected = joinHmacA(st.session.keys, st.rA, st.rB, st.addrId, st.flags);
+    if (!constantTimeEqual(expected, hmacA)) {
+      return this.reject(
+        ErrorCode.AUTH_FAILED,
+        'join authentication failed: HMAC-A did not verify (tampered JOIN or the client has other session keys)',
+      );
+    }
+    // The session may have filled up or ended during the round trip.
+    if (this.opts.lookupSession(st.session.keys.token) !== st.session) {
+      return this.reject(ErrorCode.UNKNOWN_TOKEN, 'the session ended during the join; start a new session');
+    }
+    if (!st.session.canAddSubflow()) {
+      return this.reject(
+        ErrorCode.SESSION_FULL,
+        `session full: it already has its maximum number of subflows (maxSubflows = ${this.opts.config.maxSubflows})`,
+      );
+    }
+    const sk = subflowKeys(st.session.keys.master, st.rA, st.rB);
+    this.state = { name: 'done' };
+    return {
+      kind: 'joined',
+      session: st.session,
+      subflowKeys: { send: sk.s2c, recv: sk.c2s },
+      backup: (st.flags & FLAG_BACKUP) !== 0,
+      addrId: st.addrId,
+    };
+  }
+}
+
+/** For logs: `AUTH_FAILED: reason`. */
+export function describeReject(step: RejectStep): string {
+  return `${errorName(step.code)}: ${step.reason}`;
+}

@@ -1,0 +1,745 @@
+import type { ByteChannel } from './channel.js';
+import type { Clock, Timer } from './clock.js';
+import type { Config } from './config.js';
+import { WIRE } from './config.js';
+import type { ControlMessage, OpenHeader } from './control.js';
+import { ErrorCode, errorName, PlaitError, ProtocolError, ResetCode } from './errors.js';
+import { DATA_HEADER_SIZE, decodeFrames, FrameType, frameSize, writeDataHeader, writeFrame, type Frame } from './frames.js';
+import { IntervalSet } from './id-set.js';
+import type { SessionKeys } from './keys.js';
+import type { RecordOpener, RecordSealer } from './record.js';
+import { EarliestArrivalScheduler, type Scheduler } from './scheduler.js';
+import { Stream, type StreamHost } from './stream.js';
+import { Subflow, type ReliableItem, type StagedRecord } from './subflow.js';
+
+export type Role = 'client' | 'server';
+
+export interface SubflowSetup {
+  channel: ByteChannel;
+  sealer: RecordSealer;
+  opener: RecordOpener;
+  backup: boolean;
+  addrId: number;
+  /** Bytes read past the handshake (the first records may ride along). */
+  leftover?: Uint8Array;
+  /** Server: extra addresses to advertise in the `ok` message (ADD_ADDR). */
+  advertise?: { id: number; host: string; port: number }[];
+}
+
+export interface SubflowStats {
+  id: number;
+  addrId: number;
+  local: string;
+  remote: string;
+  state: string;
+  backup: boolean;
+  rttMs: number;
+  minRttMs: number;
+  rateBytesPerSec: number;
+  inflightBytes: number;
+  capBytes: number;
+  bytesSent: number;
+  bytesReceived: number;
+  bytesReinjected: number;
+  suspectCount: number;
+}
+
+export interface SessionStats {
+  role: Role;
+  token: string;
+  openStreams: number;
+  streamsOpened: number;
+  subflows: SubflowStats[];
+  recvBufferedBytes: number;
+  counters: Record<string, number>;
+}
+
+export interface SessionEvents {
+  /** The peer opened a stream to `target`; call `accept()` or `reset()`. */
+  stream?(stream: Stream, target: OpenHeader): void;
+  subflowUp?(subflow: Subflow): void;
+  /** A subflow closed (`closed`) or stopped answering (`suspect`). */
+  subflowDown?(subflow: Subflow, reason: string, closed: boolean): void;
+  /** Server advertised extra addresses (client side). */
+  addresses?(addrs: { id: number; host: string; port: number }[]): void;
+  /** No subflow left; streams wait for a new one (the owner decides how long). */
+  idle?(): void;
+  closed?(error: PlaitError | undefined): void;
+}
+
+/** Named counters, one per event worth seeing in stats (MPTCP's mib.h). */
+const COUNTERS = [
+  'recordsSent',
+  'recordsReceived',
+  'framesReinjected',
+  'bytesReinjected',
+  'duplicateBytes',
+  'subflowsSuspected',
+  'subflowsRecovered',
+  'subflowsClosed',
+  'decryptFailures',
+  'streamsRefusedLimit',
+  'recvPauses',
+] as const;
+type Counter = (typeof COUNTERS)[number];
+
+/**
+ * One multipath session: many streams over many subflows. It owns framing,
+ * acks, reinjection, flow control and scheduling; it never opens sockets and
+ * takes time only from the injected clock.
+ */
+export class Session implements StreamHost {
+  readonly role: Role;
+  readonly config: Config;
+  readonly keys: SessionKeys;
+  private readonly clock: Clock;
+  private scheduler: Scheduler;
+  private events: SessionEvents;
+
+  private readonly streams = new Map<number, Stream>();
+  private readonly closedPeerIds = new IntervalSet();
+  private nextLocalId: number;
+  private streamsOpened = 0;
+
+  private readonly subflows: Subflow[] = [];
+  private nextSubflowId = 1;
+
+  private readonly readyStreams = new Set<Stream>();
+  private readonly dirtyWindows = new Set<Stream>();
+  private readonly controlQueue: Frame[] = [];
+  private readonly reinjectQueue: ReliableItem[] = [];
+
+  private recvBuffered = 0;
+  private recvPaused = false;
+  private pumpScheduled = false;
+  private tickTimer: Timer | undefined;
+  private closedState = false;
+  readonly counters: Record<Counter, number> = Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Record<Counter, number>;
+
+  constructor(opts: { role: Role; keys: SessionKeys; config: Config; clock: Clock; scheduler?: Scheduler; events?: SessionEvents }) {
+    this.role = opts.role;
+    this.keys = opts.keys;
+    this.config = opts.config;
+    this.clock = opts.clock;
+    this.scheduler = opts.scheduler ?? new EarliestArrivalScheduler();
+    this.events = opts.events ?? {};
+    this.nextLocalId = this.role === 'client' ? 1 : 2;
+  }
+
+  setEvents(events: SessionEvents): void {
+    this.events = events;
+  }
+
+  setScheduler(s: Scheduler): void {
+    this.scheduler = s;
+  }
+
+  get isClosed(): boolean {
+    return this.closedState;
+  }
+
+  get subflowCount(): number {
+    return this.subflows.length;
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  /** Subflows that carry (or could carry) data. */
+  get liveSubflows(): readonly Subflow[] {
+    return this.subflows;
+  }
+
+  canAddSubflow(): boolean {
+    return !this.closedState && this.subflows.length < this.config.maxSubflows;
+  }
+
+  // ------------------------------------------------------------ subflows
+
+  /**
+   * Attach an authenticated subflow. The server sends `ok` (JOIN_OK) as its
+   * first record; the client waits for it before sending anything.
+   */
+  addSubflow(setup: SubflowSetup): Subflow {
+    if (this.closedState) throw new PlaitError(ErrorCode.CLOSED, 'session is closed');
+    const now = this.clock.now();
+    const isServer = this.role === 'server';
+    const sf = new Subflow(setup.channel, setup.sealer, setup.opener, {
+      id: isServer ? this.nextSubflowId++ : 0,
+      backup: setup.backup,
+      addrId: setup.addrId,
+      awaitOk: !isServer,
+      now,
+    });
+    this.subflows.push(sf);
+    setup.channel.setHandlers({
+      data: (chunk) => this.onChannelData(sf, chunk),
+      drain: () => {
+        sf.writable = true;
+        this.schedulePump();
+      },
+      close: (err) => this.closeSubflow(sf, err ? `connection lost: ${err.message}` : 'connection closed', false),
+    });
+    if (this.recvPaused) setup.channel.pause();
+    if (isServer) {
+      const ok: ControlMessage = { t: 'ok', subflow: sf.id };
+      if (setup.advertise && setup.advertise.length > 0) ok.addrs = setup.advertise;
+      this.stageFrame(sf, { type: FrameType.CONTROL, message: ok }, undefined);
+      this.sealStaged(sf);
+      this.events.subflowUp?.(sf);
+    }
+    if (setup.leftover && setup.leftover.length > 0) this.onChannelData(sf, setup.leftover);
+    this.ensureTick();
+    this.schedulePump();
+    return sf;
+  }
+
+  private onChannelData(sf: Subflow, chunk: Uint8Array): void {
+    if (sf.state === 'closed' || this.closedState) return;
+    sf.lastRecvAt = this.clock.now();
+    sf.bytesReceived += chunk.length;
+    let plaintext: Uint8Array | undefined;
+    try {
+      sf.opener.push(chunk);
+    } catch (e) {
+      this.subflowError(sf, e);
+      return;
+    }
+    for (;;) {
+      try {
+        plaintext = sf.opener.next();
+      } catch (e) {
+        this.subflowError(sf, e);
+        return;
+      }
+      if (!plaintext) break;
+      sf.recvRecords++;
+      this.counters.recordsReceived++;
+      try {
+        let eliciting = false;
+        decodeFrames(plaintext, (f) => {
+          if (f.type !== FrameType.ACK) eliciting = true;
+          this.handleFrame(sf, f);
+        });
+        if (eliciting) sf.needAck = true;
+      } catch (e) {
+        // Frames are authenticated: a bad one means a broken peer, not noise.
+        this.close(e instanceof PlaitError ? e : new PlaitError(ErrorCode.INTERNAL, String(e)));
+        return;
+      }
+      if ((sf.state as string) === 'closed' || this.closedState) return;
+    }
+    if (sf.needAck) this.schedulePump();
+    this.checkRecvBudget();
+  }
+
+  private subflowError(sf: Subflow, e: unknown): void {
+    if (e instanceof PlaitError && e.code === ErrorCode.DECRYPT_FAILED) this.counters.decryptFailures++;
+    const reason = e instanceof PlaitError ? `${e.codeName}: ${e.message}` : String(e);
+    this.closeSubflow(sf, reason, true);
+  }
+
+  private handleFrame(sf: Subflow, f: Frame): void {
+    switch (f.type) {
+      case FrameType.DATA:
+        this.onDataFrame(f.stream, f.offset, f.payload, f.fin);
+        return;
+      case FrameType.ACK: {
+        const target = this.subflows.find((s) => s.id === f.subflow && s.state !== 'pending-ok');
+        if (target) this.onAck(target, f.records);
+        return;
+      }
+      case FrameType.WINDOW: {
+        const s = this.streams.get(f.stream);
+        if (s) {
+          const before = s.send.bufferedBytes;
+          s.onWindow(f.ackOffset, f.maxOffset, f.finReceived);
+          if (s.send.bufferedBytes !== before || s.finAcked) this.schedulePump();
+        }
+        return;
+      }
+      case FrameType.RESET: {
+        const s = this.streams.get(f.stream);
+        if (s) {
+          this.forgetStream(s);
+          s.onRemoteReset(f.code, f.reason);
+        } else if (this.isPeerId(f.stream)) {
+          // The reset may overtake the stream's first data: remember the id.
+          this.closedPeerIds.add(f.stream >>> 1);
+        }
+        return;
+      }
+      case FrameType.PING:
+        return;
+      case FrameType.CONTROL:
+        this.onControl(sf, f.message);
+        return;
+    }
+  }
+
+  private onControl(sf: Subflow, m: ControlMessage): void {
+    switch (m.t) {
+      case 'ok':
+        if (this.role !== 'client' || sf.state !== 'pending-ok') throw new ProtocolError(ErrorCode.PROTOCOL, 'unexpected ok message');
+        sf.id = m.subflow;
+        sf.state = 'active';
+        sf.markReady();
+        this.events.subflowUp?.(sf);
+        if (m.addrs && m.addrs.length > 0) this.events.addresses?.(m.addrs);
+        this.schedulePump();
+        return;
+      case 'close':
+        this.close(m.code === ErrorCode.CLOSED ? undefined : new PlaitError(m.code as ErrorCode, `peer closed the session: ${errorName(m.code)} ${m.reason}`), false);
+        return;
+      case 'prio': {
+        const target = this.subflows.find((s) => s.id === m.subflow);
+        if (target) target.backup = m.backup;
+        this.schedulePump();
+        return;
+      }
+      case 'unknown':
+        return;
+    }
+  }
+
+  private isPeerId(id: number): boolean {
+    return (id & 1) === (this.role === 'client' ? 0 : 1);
+  }
+
+  private onDataFrame(id: number, offset: number, payload: Uint8Array, fin: boolean): void {
+    let s = this.streams.get(id);
+    if (!s) {
+      if (!this.isPeerId(id)) {
+        if (id < this.nextLocalId) return; // late frame of a stream we finished
+        throw new ProtocolError(ErrorCode.PROTOCOL, `data for stream ${id} that we never opened`);
+      }
+      if (id === 0 || this.closedPeerIds.has(id >>> 1)) return; // finished or reset: a duplicate
+      if (this.streams.size >= this.config.maxStreams) {
+        this.counters.streamsRefusedLimit++;
+        this.closedPeerIds.add(id >>> 1);
+        this.queueControl({ type: FrameType.RESET, code: ResetCode.LIMIT, stream: id, reason: `more than ${this.config.maxStreams} streams` });
+        return;
+      }
+      s = new Stream(this, id, false);
+      this.streams.set(id, s);
+      this.streamsOpened++;
+    }
+    const before = s.recvBuffered;
+    const opened = s.onData(offset, payload, fin);
+    const after = s.isClosed ? 0 : s.recvBuffered;
+    this.recvBuffered += after - before;
+    if (payload.length > 0 && after - before < payload.length) this.counters.duplicateBytes += payload.length - Math.max(0, after - before);
+    if (opened) {
+      if (this.events.stream) this.events.stream(s, opened);
+      else s.reset(ResetCode.NOT_ALLOWED, 'this side accepts no streams');
+    }
+  }
+
+  private onAck(sf: Subflow, records: number): void {
+    if (records > sf.sentRecords) throw new ProtocolError(ErrorCode.PROTOCOL, `ack for ${records} records, only ${sf.sentRecords} sent`);
+    const last = sf.ackUpTo(records);
+    if (!last) return;
+    const now = this.clock.now();
+    const m = sf.metrics;
+    m.onRttSample(now, now - last.sentAt);
+    // Delivery rate as BBR takes it: bytes acknowledged since this record
+    // was sent, over the time since the ack that preceded its sending.
+    m.onRateSample(now, m.delivered - last.delivered, now - last.deliveredAt);
+    m.deliveredAt = now;
+    if (sf.state === 'suspect') {
+      sf.state = 'active';
+      this.counters.subflowsRecovered++;
+      this.events.subflowUp?.(sf);
+    }
+    this.schedulePump();
+  }
+
+  /** Close one subflow; its unacknowledged frames go out on the others. */
+  closeSubflow(sf: Subflow, reason: string, destroy: boolean): void {
+    if (sf.state === 'closed') return;
+    const wasPending = sf.state === 'pending-ok';
+    sf.state = 'closed';
+    this.counters.subflowsClosed++;
+    const i = this.subflows.indexOf(sf);
+    if (i >= 0) this.subflows.splice(i, 1);
+    sf.staged = undefined;
+    this.reinjectFrom(sf);
+    if (destroy) sf.channel.destroy();
+    else sf.channel.end();
+    sf.readyReject?.(new PlaitError(ErrorCode.CLOSED, `subflow closed before it was ready: ${reason}`));
+    if (!wasPending) this.events.subflowDown?.(sf, reason, true);
+    if (this.closedState) return;
+    if (this.subflows.length === 0) this.events.idle?.();
+    this.schedulePump();
+  }
+
+  private reinjectFrom(sf: Subflow): void {
+    for (const rec of sf.takeForReinjection()) {
+      for (const item of rec.items) {
+        this.reinjectQueue.push(item);
+        this.counters.framesReinjected++;
+        if (item.kind === 'data') {
+          sf.bytesReinjected += item.len;
+          this.counters.bytesReinjected += item.len;
+        }
+      }
+    }
+  }
+
+  private suspect(sf: Subflow, now: number, why: string): void {
+    sf.state = 'suspect';
+    sf.suspectSince = now;
+    sf.suspectCount++;
+    this.counters.subflowsSuspected++;
+    this.reinjectFrom(sf);
+    this.events.subflowDown?.(sf, why, false);
+    this.probe(sf, now);
+    this.schedulePump();
+  }
+
+  private probe(sf: Subflow, now: number): void {
+    sf.lastProbeAt = now;
+    this.stageFrame(sf, { type: FrameType.PING }, undefined);
+    this.sealStaged(sf);
+  }
+
+  // ------------------------------------------------------------- streams
+
+  /** Open a stream to `target` through the peer. Data may be written at once. */
+  openStream(target: OpenHeader): Stream {
+    if (this.closedState) throw new PlaitError(ErrorCode.CLOSED, 'session is closed');
+    if (this.streams.size >= this.config.maxStreams) {
+      throw new PlaitError(ErrorCode.LIMIT, `too many open streams (maxStreams ${this.config.maxStreams})`);
+    }
+    const id = this.nextLocalId;
+    if (id > 0xffff_fffe) throw new PlaitError(ErrorCode.LIMIT, 'stream ids exhausted; reconnect');
+    this.nextLocalId += 2;
+    const s = new Stream(this, id, true, target);
+    this.streams.set(id, s);
+    this.streamsOpened++;
+    this.streamReady(s);
+    return s;
+  }
+
+  streamReady(s: Stream): void {
+    if (s.sendableBytes() > 0 || s.finPending()) this.readyStreams.add(s);
+    this.schedulePump();
+  }
+
+  streamWindowDirty(s: Stream): void {
+    this.dirtyWindows.add(s);
+    this.schedulePump();
+    if (this.recvPaused) this.checkRecvBudget();
+  }
+
+  streamResetLocal(s: Stream, code: number, reason: string): void {
+    this.queueControl({ type: FrameType.RESET, code, stream: s.id, reason });
+    this.recvBuffered -= s.recvBuffered;
+    this.forgetStream(s);
+  }
+
+  streamFinished(s: Stream): void {
+    this.forgetStream(s);
+  }
+
+  private forgetStream(s: Stream): void {
+    if (!this.streams.delete(s.id)) return;
+    this.readyStreams.delete(s);
+    if (this.isPeerId(s.id)) this.closedPeerIds.add(s.id >>> 1);
+  }
+
+  private queueControl(f: Frame): void {
+    this.controlQueue.push(f);
+    this.schedulePump();
+  }
+
+  // ------------------------------------------------------ receive budget
+
+  /** Recompute the receive budget after application releases (cheap: incremental). */
+  private checkRecvBudget(): void {
+    let total = 0;
+    if (this.recvPaused || this.recvBuffered > this.config.sessionRecvBudget) {
+      // Recount exactly at the edges so rounding never leaves us paused.
+      for (const s of this.streams.values()) total += s.recvBuffered;
+      this.recvBuffered = total;
+    }
+    if (!this.recvPaused && this.recvBuffered > this.config.sessionRecvBudget) {
+      this.recvPaused = true;
+      this.counters.recvPauses++;
+      for (const sf of this.subflows) sf.channel.pause();
+    } else if (this.recvPaused && this.recvBuffered <= this.config.sessionRecvBudget / 2) {
+      this.recvPaused = false;
+      for (const sf of this.subflows) sf.channel.resume();
+    }
+  }
+
+  // ------------------------------------------------------------- sending
+
+  private schedulePump(): void {
+    if (this.pumpScheduled || this.closedState) return;
+    this.pumpScheduled = true;
+    queueMicrotask(() => this.pump());
+  }
+
+  /** Everything that leaves the session goes through here, once per tick of work. */
+  private pump(): void {
+    this.pumpScheduled = false;
+    if (this.closedState) return;
+    const now = this.clock.now();
+    for (const sf of this.subflows) sf.refreshView(now, this.config.initialInflight, this.config.minInflight);
+
+    // 1. Acks ride on the subflow they acknowledge, ahead of everything.
+    for (const sf of this.subflows) {
+      if (sf.needAck && sf.state !== 'pending-ok') {
+        sf.needAck = false;
+        this.stageFrame(sf, { type: FrameType.ACK, subflow: sf.id, records: sf.recvRecords }, undefined);
+      }
+    }
+    // 2. Window updates and control frames jump ahead of bulk data.
+    const ctl = this.controlSubflow();
+    if (ctl) {
+      for (const s of this.dirtyWindows) {
+        const w = s.windowFrame();
+        const f: Frame = { type: FrameType.WINDOW, finReceived: w.finReceived, stream: s.id, ackOffset: w.ackOffset, maxOffset: w.maxOffset };
+        this.stageFrame(ctl, f, { kind: 'frame', frame: f });
+      }
+      this.dirtyWindows.clear();
+      while (this.controlQueue.length > 0) {
+        const f = this.controlQueue.shift()!;
+        this.stageFrame(ctl, f, { kind: 'frame', frame: f });
+      }
+    }
+    // 3. Reinjected data, then new data, as the scheduler allows.
+    this.sendReinjections();
+    this.sendNewData();
+    for (const sf of this.subflows) this.sealStaged(sf);
+  }
+
+  /** Usable subflows of the class that may carry data: regular ones, else backups. */
+  private dataCandidates(): Subflow[] {
+    const regular: Subflow[] = [];
+    const backup: Subflow[] = [];
+    for (const sf of this.subflows) {
+      if (!sf.usable) continue;
+      (sf.backup ? backup : regular).push(sf);
+    }
+    // A backup subflow is used only when no regular one works (MPTCP low_prio).
+    const cls = regular.length > 0 ? regular : backup;
+    return cls.filter((sf) => sf.writable);
+  }
+
+  private controlSubflow(): Subflow | undefined {
+    let best: Subflow | undefined;
+    for (const sf of this.dataCandidates()) if (!best || (sf.srtt || Infinity) < (best.srtt || Infinity)) best = sf;
+    if (best) return best;
+    // Nothing writable: control frames are small, queue them on any live subflow.
+    return this.subflows.find((sf) => sf.usable) ?? this.subflows.find((sf) => sf.state === 'suspect');
+  }
+
+  private sendReinjections(): void {
+    while (this.reinjectQueue.length > 0) {
+      const item = this.reinjectQueue[0]!;
+      if (item.kind === 'frame') {
+        const sf = this.controlSubflow();
+        if (!sf) return;
+        this.reinjectQueue.shift();
+        this.stageFrame(sf, item.frame, item);
+        continue;
+      }
+      const s = item.stream;
+      const end = item.offset + item.len;
+      const start = Math.max(item.offset, s.peerAckOffset);
+      if (s.isClosed || (start >= end && !(item.fin && !s.finAcked))) {
+        this.reinjectQueue.shift();
+        continue;
+      }
+      const want = Math.min(end - start, WIRE.DATA_MAX_PAYLOAD);
+      const targets = this.pickSubflows(DATA_HEADER_SIZE + want);
+      if (targets.length === 0) return;
+      const len = Math.min(want, this.roomForAll(targets));
+      const fin = item.fin && start + len === end;
+      for (const sf of targets) this.stageData(sf, s, start, len, fin);
+      if (start + len >= end) this.reinjectQueue.shift();
+      else this.reinjectQueue[0] = { kind: 'data', stream: s, offset: start + len, len: end - start - len, fin: item.fin };
+    }
+  }
+
+  private sendNewData(): void {
+    while (this.readyStreams.size > 0) {
+      const s = this.readyStreams.values().next().value as Stream;
+      const sendable = s.sendableBytes();
+      if (sendable === 0 && !s.finPending()) {
+        this.readyStreams.delete(s);
+        continue;
+      }
+      const want = Math.min(sendable, WIRE.DATA_MAX_PAYLOAD);
+      const targets = this.pickSubflows(DATA_HEADER_SIZE + want);
+      if (targets.length === 0) return;
+      const len = Math.min(want, this.roomForAll(targets));
+      const piece = s.takeNew(len);
+      for (const sf of targets) this.stageData(sf, s, piece.offset, piece.len, piece.fin);
+      // Round robin between streams, one frame at a time.
+      this.readyStreams.delete(s);
+      if (s.sendableBytes() > 0 || s.finPending()) this.readyStreams.add(s);
+    }
+  }
+
+  private pickSubflows(bytes: number): Subflow[] {
+    const cands = this.dataCandidates();
+    if (cands.length === 0) return [];
+    return this.scheduler.pick(cands, bytes) as Subflow[];
+  }
+
+  /** Payload bytes that fit in the subflow's current record (or a fresh one). */
+  private roomFor(sf: Subflow): number {
+    const room = sf.staged ? this.config.recordTarget - sf.staged.pos - DATA_HEADER_SIZE : 0;
+    // Don't cut a frame into a sliver: start a new record instead.
+    return room >= 1024 ? Math.min(room, WIRE.DATA_MAX_PAYLOAD) : WIRE.DATA_MAX_PAYLOAD;
+  }
+
+  private roomForAll(targets: readonly Subflow[]): number {
+    let room: number = WIRE.DATA_MAX_PAYLOAD;
+    for (const sf of targets) room = Math.min(room, this.roomFor(sf));
+    return room;
+  }
+
+  private stageData(sf: Subflow, s: Stream, offset: number, len: number, fin: boolean): void {
+    const size = DATA_HEADER_SIZE + len;
+    const rec = this.stagingFor(sf, size);
+    const pos = writeDataHeader(rec.buf, rec.pos, fin, s.id, offset, len);
+    if (len > 0) s.send.copyOut(offset, len, rec.buf, pos);
+    rec.pos = pos + len;
+    rec.eliciting = true;
+    rec.items.push({ kind: 'data', stream: s, offset, len, fin });
+    if (rec.pos + DATA_HEADER_SIZE + 1024 > this.config.recordTarget) this.sealStaged(sf);
+  }
+
+  private stageFrame(sf: Subflow, f: Frame, item: ReliableItem | undefined): void {
+    const size = frameSize(f);
+    const rec = this.stagingFor(sf, size);
+    rec.pos = writeFrame(rec.buf, rec.pos, f);
+    if (f.type !== FrameType.ACK) rec.eliciting = true;
+    if (item) rec.items.push(item);
+  }
+
+  private stagingFor(sf: Subflow, size: number): StagedRecord {
+    if (sf.staged && sf.staged.pos + size > sf.staged.buf.length) this.sealStaged(sf);
+    if (!sf.staged) {
+      sf.staged = { buf: new Uint8Array(Math.max(this.config.recordTarget, size)), pos: 0, items: [], eliciting: false };
+    }
+    return sf.staged;
+  }
+
+  /** Seal the staged record and hand it to the channel. */
+  private sealStaged(sf: Subflow): void {
+    const rec = sf.staged;
+    if (!rec || rec.pos === 0 || sf.state === 'closed') return;
+    sf.staged = undefined;
+    const now = this.clock.now();
+    const wire = sf.sealer.seal(rec.buf.subarray(0, rec.pos));
+    const seq = sf.sentRecords++;
+    this.counters.recordsSent++;
+    if (rec.eliciting) {
+      if (sf.inflightBytes === 0) sf.metrics.deliveredAt = now; // idle restart: don't count idle time in the rate
+      sf.pushInflight({ seq, sentAt: now, bytes: rec.pos, items: rec.items, delivered: sf.metrics.delivered, deliveredAt: sf.metrics.deliveredAt, reinjected: false });
+    }
+    sf.lastSendAt = now;
+    sf.bytesSent += wire.length;
+    if (!sf.channel.write(wire)) sf.writable = false;
+    if (sf.sentRecords >= WIRE.RECORD_COUNTER_LIMIT) this.closeSubflow(sf, 'record counter exhausted; reconnecting', false);
+  }
+
+  // --------------------------------------------------------------- timers
+
+  private ensureTick(): void {
+    if (this.tickTimer || this.closedState) return;
+    this.tickTimer = this.clock.setTimeout(() => this.tick(), this.config.tickMs);
+  }
+
+  private tick(): void {
+    this.tickTimer = undefined;
+    if (this.closedState) return;
+    const now = this.clock.now();
+    for (const sf of [...this.subflows]) {
+      if (sf.state === 'pending-ok' || sf.state === 'closed') continue;
+      const oldest = sf.oldestInflight();
+      if (oldest) {
+        const age = now - oldest.sentAt;
+        if (age > this.config.deadAfterMs) {
+          this.closeSubflow(sf, `no acknowledgement for ${Math.round(age / 1000)} s`, true);
+          continue;
+        }
+        const rto = sf.metrics.rto(this.config.minRtoMs, this.config.maxRtoMs);
+        if (sf.state === 'active' && age > rto) this.suspect(sf, now, `no acknowledgement for ${Math.round(age)} ms (timeout ${Math.round(rto)} ms)`);
+      }
+      if (sf.state === 'suspect' && now - sf.lastProbeAt >= this.config.probeMs) this.probe(sf, now);
+      else if (sf.state === 'active' && !oldest && now - sf.lastSendAt >= this.config.keepaliveMs) this.probe(sf, now);
+    }
+    if (this.subflows.length > 0) this.ensureTick();
+  }
+
+  // ------------------------------------------------------------ lifecycle
+
+  /** Close the session: tell the peer (if `notify`), abort streams, drop subflows. */
+  close(error?: PlaitError, notify = true): void {
+    if (this.closedState) return;
+    const code = error?.code ?? ErrorCode.CLOSED;
+    if (notify) {
+      const reason = error ? error.message.slice(0, 200) : 'closed';
+      for (const sf of this.subflows) {
+        if (sf.state === 'pending-ok') continue;
+        this.stageFrame(sf, { type: FrameType.CONTROL, message: { t: 'close', code, reason } }, undefined);
+        this.sealStaged(sf);
+      }
+    }
+    this.closedState = true;
+    this.tickTimer?.cancel();
+    this.tickTimer = undefined;
+    for (const sf of [...this.subflows]) {
+      sf.state = 'closed';
+      sf.readyReject?.(error ?? new PlaitError(ErrorCode.CLOSED, 'session closed'));
+      sf.channel.end();
+    }
+    this.subflows.length = 0;
+    const reason = error ? error.message : 'session closed';
+    for (const s of [...this.streams.values()]) s.abort(ResetCode.SESSION_CLOSED, reason);
+    this.streams.clear();
+    this.readyStreams.clear();
+    this.events.closed?.(error);
+  }
+
+  stats(): SessionStats {
+    const now = this.clock.now();
+    return {
+      role: this.role,
+      token: Buffer.from(this.keys.token).toString('hex'),
+      openStreams: this.streams.size,
+      streamsOpened: this.streamsOpened,
+      recvBufferedBytes: this.recvBuffered,
+      counters: { ...this.counters },
+      subflows: this.subflows.map((sf) => {
+        sf.refreshView(now, this.config.initialInflight, this.config.minInflight);
+        return {
+          id: sf.id,
+          addrId: sf.addrId,
+          local: sf.channel.localLabel,
+          remote: sf.channel.remoteLabel,
+          state: sf.state,
+          backup: sf.backup,
+          rttMs: round(sf.srtt),
+          minRttMs: round(sf.minRtt),
+          rateBytesPerSec: Math.round(sf.rate * 1000),
+          inflightBytes: sf.inflight,
+          capBytes: Math.round(sf.cap),
+          bytesSent: sf.bytesSent,
+          bytesReceived: sf.bytesReceived,
+          bytesReinjected: sf.bytesReinjected,
+          suspectCount: sf.suspectCount,
+        };
+      }),
+    };
+  }
+}
+
+const round = (x: number): number => Math.round(x * 100) / 100;

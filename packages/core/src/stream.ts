@@ -1,0 +1,340 @@
+import type { Config } from './config.js';
+import { WIRE } from './config.js';
+import { encodeStreamHeader, parseOpenHeader, StreamHeaderReader, type OpenHeader } from './control.js';
+import { ErrorCode, ProtocolError, ResetCode } from './errors.js';
+import { Reassembly } from './reassembly.js';
+import { SendBuffer } from './send-buffer.js';
+
+export interface StreamHandlers {
+  /** In-order payload. Call `release(chunk.length)` once it has been passed on. */
+  data?(chunk: Uint8Array): void;
+  /** The peer finished its direction (FIN): no more data. */
+  end?(): void;
+  /** Opener side: the acceptor connected the target. */
+  accept?(): void;
+  /** The stream was aborted, by us (`remote` false) or by the peer. */
+  reset?(code: number, reason: string, remote: boolean): void;
+  /** `write` may be called again after returning false. */
+  drain?(): void;
+  /** The stream is finished and forgotten by the session. */
+  close?(): void;
+}
+
+/** What a stream needs from its session. */
+export interface StreamHost {
+  readonly config: Config;
+  /** New data, FIN or a window update is ready to go out. */
+  streamReady(stream: Stream): void;
+  /** The peer should hear about our receive state (WINDOW frame). */
+  streamWindowDirty(stream: Stream): void;
+  /** The application aborted the stream. */
+  streamResetLocal(stream: Stream, code: number, reason: string): void;
+  /** Both directions are done. */
+  streamFinished(stream: Stream): void;
+}
+
+type Phase = 'header' | 'open' | 'closed';
+
+/**
+ * One proxied connection inside a session: two byte directions, each with its
+ * own offsets, credit window and reassembly. No I/O here.
+ */
+export class Stream {
+  readonly id: number;
+  /** True when this side opened the stream. */
+  readonly local: boolean;
+  /** Target named by the opener (set on both sides). */
+  target: OpenHeader | undefined;
+
+  // ---- send direction
+  readonly send = new SendBuffer();
+  /** Next never-sent offset. */
+  sentOffset = 0;
+  peerAckOffset = 0;
+  peerMaxOffset: number = WIRE.INITIAL_WINDOW;
+  finQueued = false;
+  finSent = false;
+  finAcked = false;
+  private acceptedLocally: boolean;
+  private wantDrain = false;
+
+  // ---- receive direction
+  readonly reassembly: Reassembly;
+  private recvPhase: Phase = 'header';
+  private readonly headerReader = new StreamHeaderReader();
+  /** Offset of the first payload byte (after the header). */
+  private payloadStart = 0;
+  /** Bytes below this offset were handed to the application or were header. */
+  private deliveredOffset = 0;
+  private releasedOffset = 0;
+  recvMaxOffset: number = WIRE.INITIAL_WINDOW;
+  advertisedMax: number = WIRE.INITIAL_WINDOW;
+  advertisedAck = 0;
+  finalSize: number | undefined;
+  finDelivered = false;
+  finAdvertised = false;
+  private inbox: Uint8Array[] = [];
+  private handlers: StreamHandlers = {};
+  private endPending = false;
+
+  private closed = false;
+  private aborted = false;
+  private closeEmitted = false;
+
+  constructor(
+    private readonly host: StreamHost,
+    id: number,
+    local: boolean,
+    target?: OpenHeader,
+  ) {
+    this.id = id;
+    this.local = local;
+    this.target = target;
+    this.reassembly = new Reassembly(host.config.reassemblyParts);
+    this.acceptedLocally = local;
+    if (local && target) this.send.append(encodeStreamHeader(target));
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Set (or add to) the stream's event handlers. */
+  setHandlers(h: StreamHandlers): void {
+    this.handlers = { ...this.handlers, ...h };
+    this.flushInbox();
+  }
+
+  // ---------------------------------------------------------------- app API
+
+  /** Queue bytes (the stream keeps the buffer; do not reuse it). False = wait for drain. */
+  write(chunk: Uint8Array): boolean {
+    if (this.closed) return false;
+    if (!this.acceptedLocally) throw new Error('accept() the stream before writing to it');
+    if (this.finQueued) throw new Error('write after end()');
+    this.send.append(chunk);
+    this.host.streamReady(this);
+    const ok = this.send.bufferedBytes < this.host.config.streamSendBuffer;
+    if (!ok) this.wantDrain = true;
+    return ok;
+  }
+
+  /** Half-close: no more data from this side. */
+  end(): void {
+    if (this.closed || this.finQueued) return;
+    if (!this.acceptedLocally) throw new Error('accept() the stream before ending it');
+    this.finQueued = true;
+    this.host.streamReady(this);
+  }
+
+  /** Acceptor side: the target is connected; send the reply header. */
+  accept(): void {
+    if (this.acceptedLocally || this.closed) return;
+    this.acceptedLocally = true;
+    this.send.append(encodeStreamHeader({}));
+    this.host.streamReady(this);
+  }
+
+  /** Abort both directions. */
+  reset(code: number = ResetCode.CANCEL, reason = ''): void {
+    if (this.closed) return;
+    this.host.streamResetLocal(this, code, reason);
+    this.terminate(true);
+    this.handlers.reset?.(code, reason, false);
+    this.emitClose();
+  }
+
+  /** The application has passed on `n` payload bytes: grant the peer more credit. */
+  release(n: number): void {
+    if (this.closed || n <= 0) return;
+    this.releasedOffset = Math.min(this.deliveredOffset, this.releasedOffset + n);
+    this.recvMaxOffset = Math.max(this.recvMaxOffset, this.releasedOffset + this.host.config.streamWindow);
+    // Tell the peer once a quarter window has opened up, not for every byte.
+    if (this.recvMaxOffset - this.advertisedMax >= this.host.config.streamWindow / 4) this.host.streamWindowDirty(this);
+  }
+
+  /** Bytes this stream holds on the receive side (reordering plus unreleased). */
+  get recvBuffered(): number {
+    return this.reassembly.nextOffset - this.releasedOffset + this.reassembly.bufferedBytes;
+  }
+
+  // ------------------------------------------------------- session: sending
+
+  /** New bytes that may be sent now (within the peer's credit). */
+  sendableBytes(): number {
+    if (!this.acceptedLocally) return 0;
+    return Math.max(0, Math.min(this.send.writtenOffset, this.peerMaxOffset) - this.sentOffset);
+  }
+
+  /** A FIN still has to go out and every byte before it has been sent. */
+  finPending(): boolean {
+    return this.finQueued && !this.finSent && this.sentOffset === this.send.writtenOffset;
+  }
+
+  /** Claim up to `max` new bytes; returns the frame's offset, length and FIN flag. */
+  takeNew(max: number): { offset: number; len: number; fin: boolean } {
+    const len = Math.min(max, this.sendableBytes());
+    const offset = this.sentOffset;
+    this.sentOffset += len;
+    const fin = this.finQueued && this.sentOffset === this.send.writtenOffset;
+    if (fin) this.finSent = true;
+    return { offset, len, fin };
+  }
+
+  onWindow(ackOffset: number, maxOffset: number, finReceived: boolean): void {
+    if (this.closed) return;
+    if (ackOffset > this.sentOffset) throw new ProtocolError(ErrorCode.PROTOCOL, `stream ${this.id}: peer acknowledged unsent bytes`);
+    if (ackOffset > this.peerAckOffset) {
+      this.peerAckOffset = ackOffset;
+      this.send.releaseTo(ackOffset);
+    }
+    if (maxOffset > this.peerMaxOffset) {
+      this.peerMaxOffset = maxOffset;
+      if (this.sendableBytes() > 0) this.host.streamReady(this);
+    }
+    if (finReceived && this.finSent && !this.finAcked) {
+      this.finAcked = true;
+      this.maybeFinished();
+    }
+    if (this.wantDrain && this.send.bufferedBytes < this.host.config.streamSendBuffer) {
+      this.wantDrain = false;
+      this.handlers.drain?.();
+    }
+  }
+
+  // ----------------------------------------------------- session: receiving
+
+  /**
+   * A DATA frame arrived. Returns the header when this frame completed the
+   * peer's header of a peer-opened stream (the session then announces it).
+   */
+  onData(offset: number, payload: Uint8Array, fin: boolean): OpenHeader | undefined {
+    if (this.closed) return undefined;
+    const end = offset + payload.length;
+    if (end > this.recvMaxOffset) {
+      throw new ProtocolError(ErrorCode.FLOW_CONTROL, `stream ${this.id}: data up to ${end} beyond credit ${this.recvMaxOffset}`);
+    }
+    if (this.finalSize !== undefined && (end > this.finalSize || (fin && end !== this.finalSize))) {
+      throw new ProtocolError(ErrorCode.PROTOCOL, `stream ${this.id}: data past its final size`);
+    }
+    if (fin) {
+      if (end < this.highestTouched) throw new ProtocolError(ErrorCode.PROTOCOL, `stream ${this.id}: FIN below data already received`);
+      this.finalSize = end;
+    }
+    if (end > this.highestTouched) this.highestTouched = end;
+    const before = this.reassembly.nextOffset;
+    let opened: OpenHeader | undefined;
+    for (const chunk of this.reassembly.insert(offset, payload)) {
+      opened = this.deliver(chunk) ?? opened;
+    }
+    if (this.reassembly.nextOffset !== before || fin) this.host.streamWindowDirty(this);
+    this.checkFin();
+    return opened;
+  }
+
+  private highestTouched = 0;
+
+  private deliver(chunk: Uint8Array): OpenHeader | undefined {
+    if (this.recvPhase === 'header') {
+      const got = this.headerReader.push(chunk);
+      if (!got) {
+        this.consumeHeaderBytes(chunk.length);
+        return undefined;
+      }
+      this.consumeHeaderBytes(chunk.length - got.rest.length);
+      this.recvPhase = 'open';
+      this.payloadStart = this.deliveredOffset;
+      let opened: OpenHeader | undefined;
+      if (this.local) {
+        this.handlers.accept?.();
+      } else {
+        opened = parseOpenHeader(got.header);
+        this.target = opened;
+      }
+      if (got.rest.length > 0) this.deliverPayload(got.rest);
+      return opened;
+    }
+    this.deliverPayload(chunk);
+    return undefined;
+  }
+
+  private consumeHeaderBytes(n: number): void {
+    // Header bytes never reach the application, so they count as released.
+    this.deliveredOffset += n;
+    this.releasedOffset += n;
+    this.recvMaxOffset = Math.max(this.recvMaxOffset, this.releasedOffset + this.host.config.streamWindow);
+  }
+
+  private deliverPayload(chunk: Uint8Array): void {
+    this.deliveredOffset += chunk.length;
+    if (this.handlers.data && this.inbox.length === 0) this.handlers.data(chunk);
+    else this.inbox.push(chunk);
+  }
+
+  private flushInbox(): void {
+    while (this.handlers.data && this.inbox.length > 0 && !this.aborted) this.handlers.data(this.inbox.shift()!);
+    if (this.inbox.length > 0) return;
+    if (this.endPending && this.handlers.end) {
+      this.endPending = false;
+      this.handlers.end();
+    }
+    if (this.closed && !this.endPending) this.emitClose();
+  }
+
+  private emitClose(): void {
+    if (this.closeEmitted) return;
+    this.closeEmitted = true;
+    this.handlers.close?.();
+  }
+
+  private checkFin(): void {
+    if (this.finDelivered || this.finalSize === undefined || this.reassembly.nextOffset < this.finalSize) return;
+    if (this.recvPhase === 'header') {
+      // The peer ended before completing its header: nothing valid to open.
+      throw new ProtocolError(ErrorCode.PROTOCOL, `stream ${this.id}: FIN inside the stream header`);
+    }
+    this.finDelivered = true;
+    this.host.streamWindowDirty(this);
+    this.endPending = true;
+    this.flushInbox();
+    this.maybeFinished();
+  }
+
+  /** Values for the next WINDOW frame; marks them as advertised. */
+  windowFrame(): { ackOffset: number; maxOffset: number; finReceived: boolean } {
+    this.advertisedAck = this.reassembly.nextOffset;
+    this.advertisedMax = this.recvMaxOffset;
+    if (this.finDelivered) this.finAdvertised = true;
+    return { ackOffset: this.advertisedAck, maxOffset: this.advertisedMax, finReceived: this.finDelivered };
+  }
+
+  /** The peer reset the stream. */
+  onRemoteReset(code: number, reason: string): void {
+    if (this.closed) return;
+    this.terminate(true);
+    this.handlers.reset?.(code, reason, true);
+    this.emitClose();
+  }
+
+  /** The session is going away. */
+  abort(code: number, reason: string): void {
+    this.onRemoteReset(code, reason);
+  }
+
+  private maybeFinished(): void {
+    if (this.closed || !this.finAcked || !this.finDelivered) return;
+    this.terminate(false);
+    this.host.streamFinished(this);
+    this.flushInbox();
+  }
+
+  private terminate(abort: boolean): void {
+    this.closed = true;
+    if (abort) {
+      this.aborted = true;
+      this.inbox = [];
+    }
+    this.recvPhase = 'closed';
+    this.send.releaseTo(this.send.writtenOffset);
+  }
+}
