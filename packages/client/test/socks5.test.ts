@@ -1,0 +1,465 @@
+import { randomBytes } from 'node:crypto';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ResetCode } from '@plait/core';
+import { DialError, type Dialer, type Target } from '../src/dialer.js';
+import { formatIPv6, serveSocks5, type Socks5Options } from '../src/socks5.js';
+
+// ---- helpers (kept local so each test file stands alone) ----
+
+function listen(server: net.Server, host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const addr = server.address();
+      if (addr === null || typeof addr === 'string') reject(new Error('no port'));
+      else resolve(addr.port);
+    });
+  });
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Collects everything a socket receives and lets a test wait for bytes, end or close. */
+function reader(sock: net.Socket) {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let ended = false;
+  let closed = false;
+  let waiters: (() => void)[] = [];
+  const wake = (): void => {
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
+  };
+  sock.on('data', (c: Buffer) => {
+    chunks.push(c);
+    length += c.length;
+    wake();
+  });
+  sock.on('end', () => {
+    ended = true;
+    wake();
+  });
+  sock.on('close', () => {
+    closed = true;
+    wake();
+  });
+  sock.on('error', () => {});
+  const until = (cond: () => boolean, what: string, ms = 10_000): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+      const check = (): void => {
+        if (cond()) {
+          clearTimeout(t);
+          resolve();
+        } else waiters.push(check);
+      };
+      check();
+    });
+  const all = (): Buffer => {
+    const b = Buffer.concat(chunks);
+    chunks.length = 0;
+    if (b.length > 0) chunks.push(b);
+    return b;
+  };
+  return {
+    received: (): Buffer => all(),
+    isClosed: (): boolean => closed,
+    async take(n: number): Promise<Buffer> {
+      await until(() => length >= n || closed, `${n} bytes`);
+      const b = all();
+      if (b.length < n) throw new Error(`closed after ${b.length} of ${n} bytes`);
+      chunks.length = 0;
+      if (b.length > n) chunks.push(b.subarray(n));
+      length -= n;
+      return b.subarray(0, n);
+    },
+    async rest(): Promise<Buffer> {
+      await until(() => ended || closed, 'end');
+      return all();
+    },
+    closed: (): Promise<void> => until(() => closed, 'close'),
+  };
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function within<T>(p: Promise<T> | undefined, ms: number): Promise<T> {
+  if (!p) return Promise.reject(new Error('no promise'));
+  return Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`not settled within ${ms} ms`)))]);
+}
+
+// ---- fixtures ----
+
+let echoPort = 0;
+const echo = net.createServer({ allowHalfOpen: true }, (s) => {
+  s.on('error', () => {});
+  s.pipe(s);
+});
+
+/** Dials the local echo server whatever the target, and remembers the targets. */
+function echoDialer(delayMs = 0): { dial: Dialer; targets: Target[]; remotes: net.Socket[] } {
+  const targets: Target[] = [];
+  const remotes: net.Socket[] = [];
+  const dial: Dialer = async (t) => {
+    targets.push(t);
+    if (delayMs) await sleep(delayMs);
+    const s = await connect(echoPort);
+    remotes.push(s);
+    return s;
+  };
+  return { dial, targets, remotes };
+}
+
+const servers: net.Server[] = [];
+/** A SOCKS5 proxy on loopback using `dial`; also collects serveSocks5's promises. */
+async function proxy(opts: Socks5Options, dial: Dialer): Promise<{ port: number; served: Promise<void>[] }> {
+  const served: Promise<void>[] = [];
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    served.push(serveSocks5(s, opts, dial));
+  });
+  servers.push(server);
+  return { port: await listen(server), served };
+}
+
+beforeAll(async () => {
+  echoPort = await listen(echo);
+});
+afterAll(async () => {
+  await Promise.all([echo, ...servers].map(closeServer));
+});
+
+const GREETING_NOAUTH = Buffer.from([5, 1, 0]);
+const SUCCESS = Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+
+function connectRequest(atyp: number, addr: Buffer, port: number, cmd = 1): Buffer {
+  const p = Buffer.alloc(2);
+  p.writeUInt16BE(port);
+  return Buffer.concat([Buffer.from([5, cmd, 0, atyp]), addr, p]);
+}
+const v4Request = (ip: string, port: number, cmd = 1): Buffer =>
+  connectRequest(1, Buffer.from(ip.split('.').map(Number)), port, cmd);
+const domainRequest = (name: string, port: number): Buffer =>
+  connectRequest(3, Buffer.concat([Buffer.from([name.length]), Buffer.from(name, 'latin1')]), port);
+
+async function echoRoundTrip(sock: net.Socket, r: ReturnType<typeof reader>, size: number): Promise<void> {
+  const payload = randomBytes(size);
+  sock.end(payload);
+  const got = await r.rest();
+  expect(got.length).toBe(size);
+  expect(got.equals(payload)).toBe(true);
+}
+
+// ---- tests ----
+
+describe('serveSocks5 CONNECT', () => {
+  it('connects by IPv4 and echoes 4 MiB byte-exact, passing half-close both ways', async () => {
+    const d = echoDialer();
+    const { port, served } = await proxy({}, d.dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(GREETING_NOAUTH);
+    expect([...(await r.take(2))]).toEqual([5, 0]);
+    sock.write(v4Request('203.0.113.7', 8443));
+    expect((await r.take(10)).equals(SUCCESS)).toBe(true);
+    await echoRoundTrip(sock, r, 4 * 1024 * 1024);
+    expect(d.targets).toEqual([{ host: '203.0.113.7', port: 8443 }]);
+    await r.closed();
+    await served[0];
+  });
+
+  it('connects by IPv6 and passes the address in compressed text form', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({}, d.dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    const addr = Buffer.from('20010db8000000000000000000000001', 'hex');
+    sock.write(Buffer.concat([GREETING_NOAUTH, connectRequest(4, addr, 443)]));
+    await r.take(2);
+    expect((await r.take(10)).equals(SUCCESS)).toBe(true);
+    await echoRoundTrip(sock, r, 2 * 1024 * 1024);
+    expect(d.targets).toEqual([{ host: '2001:db8::1', port: 443 }]);
+  });
+
+  it('passes a domain name to the dialer unresolved', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({}, d.dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(Buffer.concat([GREETING_NOAUTH, domainRequest('example.invalid', 80)]));
+    await r.take(2);
+    expect((await r.take(10)).equals(SUCCESS)).toBe(true);
+    await echoRoundTrip(sock, r, 3 * 1024 * 1024);
+    expect(d.targets).toEqual([{ host: 'example.invalid', port: 80 }]);
+  });
+
+  it('parses a handshake that arrives one byte at a time', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({}, d.dial);
+    const sock = await connect(port);
+    sock.setNoDelay(true);
+    const r = reader(sock);
+    const all = Buffer.concat([GREETING_NOAUTH, domainRequest('split.example', 4242)]);
+    for (const byte of all) {
+      sock.write(Buffer.from([byte]));
+      await sleep(2);
+    }
+    expect([...(await r.take(2))]).toEqual([5, 0]);
+    expect((await r.take(10)).equals(SUCCESS)).toBe(true);
+    await echoRoundTrip(sock, r, 64 * 1024);
+    expect(d.targets).toEqual([{ host: 'split.example', port: 4242 }]);
+  });
+
+  it('keeps data pipelined behind the request while the dial is in progress', async () => {
+    const d = echoDialer(100);
+    const { port } = await proxy({ auth: { username: 'u', password: 'p' } }, d.dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    const early = randomBytes(100_000);
+    // Greeting, authentication, request and payload all before any reply.
+    sock.write(
+      Buffer.concat([Buffer.from([5, 1, 2]), Buffer.from([1, 1, 0x75, 1, 0x70]), v4Request('198.51.100.1', 22), early]),
+    );
+    expect([...(await r.take(2))]).toEqual([5, 2]);
+    expect([...(await r.take(2))]).toEqual([1, 0]);
+    expect((await r.take(10)).equals(SUCCESS)).toBe(true);
+    expect((await r.take(early.length)).equals(early)).toBe(true);
+    sock.end();
+    expect((await r.rest()).length).toBe(0);
+  });
+
+  it('replies success only after the dial resolved', async () => {
+    let release: (s: Duplex) => void = () => {};
+    const dial: Dialer = () => new Promise<Duplex>((res) => (release = res));
+    const { port } = await proxy({}, dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(Buffer.concat([GREETING_NOAUTH, v4Request('192.0.2.1', 80)]));
+    await r.take(2);
+    await sleep(100);
+    expect(r.received().length).toBe(0);
+    release(await connect(echoPort));
+    expect((await r.take(10)).equals(SUCCESS)).toBe(true);
+    sock.destroy();
+  });
+
+  it('destroys the remote when the client goes away during the dial', async () => {
+    let release: (s: Duplex) => void = () => {};
+    const dial: Dialer = () => new Promise<Duplex>((res) => (release = res));
+    const { port, served } = await proxy({}, dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(Buffer.concat([GREETING_NOAUTH, v4Request('192.0.2.1', 80)]));
+    await r.take(2);
+    sock.destroy();
+    await served[0];
+    const remote = await connect(echoPort);
+    const closed = new Promise<void>((res) => remote.once('close', () => res()));
+    release(remote);
+    await closed;
+    expect(remote.destroyed).toBe(true);
+  });
+});
+
+describe('serveSocks5 authentication', () => {
+  const auth = { username: 'alice', password: 's3cret' };
+  const authMsg = (u: string, p: string): Buffer =>
+    Buffer.concat([Buffer.from([1, u.length]), Buffer.from(u), Buffer.from([p.length]), Buffer.from(p)]);
+
+  it('accepts the right credentials', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({ auth }, d.dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(Buffer.from([5, 2, 0, 2]));
+    expect([...(await r.take(2))]).toEqual([5, 2]);
+    sock.write(authMsg('alice', 's3cret'));
+    expect([...(await r.take(2))]).toEqual([1, 0]);
+    sock.write(v4Request('192.0.2.9', 9));
+    expect((await r.take(10)).equals(SUCCESS)).toBe(true);
+    await echoRoundTrip(sock, r, 1000);
+  });
+
+  for (const [u, p] of [
+    ['alice', 'wrong'],
+    ['bob', 's3cret'],
+    ['alice', 's3cre'],
+    ['', ''],
+  ] as const) {
+    it(`rejects username "${u}" / password "${p}" and closes`, async () => {
+      const d = echoDialer();
+      const { port } = await proxy({ auth }, d.dial);
+      const sock = await connect(port);
+      const r = reader(sock);
+      sock.write(Buffer.from([5, 1, 2]));
+      await r.take(2);
+      sock.write(Buffer.concat([authMsg(u, p), v4Request('192.0.2.9', 9)]));
+      expect([...(await r.take(2))]).toEqual([1, 1]);
+      expect((await r.rest()).length).toBe(0);
+      await r.closed();
+      expect(d.targets).toEqual([]);
+    });
+  }
+
+  it('answers 0xFF when auth is required but the client offers only "no auth"', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({ auth }, d.dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(Buffer.concat([GREETING_NOAUTH, v4Request('192.0.2.9', 9)]));
+    expect([...(await r.rest())]).toEqual([5, 0xff]);
+    expect(d.targets).toEqual([]);
+  });
+
+  it('answers 0xFF when no auth is configured and the client offers only username/password', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({}, d.dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(Buffer.from([5, 1, 2]));
+    expect([...(await r.rest())]).toEqual([5, 0xff]);
+  });
+});
+
+describe('serveSocks5 errors', () => {
+  for (const [cmd, name] of [
+    [2, 'BIND'],
+    [3, 'UDP ASSOCIATE'],
+  ] as const) {
+    it(`replies 0x07 to ${name} and closes without dialing`, async () => {
+      const d = echoDialer();
+      const { port } = await proxy({}, d.dial);
+      const sock = await connect(port);
+      const r = reader(sock);
+      sock.write(Buffer.concat([GREETING_NOAUTH, v4Request('192.0.2.1', 80, cmd)]));
+      const got = await r.rest();
+      expect([...got.subarray(0, 2)]).toEqual([5, 0]);
+      expect(got.length).toBe(12);
+      expect(got[3]).toBe(0x07);
+      expect(d.targets).toEqual([]);
+    });
+  }
+
+  it('replies 0x08 to an unknown address type', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({}, d.dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(Buffer.concat([GREETING_NOAUTH, Buffer.from([5, 1, 0, 9, 1, 2, 3, 4, 0, 80])]));
+    const got = await r.rest();
+    expect(got[3]).toBe(0x08);
+    expect(d.targets).toEqual([]);
+  });
+
+  // Expected bytes written out from PROTOCOL.md section 9 rather than computed.
+  const table: [ResetCode, number][] = [
+    [ResetCode.CANCEL, 0x01],
+    [ResetCode.REFUSED, 0x05],
+    [ResetCode.HOST_UNREACHABLE, 0x04],
+    [ResetCode.NETWORK_UNREACHABLE, 0x03],
+    [ResetCode.TIMEOUT, 0x06],
+    [ResetCode.NOT_ALLOWED, 0x02],
+    [ResetCode.DNS_FAILED, 0x04],
+    [ResetCode.LIMIT, 0x01],
+    [ResetCode.PROTOCOL, 0x01],
+    [ResetCode.SESSION_CLOSED, 0x01],
+    [ResetCode.INTERNAL, 0x01],
+  ];
+  for (const [code, rep] of table) {
+    it(`replies 0x0${rep.toString(16)} when the dial fails with RESET code ${code}`, async () => {
+      const dial: Dialer = () => Promise.reject(new DialError(code, 'nope'));
+      const { port, served } = await proxy({}, dial);
+      const sock = await connect(port);
+      const r = reader(sock);
+      sock.write(Buffer.concat([GREETING_NOAUTH, domainRequest('fail.example', 1)]));
+      const got = await r.rest();
+      expect([...got]).toEqual([5, 0, 5, rep, 0, 1, 0, 0, 0, 0, 0, 0]);
+      await served[0];
+    });
+  }
+
+  it('replies 0x01 when the dialer fails with a plain error', async () => {
+    const dial: Dialer = () => Promise.reject(new Error('boom'));
+    const { port } = await proxy({}, dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(Buffer.concat([GREETING_NOAUTH, v4Request('192.0.2.1', 80)]));
+    expect([...(await r.rest())]).toEqual([5, 0, 5, 1, 0, 1, 0, 0, 0, 0, 0, 0]);
+  });
+
+  for (const [name, bytes] of [
+    ['an HTTP request', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')],
+    ['SOCKS4', Buffer.from([4, 1, 0, 80, 127, 0, 0, 1, 0])],
+    ['a bad request version', Buffer.concat([GREETING_NOAUTH, Buffer.from([4, 1, 0, 1, 1, 2, 3, 4, 0, 80])])],
+  ] as const) {
+    it(`closes on ${name} without a crash, and keeps serving`, async () => {
+      const d = echoDialer();
+      const { port, served } = await proxy({}, d.dial);
+      const sock = await connect(port);
+      const r = reader(sock);
+      sock.write(bytes);
+      const got = await r.rest();
+      // At most the method selection, never a CONNECT reply.
+      expect(got.length).toBeLessThanOrEqual(2);
+      await served[0];
+      const again = await connect(port);
+      const r2 = reader(again);
+      again.write(Buffer.concat([GREETING_NOAUTH, v4Request('192.0.2.1', 1)]));
+      await r2.take(12);
+      await echoRoundTrip(again, r2, 10);
+      expect(d.targets.length).toBe(1);
+    });
+  }
+
+  it('drops a client that never completes the greeting', async () => {
+    const d = echoDialer();
+    const { port, served } = await proxy({ handshakeTimeoutMs: 150 }, d.dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    const started = Date.now();
+    sock.write(Buffer.from([5, 2, 0]));
+    await r.closed();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
+    expect(r.received().length).toBe(0);
+    await served[0];
+  });
+
+  it('closes when the client leaves mid-handshake', async () => {
+    const d = echoDialer();
+    const { port, served } = await proxy({}, d.dial);
+    const sock = await connect(port);
+    sock.end(Buffer.from([5, 1]));
+    await within(served[0], 2000);
+    expect(d.targets).toEqual([]);
+  });
+});
+
+describe('formatIPv6', () => {
+  const cases: [string, string][] = [
+    ['00000000000000000000000000000000', '::'],
+    ['00000000000000000000000000000001', '::1'],
+    ['20010db8000000000001000000000001', '2001:db8::1:0:0:1'],
+    ['20010db8000100000001000100010001', '2001:db8:1:0:1:1:1:1'],
+    ['fe800000000000000000000000000000', 'fe80::'],
+    ['00000000000000000000ffff7f000001', '::ffff:7f00:1'],
+    ['20010db8aaaabbbbccccddddeeeeffff', '2001:db8:aaaa:bbbb:cccc:dddd:eeee:ffff'],
+  ];
+  for (const [hex, text] of cases) {
+    it(`${hex} -> ${text}`, () => {
+      expect(formatIPv6(Buffer.from(hex, 'hex'))).toBe(text);
+      expect(net.isIPv6(text)).toBe(true);
+    });
+  }
+});
