@@ -1,3 +1,82 @@
+import { randomBytes } from 'node:crypto';
+import { Command, CommanderError, Option } from 'commander';
+import { schedulerNames } from '@plait/core';
+import { runClient, type ClientFlags } from './run-client.js';
+import { runDemo, type DemoFlags } from './run-demo.js';
+import { runServer, type ServerFlags } from './run-server.js';
+import { collect, UsageError } from './args.js';
+
+export function buildProgram(): Command {
+  const program = new Command('plait')
+    .description('Bond several network links into one fast, resilient tunnel (multipath SOCKS5 / HTTP CONNECT proxy).')
+    .version('0.1.0')
+    .showHelpAfterError(false)
+    .configureOutput({ outputError: (str, write) => write(`plait: ${str.replace(/^error: /, '')}`) })
+    .exitOverride();
+
+  program
+    .command('keygen')
+    .description('print a new random secret (32 bytes, base64url)')
+    .action(() => {
+      process.stdout.write(randomBytes(32).toString('base64url') + '\n');
+    });
+
+  program
+    .command('server')
+    .description('accept sessions from plait clients and connect their streams to targets')
+    .requiredOption('--listen <host:port>', 'address to accept subflows on')
+    .option('--secret <secret>', 'pre-shared secret (or PLAIT_SECRET)')
+    .option('--secret-file <file>', 'read the secret from a file')
+    .option('--stats <host:port>', 'serve GET /stats (JSON) and /metrics (Prometheus)')
+    .option('--allow-private', 'allow targets on loopback, private and link-local networks', false)
+    .option('--allow <cidr>', 'allow targets in this range (repeatable)', collect, [])
+    .option('--advertise <host:port>', 'extra server address for clients to add subflows to (repeatable)', collect, [])
+    .option('--max-sessions <n>', 'sessions held at once', '256')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .action(async (flags: ServerFlags) => void (await runServer(flags)));
+
+  program
+    .command('client')
+    .description('bond local links into one session to a plait server; serve SOCKS5 / HTTP CONNECT / forwards')
+    .option('--server <host:port>', 'plait server address (repeatable)', collect, [])
+    .option('--secret <secret>', 'pre-shared secret (or PLAIT_SECRET)')
+    .option('--secret-file <file>', 'read the secret from a file')
+    .option('--bind <addr>', 'open a subflow from this local address (repeatable)', collect, [])
+    .option('--via <iface>', "open subflows from this interface's addresses, following changes (repeatable)", collect, [])
+    .option('--backup <addr|iface>', 'use this path only when no regular one works (repeatable)', collect, [])
+    .option('--socks <host:port>', 'SOCKS5 listen address')
+    .option('--socks-auth <user:pass>', 'require SOCKS5 username/password (RFC 1929)')
+    .option('--http <host:port>', 'HTTP CONNECT proxy listen address')
+    .option('--forward <lport:host:port>', 'forward a local port to HOST:PORT via the server (repeatable)', collect, [])
+    .option('--stats <host:port>', 'serve GET /stats (JSON) and /metrics (Prometheus)')
+    .addOption(new Option('--scheduler <name>', 'how frames are spread over subflows').choices(schedulerNames).default('earliest-arrival'))
+    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .action(async (flags: ClientFlags) => void (await runClient(flags)));
+
+  program
+    .command('demo')
+    .description('run a server and a client bonding 127.0.0.1 + 127.0.0.2 on this machine, with live link stats')
+    .option('--socks <host:port>', 'SOCKS5 listen address (default 127.0.0.1:1080 or the next free port)')
+    .option('--interval <seconds>', 'seconds between stats tables', '3')
+    .option('--duration <seconds>', 'exit after this many seconds (default: run until Ctrl-C)')
+    .action(async (flags: DemoFlags) => runDemo(flags));
+
+  return program;
+}
+
 export async function main(argv: string[]): Promise<void> {
-  void argv;
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version exit 0; every usage error exits 2.
+      process.exit(e.exitCode === 0 ? 0 : 2);
+    }
+    if (e instanceof UsageError) {
+      process.stderr.write(`plait: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
 }

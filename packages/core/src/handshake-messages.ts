@@ -364,13 +364,9 @@ export class HandshakeReader {
     return rest;
   }
 
-  /** Copy of the first n buffered bytes (n <= size); a view when they sit in one chunk. */
+  /** Copy of the first n buffered bytes (n <= size). */
   private peek(n: number): Uint8Array {
-    const first = this.chunks[0];
-    if (first && first.length - this.offset >= n) {
-      // Copy so the message does not pin (or alias) a large network buffer.
-      return first.slice(this.offset, this.offset + n);
-    }
+    // Always a copy, so a message neither aliases nor pins a network buffer.
     const out = new Uint8Array(n);
     let filled = 0;
     let off = this.offset;

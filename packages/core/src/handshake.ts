@@ -21,6 +21,7 @@ import {
 } from './handshake-messages.js';
 import {
   constantTimeEqual,
+  copyBytes,
   deriveSessionKeys,
   generateEphemeral,
   helloAckMac,
@@ -238,7 +239,8 @@ export function rejectStep(code: ErrorCode, reason: string): RejectStep {
 /**
  * The REJECT to send for an error thrown while reading the handshake (e.g.
  * a ProtocolError from HandshakeReader). Non-plait errors become INTERNAL
- * without leaking their text to the peer.
+ * without leaking their text to the peer. Not for a RemoteError: a REJECT is
+ * never answered.
  */
 export function rejectForError(err: unknown): RejectStep {
   if (err instanceof PlaitError) return rejectStep(err.code, err.message);
@@ -391,7 +393,7 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
       return this.reject(ErrorCode.REPLAY, 'JOIN replayed: R_A already used in this session (a captured JOIN sent again?)');
     }
     // Copy: the message's fields view a body the caller may reuse.
-    const rA = Uint8Array.prototype.slice.call(msg.rA);
+    const rA = copyBytes(msg.rA);
     const rB = randomBytes(WIRE.NONCE_BYTES);
     const hmacB = joinHmacB(session.keys, rB, rA, msg.addrId, msg.flags).subarray(0, WIRE.HMAC_B_TRUNC);
     this.state = { name: 'await-confirm', session, rA, rB, flags: msg.flags, addrId: msg.addrId };

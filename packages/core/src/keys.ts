@@ -32,6 +32,16 @@ const LABEL_HELLO_ACK = label('plait-v1 hello-ack');
 /** Minimum secret length in bytes (PROTOCOL.md section 2). */
 export const MIN_SECRET_BYTES = 16;
 
+/**
+ * A fresh plain Uint8Array copy. (Buffer#slice returns a view, and
+ * Uint8Array#slice on a Buffer returns a Buffer, so neither is used.)
+ */
+export function copyBytes(view: Uint8Array): Uint8Array {
+  const out = new Uint8Array(view.length);
+  out.set(view);
+  return out;
+}
+
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {
   let n = 0;
   for (const p of parts) n += p.length;
@@ -185,9 +195,7 @@ export interface Ephemeral {
 export function generateEphemeral(): Ephemeral {
   const { publicKey, privateKey } = generateKeyPairSync('x25519');
   const der = publicKey.export({ format: 'der', type: 'spki' });
-  // Copy out of the DER buffer so the key does not keep it alive / alias it.
-  const raw = Uint8Array.prototype.slice.call(der, X25519_SPKI_PREFIX.length);
-  return { publicKey: raw, privateKey };
+  return { publicKey: copyBytes(der.subarray(X25519_SPKI_PREFIX.length)), privateKey };
 }
 
 /**
@@ -216,5 +224,5 @@ export function x25519(privateKey: KeyObject, peerPublicRaw: Uint8Array): Uint8A
   if (acc === 0) {
     throw new PlaitError(ErrorCode.AUTH_FAILED, 'invalid X25519 public key from peer (low-order point)');
   }
-  return new Uint8Array(shared.buffer, shared.byteOffset, shared.length);
+  return copyBytes(shared);
 }

@@ -49,7 +49,10 @@ export class RecordSealer {
     return this.count >= WIRE.RECORD_COUNTER_LIMIT;
   }
 
-  /** One record from 1..65536 plaintext bytes. */
+  /**
+   * One record from 1..65536 plaintext bytes. The result may be a view into a
+   * shared pool (Buffer.allocUnsafe): respect its byteOffset.
+   */
   seal(plaintext: Uint8Array): Uint8Array {
     return this.sealParts([plaintext]);
   }
@@ -128,6 +131,7 @@ export class RecordOpener {
     return this.size + (this.pending >= 0 ? RECORD_HEADER : 0);
   }
 
+  /** Takes the chunk by reference (no copy): the caller must not modify it afterwards. */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
     this.chunks.push(chunk);

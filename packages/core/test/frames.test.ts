@@ -68,6 +68,11 @@ function normalize(f: Frame): Frame {
   return f.type === FrameType.RESET ? { ...f, reason: refTruncate(f.reason) } : f;
 }
 
+/** Payloads as hex: vitest compares big typed arrays element by element, slowly. */
+function canon(fs: Frame[]): unknown[] {
+  return fs.map((f) => (f.type === FrameType.DATA ? { ...f, payload: Buffer.from(f.payload).toString('hex') } : f));
+}
+
 // ------------------------------------------------------------------ arbitraries
 
 const u32 = fc.integer({ min: 0, max: 0xffffffff });
@@ -204,9 +209,9 @@ describe('frames: round trip', () => {
       fc.property(frames, (fs) => {
         const buf = encodeFrames(fs);
         expect(buf.length).toBe(fs.reduce((n, f) => n + frameSize(f), 0));
-        expect(decodeAll(buf)).toEqual(fs.map(normalize));
+        expect(canon(decodeAll(buf))).toEqual(canon(fs.map(normalize)));
       }),
-      { numRuns: 300 },
+      { numRuns: 1000 },
     );
   });
 
@@ -218,7 +223,7 @@ describe('frames: round trip', () => {
         expect(writeFrame(buf, at, f)).toBe(at + size);
         expect(buf.subarray(0, at).every((x) => x === 0xee)).toBe(true);
         expect(buf.subarray(at + size).every((x) => x === 0xee)).toBe(true);
-        expect(decodeAll(buf.subarray(at, at + size))).toEqual([normalize(f)]);
+        expect(canon(decodeAll(buf.subarray(at, at + size)))).toEqual(canon([normalize(f)]));
       }),
     );
   });
@@ -307,14 +312,15 @@ describe('frames: hostile input', () => {
         // A 16 KiB DATA frame has 16 K prefixes: sample those, test all others.
         const step = Math.max(1, Math.floor(buf.length / 600));
         for (let len = 0; len < buf.length; len += len < 64 ? 1 : step) {
-          const prefix = buf.slice(0, len);
+          // A view: the bytes after it exist in memory and must not be read.
+          const prefix = buf.subarray(0, len);
           const whole = boundaries.get(len);
-          if (whole !== undefined) expect(decodeAll(prefix)).toEqual(fs.slice(0, whole).map(normalize));
+          if (whole !== undefined) expect(canon(decodeAll(prefix))).toEqual(canon(fs.slice(0, whole).map(normalize)));
           else expectProtocol(() => decodeAll(prefix));
         }
         // And right before each boundary, the worst case for an off-by-one.
         for (const b of boundaries.keys()) {
-          if (!boundaries.has(b - 1)) expectProtocol(() => decodeAll(buf.slice(0, b - 1)));
+          if (!boundaries.has(b - 1)) expectProtocol(() => decodeAll(buf.subarray(0, b - 1)));
         }
       }),
       { numRuns: 200 },

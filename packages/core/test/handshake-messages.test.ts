@@ -219,13 +219,16 @@ describe('HandshakeReader', () => {
     }
   });
 
-  it('does not alias the pushed chunk', () => {
-    const enc = encodeHandshake({ type: MsgType.JOIN_CONFIRM, hmacA: new Uint8Array(32).fill(7) });
-    const r = new HandshakeReader();
-    r.push(enc);
-    const m = r.next();
-    enc.fill(0);
-    expect(m?.body[0]).toBe(7);
+  it('does not alias the pushed chunk (Uint8Array or Buffer)', () => {
+    for (const wrap of [(u: Uint8Array) => u, (u: Uint8Array) => Buffer.from(u)]) {
+      const enc = wrap(encodeHandshake({ type: MsgType.JOIN_CONFIRM, hmacA: new Uint8Array(32).fill(7) }));
+      const r = new HandshakeReader();
+      r.push(enc);
+      const m = r.next();
+      enc.fill(0);
+      expect(m?.body[0]).toBe(7);
+      expect(m?.type === MsgType.JOIN_CONFIRM && m.hmacA[31]).toBe(7);
+    }
   });
 
   it('refuses an oversized length from the header alone (no body buffered)', () => {

@@ -92,7 +92,7 @@ describe('deriveSessionKeys', () => {
 
   it('changes every key when one transcript byte changes', () => {
     const ack2 = HELLO_ACK.slice();
-    ack2[95] ^= 1;
+    ack2[95] = (ack2[95] ?? 0) ^ 1;
     const k2 = deriveSessionKeys(DH, pskKey, HELLO, ack2);
     expect(hex(k2.master)).not.toBe(hex(keys.master));
     expect(hex(k2.keyA)).not.toBe(hex(keys.keyA));

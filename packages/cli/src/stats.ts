@@ -1,0 +1,76 @@
+import * as http from 'node:http';
+import type { SessionStats } from '@plait/core';
+
+export interface StatsSnapshot {
+  role: 'client' | 'server';
+  uptimeSeconds: number;
+  sessions: SessionStats[];
+  /** Extra top-level counters (connections refused, dials, ...). */
+  counters: Record<string, number>;
+  /** Client only: the paths the subflow manager maintains. */
+  paths?: unknown[];
+}
+
+/** Serve GET /stats (JSON) and GET /metrics (Prometheus text) for `snapshot()`. */
+export function startStatsServer(host: string, port: number, snapshot: () => StatsSnapshot): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET' }).end();
+      return;
+    }
+    if (path === '/stats') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(snapshot(), null, 2) + '\n');
+    } else if (path === '/metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(toPrometheus(snapshot()));
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('try /stats or /metrics\n');
+    }
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve(server));
+  });
+}
+
+const esc = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+const labels = (l: Record<string, string | number | boolean>): string =>
+  '{' +
+  Object.entries(l)
+    .map(([k, v]) => `${k}="${esc(String(v))}"`)
+    .join(',') +
+  '}';
+
+/** The same numbers as /stats, in the Prometheus text exposition format. */
+export function toPrometheus(s: StatsSnapshot): string {
+  const out: string[] = [];
+  const family = (name: string, type: 'gauge' | 'counter', help: string, rows: [Record<string, string | number | boolean>, number][]): void => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [l, v] of rows) out.push(`${name}${Object.keys(l).length ? labels(l) : ''} ${Number.isFinite(v) ? v : 0}`);
+  };
+  family('plait_uptime_seconds', 'gauge', 'Seconds since start.', [[{ role: s.role }, s.uptimeSeconds]]);
+  family('plait_sessions', 'gauge', 'Open sessions.', [[{ role: s.role }, s.sessions.length]]);
+  for (const [k, v] of Object.entries(s.counters)) family(`plait_${snake(k)}_total`, 'counter', `Counter ${k}.`, [[{ role: s.role }, v]]);
+  const sess = (st: SessionStats) => ({ session: st.token.slice(0, 8) });
+  family('plait_open_streams', 'gauge', 'Open streams per session.', s.sessions.map((st) => [sess(st), st.openStreams]));
+  family('plait_streams_opened_total', 'counter', 'Streams opened per session.', s.sessions.map((st) => [sess(st), st.streamsOpened]));
+  const sub = (st: SessionStats, field: (x: SessionStats['subflows'][number]) => number): [Record<string, string | number | boolean>, number][] =>
+    st.subflows.map((x) => [{ ...sess(st), subflow: x.id, local: x.local, remote: x.remote, backup: x.backup, state: x.state }, field(x)]);
+  const all = (field: (x: SessionStats['subflows'][number]) => number) => s.sessions.flatMap((st) => sub(st, field));
+  family('plait_subflow_up', 'gauge', '1 if the subflow is active, 0 if suspect or pending.', all((x) => (x.state === 'active' ? 1 : 0)));
+  family('plait_subflow_rtt_seconds', 'gauge', 'Smoothed RTT from data-level acks.', all((x) => x.rttMs / 1000));
+  family('plait_subflow_rate_bytes_per_second', 'gauge', 'Delivery rate estimate.', all((x) => x.rateBytesPerSec));
+  family('plait_subflow_inflight_bytes', 'gauge', 'Unacknowledged bytes.', all((x) => x.inflightBytes));
+  family('plait_subflow_sent_bytes_total', 'counter', 'Bytes sent on the subflow.', all((x) => x.bytesSent));
+  family('plait_subflow_received_bytes_total', 'counter', 'Bytes received on the subflow.', all((x) => x.bytesReceived));
+  family('plait_subflow_reinjected_bytes_total', 'counter', 'Payload bytes resent elsewhere after this subflow failed.', all((x) => x.bytesReinjected));
+  const counterNames = new Set(s.sessions.flatMap((st) => Object.keys(st.counters)));
+  for (const c of counterNames) {
+    family(`plait_session_${snake(c)}_total`, 'counter', `Session counter ${c}.`, s.sessions.map((st) => [sess(st), st.counters[c] ?? 0]));
+  }
+  return out.join('\n') + '\n';
+}
+
+function snake(s: string): string {
+  return s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`).replace(/[^a-z0-9_]/g, '_');
+}

@@ -1,0 +1,33 @@
+import * as net from 'node:net';
+import type { Dialer } from './dialer.js';
+import { serveForward, type ForwardSpec } from './forward.js';
+import { serveHttpConnect } from './http-connect.js';
+import { serveSocks5, type Socks5Options } from './socks5.js';
+
+/** Listen on host:port, handing each connection to `serve`; resolves with the bound server. */
+export function listenTcp(host: string, port: number, serve: (socket: net.Socket) => Promise<void>): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    // allowHalfOpen: a client's FIN must pass through the tunnel as a half-close.
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+      socket.on('error', () => undefined);
+      void serve(socket).catch(() => socket.destroy());
+    });
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}
+
+export function listenSocks5(host: string, port: number, opts: Socks5Options, dial: Dialer): Promise<net.Server> {
+  return listenTcp(host, port, (s) => serveSocks5(s, opts, dial));
+}
+
+export function listenHttpConnect(host: string, port: number, dial: Dialer): Promise<net.Server> {
+  return listenTcp(host, port, (s) => serveHttpConnect(s, {}, dial));
+}
+
+export function listenForward(spec: ForwardSpec, dial: Dialer): Promise<net.Server> {
+  return listenTcp(spec.listenHost, spec.listenPort, (s) => serveForward(s, spec.target, dial));
+}

@@ -1,0 +1,272 @@
+import { randomBytes } from 'node:crypto';
+import * as net from 'node:net';
+import { Duplex, PassThrough } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ResetCode } from '@plait/core';
+import { DialError, pipeBoth, socksReplyFor } from '../src/dialer.js';
+
+// ---- helpers (kept local so each test file stands alone) ----
+
+function listen(server: net.Server, host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const addr = server.address();
+      if (addr === null || typeof addr === 'string') reject(new Error('no port'));
+      else resolve(addr.port);
+    });
+  });
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Collects everything a socket receives and lets a test wait for bytes, end or close. */
+function reader(sock: net.Socket) {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let ended = false;
+  let closed = false;
+  let waiters: (() => void)[] = [];
+  const wake = (): void => {
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
+  };
+  sock.on('data', (c: Buffer) => {
+    chunks.push(c);
+    length += c.length;
+    wake();
+  });
+  sock.on('end', () => {
+    ended = true;
+    wake();
+  });
+  sock.on('close', () => {
+    closed = true;
+    wake();
+  });
+  sock.on('error', () => {});
+  const until = (cond: () => boolean, what: string, ms = 10_000): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+      const check = (): void => {
+        if (cond()) {
+          clearTimeout(t);
+          resolve();
+        } else waiters.push(check);
+      };
+      check();
+    });
+  const all = (): Buffer => {
+    const b = Buffer.concat(chunks);
+    chunks.length = 0;
+    if (b.length > 0) chunks.push(b);
+    return b;
+  };
+  return {
+    received: (): Buffer => all(),
+    isClosed: (): boolean => closed,
+    async take(n: number): Promise<Buffer> {
+      await until(() => length >= n || closed, `${n} bytes`);
+      const b = all();
+      if (b.length < n) throw new Error(`closed after ${b.length} of ${n} bytes`);
+      chunks.length = 0;
+      if (b.length > n) chunks.push(b.subarray(n));
+      length -= n;
+      return b.subarray(0, n);
+    },
+    async rest(): Promise<Buffer> {
+      await until(() => ended || closed, 'end');
+      return all();
+    },
+    closed: (): Promise<void> => until(() => closed, 'close'),
+  };
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function within<T>(p: Promise<T> | undefined, ms: number): Promise<T> {
+  if (!p) return Promise.reject(new Error('no promise'));
+  return Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`not settled within ${ms} ms`)))]);
+}
+
+// ---- fixtures ----
+
+const servers: net.Server[] = [];
+afterAll(async () => {
+  await Promise.all(servers.map(closeServer));
+});
+
+/** A connected loopback TCP pair: [client end, server end], both allowing half-open. */
+async function socketPair(): Promise<[net.Socket, net.Socket]> {
+  const server = net.createServer({ allowHalfOpen: true });
+  servers.push(server);
+  const port = await listen(server);
+  const accepted = new Promise<net.Socket>((res) => server.once('connection', res));
+  const client = await connect(port);
+  return [client, await accepted];
+}
+
+/**
+ * Two pairs joined in the middle: left <-> [a | pipeBoth | b] <-> right.
+ * The test drives `left` and `right` like a client and a target would.
+ */
+async function joined(): Promise<{ left: net.Socket; right: net.Socket; a: net.Socket; b: net.Socket }> {
+  const [left, a] = await socketPair();
+  const [right, b] = await socketPair();
+  pipeBoth(a, b);
+  return { left, right, a, b };
+}
+
+// ---- tests ----
+
+describe('socksReplyFor', () => {
+  // Written out from PROTOCOL.md section 9.
+  const table: [ResetCode, number][] = [
+    [ResetCode.CANCEL, 0x01],
+    [ResetCode.REFUSED, 0x05],
+    [ResetCode.HOST_UNREACHABLE, 0x04],
+    [ResetCode.NETWORK_UNREACHABLE, 0x03],
+    [ResetCode.TIMEOUT, 0x06],
+    [ResetCode.NOT_ALLOWED, 0x02],
+    [ResetCode.DNS_FAILED, 0x04],
+    [ResetCode.LIMIT, 0x01],
+    [ResetCode.PROTOCOL, 0x01],
+    [ResetCode.SESSION_CLOSED, 0x01],
+    [ResetCode.INTERNAL, 0x01],
+  ];
+  it('covers every RESET code', () => {
+    expect(table.map(([c]) => c).sort((x, y) => x - y)).toEqual(Object.values(ResetCode).sort((x, y) => x - y));
+  });
+  for (const [code, reply] of table) {
+    it(`maps ${code} to 0x0${reply.toString(16)}`, () => expect(socksReplyFor(code)).toBe(reply));
+  }
+});
+
+describe('DialError', () => {
+  it('carries its code and message and is an Error', () => {
+    const e = new DialError(ResetCode.TIMEOUT, 'slow');
+    expect(e).toBeInstanceOf(Error);
+    expect(e.code).toBe(ResetCode.TIMEOUT);
+    expect(e.message).toBe('slow');
+    expect(e.name).toBe('DialError');
+  });
+});
+
+describe('pipeBoth', () => {
+  it('carries several MiB each way at once, byte-exact', async () => {
+    const { left, right } = await joined();
+    const rl = reader(left);
+    const rr = reader(right);
+    const up = randomBytes(3 * 1024 * 1024);
+    const down = randomBytes(5 * 1024 * 1024);
+    left.end(up);
+    right.end(down);
+    const [gotUp, gotDown] = await Promise.all([rr.rest(), rl.rest()]);
+    expect(gotUp.equals(up)).toBe(true);
+    expect(gotDown.equals(down)).toBe(true);
+    await Promise.all([rl.closed(), rr.closed()]);
+  });
+
+  it('passes a half-close left to right while right can still answer', async () => {
+    const { left, right } = await joined();
+    const rl = reader(left);
+    const rr = reader(right);
+    left.end('request');
+    expect((await rr.rest()).toString()).toBe('request');
+    await sleep(50);
+    // Left only half-closed: nothing may have been torn down.
+    expect(rl.isClosed()).toBe(false);
+    right.write('answer part 1, ');
+    await sleep(20);
+    right.end('part 2');
+    expect((await rl.rest()).toString()).toBe('answer part 1, part 2');
+    await Promise.all([rl.closed(), rr.closed()]);
+  });
+
+  it('passes a half-close right to left while left can still send', async () => {
+    const { left, right } = await joined();
+    const rl = reader(left);
+    const rr = reader(right);
+    right.end('banner');
+    expect((await rl.rest()).toString()).toBe('banner');
+    await sleep(50);
+    expect(rr.isClosed()).toBe(false);
+    left.end('late data');
+    expect((await rr.rest()).toString()).toBe('late data');
+  });
+
+  it('tears both down when one side is reset', async () => {
+    const { left, right, a, b } = await joined();
+    const rr = reader(right);
+    reader(left);
+    left.resetAndDestroy();
+    // b is destroyed, so right sees its end (it stays half-open itself).
+    await rr.rest();
+    expect(a.destroyed).toBe(true);
+    expect(b.destroyed).toBe(true);
+  });
+
+  it('tears both down when one side errors', async () => {
+    const x = new PassThrough();
+    const y = new PassThrough();
+    pipeBoth(x, y);
+    x.destroy(new Error('broken'));
+    await sleep(10);
+    expect(y.destroyed).toBe(true);
+  });
+
+  it('tears both down when one side is destroyed before its end', async () => {
+    const x = new PassThrough();
+    const y = new PassThrough();
+    pipeBoth(x, y);
+    y.destroy();
+    await sleep(10);
+    expect(x.destroyed).toBe(true);
+  });
+
+  it('stops reading one side while the other does not drain', async () => {
+    // `b` accepts writes but never completes them, like a peer that stopped reading.
+    const written: number[] = [];
+    const b = new Duplex({
+      highWaterMark: 64 * 1024,
+      read() {},
+      write(chunk: Buffer, _enc, _cb) {
+        written.push(chunk.length);
+      },
+    });
+    const a = new PassThrough({ highWaterMark: 64 * 1024 });
+    pipeBoth(a, b);
+    let accepted = 0;
+    const chunk = Buffer.alloc(16 * 1024);
+    for (let i = 0; i < 1024 && a.write(chunk); i++) accepted += chunk.length;
+    await sleep(50);
+    // Without backpressure all 16 MiB would be pushed into b.
+    expect(accepted).toBeLessThan(1024 * 1024);
+    expect(b.writableLength).toBeLessThanOrEqual(256 * 1024);
+    expect(a.isPaused()).toBe(true);
+  });
+
+  it('respects backpressure between sockets: a stalled reader does not make the middle buffer everything', async () => {
+    const { left, right, b } = await joined();
+    right.pause();
+    const big = Buffer.alloc(48 * 1024 * 1024, 7);
+    left.write(big);
+    await sleep(500);
+    // The kernel buffers some MiB; the rest must wait in `left`, not in `b`.
+    expect(b.writableLength).toBeLessThan(4 * 1024 * 1024);
+    expect(left.writableLength).toBeGreaterThan(8 * 1024 * 1024);
+    left.destroy();
+    right.destroy();
+  });
+});

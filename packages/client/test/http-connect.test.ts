@@ -1,0 +1,345 @@
+import { randomBytes } from 'node:crypto';
+import * as net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ResetCode } from '@plait/core';
+import { DialError, type Dialer, type Target } from '../src/dialer.js';
+import { parseAuthority, serveHttpConnect, type HttpConnectOptions } from '../src/http-connect.js';
+
+// ---- helpers (kept local so each test file stands alone) ----
+
+function listen(server: net.Server, host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const addr = server.address();
+      if (addr === null || typeof addr === 'string') reject(new Error('no port'));
+      else resolve(addr.port);
+    });
+  });
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Collects everything a socket receives and lets a test wait for bytes, end or close. */
+function reader(sock: net.Socket) {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let ended = false;
+  let closed = false;
+  let waiters: (() => void)[] = [];
+  const wake = (): void => {
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
+  };
+  sock.on('data', (c: Buffer) => {
+    chunks.push(c);
+    length += c.length;
+    wake();
+  });
+  sock.on('end', () => {
+    ended = true;
+    wake();
+  });
+  sock.on('close', () => {
+    closed = true;
+    wake();
+  });
+  sock.on('error', () => {});
+  const until = (cond: () => boolean, what: string, ms = 10_000): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+      const check = (): void => {
+        if (cond()) {
+          clearTimeout(t);
+          resolve();
+        } else waiters.push(check);
+      };
+      check();
+    });
+  const all = (): Buffer => {
+    const b = Buffer.concat(chunks);
+    chunks.length = 0;
+    if (b.length > 0) chunks.push(b);
+    return b;
+  };
+  return {
+    received: (): Buffer => all(),
+    isClosed: (): boolean => closed,
+    async take(n: number): Promise<Buffer> {
+      await until(() => length >= n || closed, `${n} bytes`);
+      const b = all();
+      if (b.length < n) throw new Error(`closed after ${b.length} of ${n} bytes`);
+      chunks.length = 0;
+      if (b.length > n) chunks.push(b.subarray(n));
+      length -= n;
+      return b.subarray(0, n);
+    },
+    async rest(): Promise<Buffer> {
+      await until(() => ended || closed, 'end');
+      return all();
+    },
+    closed: (): Promise<void> => until(() => closed, 'close'),
+  };
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function within<T>(p: Promise<T> | undefined, ms: number): Promise<T> {
+  if (!p) return Promise.reject(new Error('no promise'));
+  return Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`not settled within ${ms} ms`)))]);
+}
+
+// ---- fixtures ----
+
+let echoPort = 0;
+const echo = net.createServer({ allowHalfOpen: true }, (s) => {
+  s.on('error', () => {});
+  s.pipe(s);
+});
+
+function echoDialer(): { dial: Dialer; targets: Target[] } {
+  const targets: Target[] = [];
+  const dial: Dialer = async (t) => {
+    targets.push(t);
+    return connect(echoPort);
+  };
+  return { dial, targets };
+}
+
+const servers: net.Server[] = [];
+async function proxy(opts: HttpConnectOptions, dial: Dialer): Promise<{ port: number; served: Promise<void>[] }> {
+  const served: Promise<void>[] = [];
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    served.push(serveHttpConnect(s, opts, dial));
+  });
+  servers.push(server);
+  return { port: await listen(server), served };
+}
+
+beforeAll(async () => {
+  echoPort = await listen(echo);
+});
+afterAll(async () => {
+  await Promise.all([echo, ...servers].map(closeServer));
+});
+
+const ESTABLISHED = 'HTTP/1.1 200 Connection established\r\n\r\n';
+
+/** Sends `request`, waits for the proxy to close, and returns what came back as text. */
+async function exchange(port: number, request: string | Buffer): Promise<string> {
+  const sock = await connect(port);
+  const r = reader(sock);
+  sock.write(request);
+  const got = await r.rest();
+  sock.end();
+  return got.toString('latin1');
+}
+
+function statusOf(response: string): number {
+  const m = /^HTTP\/1\.1 (\d{3}) /.exec(response);
+  return m ? Number(m[1]) : -1;
+}
+
+/** Header block and body of a response; checks Content-Length matches the body. */
+function parseResponse(response: string): { status: number; headers: Map<string, string>; body: string } {
+  const split = response.indexOf('\r\n\r\n');
+  expect(split).toBeGreaterThan(0);
+  const [statusLine = '', ...lines] = response.slice(0, split).split('\r\n');
+  const headers = new Map<string, string>();
+  for (const l of lines) {
+    const c = l.indexOf(':');
+    headers.set(l.slice(0, c).toLowerCase(), l.slice(c + 1).trim());
+  }
+  const body = response.slice(split + 4);
+  expect(Number(headers.get('content-length'))).toBe(Buffer.byteLength(body));
+  return { status: statusOf(statusLine + ' '), headers, body };
+}
+
+// ---- tests ----
+
+describe('serveHttpConnect', () => {
+  it('tunnels after CONNECT, keeping bytes sent right after the header block', async () => {
+    const d = echoDialer();
+    const { port, served } = await proxy({}, d.dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    const early = randomBytes(5000);
+    sock.write(
+      Buffer.concat([
+        Buffer.from('CONNECT example.invalid:443 HTTP/1.1\r\nHost: example.invalid:443\r\nUser-Agent: t\r\n\r\n'),
+        early,
+      ]),
+    );
+    expect((await r.take(ESTABLISHED.length)).toString()).toBe(ESTABLISHED);
+    expect((await r.take(early.length)).equals(early)).toBe(true);
+    const big = randomBytes(4 * 1024 * 1024);
+    sock.end(big);
+    const back = await r.rest();
+    expect(back.equals(big)).toBe(true);
+    expect(d.targets).toEqual([{ host: 'example.invalid', port: 443 }]);
+    await within(served[0], 2000);
+  });
+
+  it('accepts a bracketed IPv6 target, HTTP/1.0, bare LF line ends and leading blank lines', async () => {
+    for (const [req, host] of [
+      ['CONNECT [2001:db8::5]:8443 HTTP/1.1\r\n\r\n', '2001:db8::5'],
+      ['CONNECT 192.0.2.4:8443 HTTP/1.0\n\n', '192.0.2.4'],
+      ['\r\nCONNECT h.example:8443 HTTP/1.1\r\nX: y\r\n\r\n', 'h.example'],
+    ] as const) {
+      const d = echoDialer();
+      const { port } = await proxy({}, d.dial);
+      const sock = await connect(port);
+      const r = reader(sock);
+      sock.write(req);
+      expect((await r.take(ESTABLISHED.length)).toString()).toBe(ESTABLISHED);
+      sock.end('ping');
+      expect((await r.rest()).toString()).toBe('ping');
+      expect(d.targets).toEqual([{ host, port: 8443 }]);
+    }
+  });
+
+  it('parses a request that arrives one byte at a time', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({}, d.dial);
+    const sock = await connect(port);
+    sock.setNoDelay(true);
+    const r = reader(sock);
+    for (const b of Buffer.from('CONNECT slow.example:25 HTTP/1.1\r\nHost: slow.example:25\r\n\r\nhi')) {
+      sock.write(Buffer.from([b]));
+      await sleep(1);
+    }
+    expect((await r.take(ESTABLISHED.length)).toString()).toBe(ESTABLISHED);
+    expect((await r.take(2)).toString()).toBe('hi');
+    expect(d.targets).toEqual([{ host: 'slow.example', port: 25 }]);
+    sock.destroy();
+  });
+
+  for (const method of ['GET', 'POST', 'OPTIONS']) {
+    it(`answers ${method} with 405 and Allow: CONNECT`, async () => {
+      const d = echoDialer();
+      const { port } = await proxy({}, d.dial);
+      const res = parseResponse(await exchange(port, `${method} http://example.invalid/ HTTP/1.1\r\nHost: example.invalid\r\n\r\n`));
+      expect(res.status).toBe(405);
+      expect(res.headers.get('allow')).toBe('CONNECT');
+      expect(res.body.length).toBeGreaterThan(0);
+      expect(d.targets).toEqual([]);
+    });
+  }
+
+  for (const [name, req] of [
+    ['no port', 'CONNECT example.invalid HTTP/1.1\r\n\r\n'],
+    ['port out of range', 'CONNECT example.invalid:65536 HTTP/1.1\r\n\r\n'],
+    ['port zero', 'CONNECT example.invalid:0 HTTP/1.1\r\n\r\n'],
+    ['non-numeric port', 'CONNECT example.invalid:https HTTP/1.1\r\n\r\n'],
+    ['unbracketed IPv6', 'CONNECT 2001:db8::1:443 HTTP/1.1\r\n\r\n'],
+    ['unclosed bracket', 'CONNECT [2001:db8::1:443 HTTP/1.1\r\n\r\n'],
+    ['bracketed non-IPv6', 'CONNECT [example.invalid]:443 HTTP/1.1\r\n\r\n'],
+    ['a path as target', 'CONNECT /foo:443 HTTP/1.1\r\n\r\n'],
+    ['HTTP/2.0', 'CONNECT example.invalid:443 HTTP/2.0\r\n\r\n'],
+    ['missing version', 'CONNECT example.invalid:443\r\n\r\n'],
+    ['header without colon', 'CONNECT example.invalid:443 HTTP/1.1\r\nBroken header\r\n\r\n'],
+    ['binary garbage', '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n'],
+  ] as const) {
+    it(`answers 400 to ${name}`, async () => {
+      const d = echoDialer();
+      const { port } = await proxy({}, d.dial);
+      const res = parseResponse(await exchange(port, Buffer.from(req, 'latin1')));
+      expect(res.status).toBe(400);
+      expect(d.targets).toEqual([]);
+    });
+  }
+
+  it('answers 431 to a header block over 16 KiB that never ends', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({}, d.dial);
+    const res = await exchange(port, `CONNECT a.example:1 HTTP/1.1\r\nX-Pad: ${'a'.repeat(17 * 1024)}\r\n`);
+    expect(statusOf(res)).toBe(431);
+    expect(d.targets).toEqual([]);
+  });
+
+  it('answers 431 to a complete header block just over the limit, but accepts one at the limit', async () => {
+    const head = (padLen: number): string => `CONNECT a.example:1 HTTP/1.1\r\nX-Pad: ${'a'.repeat(padLen)}\r\n\r\n`;
+    const overhead = head(0).length;
+    const d = echoDialer();
+    const { port } = await proxy({ maxHeaderBytes: 1000 }, d.dial);
+    expect(statusOf(await exchange(port, head(1001 - overhead)))).toBe(431);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(head(1000 - overhead));
+    expect((await r.take(ESTABLISHED.length)).toString()).toBe(ESTABLISHED);
+    sock.destroy();
+    expect(d.targets.length).toBe(1);
+  });
+
+  const failures: [ResetCode, number][] = [
+    [ResetCode.REFUSED, 502],
+    [ResetCode.HOST_UNREACHABLE, 502],
+    [ResetCode.NETWORK_UNREACHABLE, 502],
+    [ResetCode.DNS_FAILED, 502],
+    [ResetCode.TIMEOUT, 504],
+    [ResetCode.NOT_ALLOWED, 403],
+    [ResetCode.INTERNAL, 502],
+  ];
+  for (const [code, status] of failures) {
+    it(`answers ${status} when the dial fails with RESET code ${code}`, async () => {
+      const dial: Dialer = () => Promise.reject(new DialError(code, 'no'));
+      const { port, served } = await proxy({}, dial);
+      const res = parseResponse(await exchange(port, 'CONNECT x.example:443 HTTP/1.1\r\n\r\n'));
+      expect(res.status).toBe(status);
+      expect(res.body.trim().length).toBeGreaterThan(0);
+      await within(served[0], 1000);
+    });
+  }
+
+  it('answers 502 when the dialer fails with a plain error', async () => {
+    const dial: Dialer = () => Promise.reject(new Error('boom'));
+    const { port } = await proxy({}, dial);
+    expect(statusOf(await exchange(port, 'CONNECT x.example:443 HTTP/1.1\r\n\r\n'))).toBe(502);
+  });
+
+  it('gives up on a client that never finishes its header block', async () => {
+    const d = echoDialer();
+    const { port, served } = await proxy({ handshakeTimeoutMs: 150 }, d.dial);
+    const started = Date.now();
+    const res = await exchange(port, 'CONNECT x.example:443 HTTP/1.1\r\n');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
+    expect(statusOf(res)).toBe(408);
+    await within(served[0], 1000);
+    expect(d.targets).toEqual([]);
+  });
+
+  it('closes when the client leaves before finishing the request', async () => {
+    const d = echoDialer();
+    const { port, served } = await proxy({}, d.dial);
+    const sock = await connect(port);
+    sock.end('CONNECT x.example:443 HTTP/1.1\r\n');
+    await within(served[0], 2000);
+    expect(d.targets).toEqual([]);
+  });
+});
+
+describe('parseAuthority', () => {
+  const ok: [string, string, number][] = [
+    ['example.com:443', 'example.com', 443],
+    ['192.0.2.1:1', '192.0.2.1', 1],
+    ['[::1]:65535', '::1', 65535],
+    ['[2001:db8::ffff:192.0.2.1]:80', '2001:db8::ffff:192.0.2.1', 80],
+  ];
+  for (const [s, host, port] of ok) {
+    it(`parses ${s}`, () => expect(parseAuthority(s)).toEqual({ host, port }));
+  }
+  for (const s of ['example.com', ':443', 'example.com:', '[::1]443', '[::1]:', 'a b:1', 'a:1:2', 'user@host:1', '[fe80::1%eth0]:1', 'h:123456']) {
+    it(`rejects ${JSON.stringify(s)}`, () => expect(parseAuthority(s)).toBeNull());
+  }
+});

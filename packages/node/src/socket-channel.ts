@@ -1,0 +1,68 @@
+import type { Socket } from 'node:net';
+import type { ByteChannel, ChannelHandlers } from '@plait/core';
+
+const NOOP: ChannelHandlers = { data: () => undefined, drain: () => undefined, close: () => undefined };
+
+/** A TCP socket as a subflow channel. Handlers can be swapped (handshake, then session). */
+export class SocketChannel implements ByteChannel {
+  private handlers: ChannelHandlers = NOOP;
+  private early: Uint8Array[] = [];
+  private attached = false;
+  private closed = false;
+  private closeError: Error | undefined;
+  readonly localLabel: string;
+  readonly remoteLabel: string;
+
+  constructor(readonly socket: Socket) {
+    socket.setNoDelay(true); // records are batched already; Nagle would only add delay
+    socket.setKeepAlive(true, 10_000);
+    this.localLabel = hostPort(socket.localAddress, socket.localPort);
+    this.remoteLabel = hostPort(socket.remoteAddress, socket.remotePort);
+    socket.on('data', (chunk: Buffer) => {
+      if (this.attached) this.handlers.data(chunk);
+      else this.early.push(chunk);
+    });
+    socket.on('drain', () => this.handlers.drain());
+    socket.on('error', (err) => {
+      this.closeError ??= err;
+    });
+    socket.on('close', () => {
+      if (this.closed) return;
+      this.closed = true;
+      this.handlers.close(this.closeError);
+    });
+  }
+
+  setHandlers(h: ChannelHandlers): void {
+    this.handlers = h;
+    this.attached = true;
+    const early = this.early;
+    this.early = [];
+    for (const c of early) h.data(c);
+    if (this.closed) h.close(this.closeError);
+  }
+
+  write(data: Uint8Array): boolean {
+    if (this.socket.destroyed) return false;
+    return this.socket.write(data);
+  }
+  end(): void {
+    this.socket.end();
+    // A peer that never answers our FIN must not keep the socket forever.
+    setTimeout(() => this.socket.destroy(), 5_000).unref();
+  }
+  destroy(error?: Error): void {
+    this.socket.destroy(error);
+  }
+  pause(): void {
+    this.socket.pause();
+  }
+  resume(): void {
+    this.socket.resume();
+  }
+}
+
+export function hostPort(host: string | undefined, port: number | undefined): string {
+  if (!host) return '?';
+  return host.includes(':') ? `[${host}]:${port ?? '?'}` : `${host}:${port ?? '?'}`;
+}

@@ -1,0 +1,140 @@
+import * as net from 'node:net';
+import {
+  Acceptor,
+  errorName,
+  makeConfig,
+  realClock,
+  ResetCode,
+  type Config,
+  type SecretKeys,
+  type Session,
+  type Stream,
+} from '@plait/core';
+import { pipeBoth, SocketChannel, StreamDuplex } from '@plait/node';
+import { dialTarget, EgressError } from './dial-target.js';
+import { EgressPolicy } from './egress-policy.js';
+
+export interface ServerLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+export interface PlaitServerOptions {
+  listen: { host: string; port: number };
+  secretKeys: SecretKeys;
+  /** Egress policy (private/loopback targets refused unless allowed). */
+  policy?: EgressPolicy;
+  config?: Partial<Config>;
+  maxSessions?: number;
+  /** Connections still in their handshake at once; more are dropped at accept. */
+  maxPendingHandshakes?: number;
+  /** Keep a session whose subflows are all gone this long (ms). */
+  graceMs?: number;
+  /** Target connect timeout (ms). */
+  dialTimeoutMs?: number;
+  /** Extra addresses to advertise to clients (ADD_ADDR). */
+  advertise?: { host: string; port: number }[];
+  log?: ServerLogger;
+}
+
+const SILENT: ServerLogger = { info: () => undefined, warn: () => undefined, debug: () => undefined };
+
+/** The plait server: accepts subflows, joins them into sessions, connects streams to targets. */
+export class PlaitServer {
+  readonly acceptor: Acceptor;
+  private readonly tcp: net.Server;
+  private readonly log: ServerLogger;
+  private readonly policy: EgressPolicy;
+  private readonly maxPending: number;
+  readonly counters = { connections: 0, droppedPending: 0, streamsOpened: 0, streamsRefused: 0, streamsFailed: 0 };
+
+  constructor(private readonly opts: PlaitServerOptions) {
+    this.log = opts.log ?? SILENT;
+    this.policy = opts.policy ?? new EgressPolicy({});
+    this.maxPending = opts.maxPendingHandshakes ?? 256;
+    const config = makeConfig(opts.config);
+    this.acceptor = new Acceptor({
+      secretKeys: opts.secretKeys,
+      config,
+      clock: realClock,
+      maxSessions: opts.maxSessions ?? 256,
+      graceMs: opts.graceMs ?? 30_000,
+      ...(opts.advertise ? { advertise: opts.advertise.map((a, i) => ({ id: i + 1, host: a.host, port: a.port })) } : {}),
+      onSession: (session) => this.onSession(session),
+      onReject: (info) => this.log.warn({ remote: info.remote, code: errorName(info.code) }, `refused connection: ${info.reason}`),
+    });
+    this.tcp = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+  }
+
+  /** Start listening; resolves with the bound address. */
+  listen(): Promise<net.AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.tcp.once('error', reject);
+      this.tcp.listen(this.opts.listen.port, this.opts.listen.host, () => {
+        this.tcp.off('error', reject);
+        resolve(this.tcp.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  get address(): net.AddressInfo {
+    return this.tcp.address() as net.AddressInfo;
+  }
+
+  sessions(): Session[] {
+    return this.acceptor.allSessions();
+  }
+
+  async close(): Promise<void> {
+    this.acceptor.closeAll();
+    await new Promise<void>((r) => this.tcp.close(() => r()));
+  }
+
+  private onConnection(socket: net.Socket): void {
+    this.counters.connections++;
+    socket.on('error', () => undefined); // reported through the channel's close
+    if (this.acceptor.handshakesInProgress >= this.maxPending) {
+      // A flood of half-open handshakes must not starve real clients of memory.
+      this.counters.droppedPending++;
+      socket.destroy();
+      return;
+    }
+    void this.acceptor.accept(new SocketChannel(socket));
+  }
+
+  private onSession(session: Session) {
+    const token = Buffer.from(session.keys.token).toString('hex').slice(0, 8);
+    this.log.info({ session: token }, 'session established');
+    return {
+      stream: (stream: Stream, target: { host: string; port: number }) => this.onStream(token, stream, target),
+      subflowUp: (sf: { id: number; backup: boolean; channel: { remoteLabel: string } }) =>
+        this.log.info({ session: token, subflow: sf.id, remote: sf.channel.remoteLabel, backup: sf.backup }, 'subflow up'),
+      subflowDown: (sf: { id: number }, reason: string, closed: boolean) =>
+        this.log.info({ session: token, subflow: sf.id, closed }, `subflow ${closed ? 'closed' : 'suspect'}: ${reason}`),
+      closed: (err: Error | undefined) => this.log.info({ session: token }, `session closed${err ? `: ${err.message}` : ''}`),
+    };
+  }
+
+  private onStream(token: string, stream: Stream, target: { host: string; port: number }): void {
+    this.counters.streamsOpened++;
+    dialTarget(target, this.policy, { timeoutMs: this.opts.dialTimeoutMs ?? 10_000 }).then(
+      (socket) => {
+        if (stream.isClosed) {
+          socket.destroy();
+          return;
+        }
+        stream.accept();
+        pipeBoth(new StreamDuplex(stream), socket);
+      },
+      (err: unknown) => {
+        const code = err instanceof EgressError ? err.code : ResetCode.INTERNAL;
+        if (code === ResetCode.NOT_ALLOWED) this.counters.streamsRefused++;
+        else this.counters.streamsFailed++;
+        const msg = err instanceof Error ? err.message : String(err);
+        this.log.debug({ session: token, target: `${target.host}:${target.port}` }, `target failed: ${msg}`);
+        stream.reset(code, msg.slice(0, 200));
+      },
+    );
+  }
+}
