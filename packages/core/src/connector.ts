@@ -1,7 +1,8 @@
 import type { ByteChannel } from './channel.js';
 import type { Clock, Timer } from './clock.js';
 import type { Config } from './config.js';
-import { ErrorCode, PlaitError } from './errors.js';
+import { ErrorCode, isErrorCode, PlaitError, RemoteError } from './errors.js';
+import { MsgType } from './handshake-messages.js';
 import { HandshakeChannel } from './handshake-channel.js';
 import { startHello, startJoin } from './handshake.js';
 import type { SecretKeys } from './keys.js';
@@ -70,6 +71,13 @@ export async function joinSession(
     hc.send(join.message);
     const ack = join.onJoinAck(await hc.next(deadline));
     hc.send(ack.confirm);
+    // The answer is the `ok` record, or a cleartext REJECT (e.g. the session filled up meanwhile).
+    await hc.waitForBytes(deadline);
+    if (hc.peekByte() === MsgType.REJECT) {
+      const msg = await hc.next(deadline);
+      if (msg.type === MsgType.REJECT) throw new RemoteError(isErrorCode(msg.code) ? msg.code : ErrorCode.INTERNAL, msg.reason);
+      throw new PlaitError(ErrorCode.PROTOCOL, 'unexpected handshake message after JOIN_CONFIRM');
+    }
     if (session.isClosed) throw new PlaitError(ErrorCode.CLOSED, 'session closed during the join');
     const subflow = session.addSubflow({
       channel,

@@ -10,6 +10,7 @@ import { HandshakeReader, type HandshakeMessage } from './handshake-messages.js'
 export class HandshakeChannel {
   private readonly reader = new HandshakeReader();
   private waiter: { resolve(m: HandshakeMessage): void; reject(e: Error): void } | undefined;
+  private byteWaiter: { resolve(): void; reject(e: Error): void } | undefined;
   private failure: Error | undefined;
 
   constructor(
@@ -62,12 +63,48 @@ export class HandshakeChannel {
     });
   }
 
+  /**
+   * Wait until at least one byte follows the last message. After
+   * JOIN_CONFIRM the server answers with a record (first byte 0x00) or a
+   * cleartext REJECT (0x0f); this lets the caller tell which.
+   */
+  waitForBytes(deadline: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.clock.setTimeout(() => {
+        this.byteWaiter = undefined;
+        reject(new PlaitError(ErrorCode.TIMEOUT, 'handshake timed out'));
+      }, Math.max(0, deadline - this.clock.now()));
+      this.byteWaiter = {
+        resolve: () => {
+          timer.cancel();
+          this.byteWaiter = undefined;
+          resolve();
+        },
+        reject: (e) => {
+          timer.cancel();
+          this.byteWaiter = undefined;
+          reject(e);
+        },
+      };
+      this.wake();
+    });
+  }
+
+  /** The first buffered byte after the last message, if any. */
+  peekByte(): number | undefined {
+    return this.reader.peekByte();
+  }
+
   /** Bytes after the last message (the start of the record stream). */
   detach(): Uint8Array {
     return this.reader.takeRest();
   }
 
   private wake(): void {
+    if (this.byteWaiter) {
+      if (this.failure) this.byteWaiter.reject(this.failure);
+      else if (this.reader.buffered > 0) this.byteWaiter.resolve();
+    }
     if (!this.waiter) return;
     if (this.failure) {
       this.waiter.reject(this.failure);
@@ -86,5 +123,6 @@ export class HandshakeChannel {
   private fail(e: Error): void {
     this.failure ??= e;
     this.waiter?.reject(this.failure);
+    this.byteWaiter?.reject(this.failure);
   }
 }

@@ -322,6 +322,11 @@ export class HandshakeReader {
     return this.size;
   }
 
+  /** The next unread byte, if any (does not consume it). */
+  peekByte(): number | undefined {
+    return this.size > 0 ? this.chunks[0]![this.offset] : undefined;
+  }
+
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
     this.chunks.push(chunk);

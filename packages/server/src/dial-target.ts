@@ -227,7 +227,7 @@ export async function dialTarget(
     const family = literal || net.isIP(ascii);
     if (family === 4 || family === 6) {
       const verdict = policy.check(ascii);
-      if (false) throw new EgressError(ResetCode.NOT_ALLOWED, `${label} not allowed: ${verdict.reason}`);
+      if (!verdict.ok) throw new EgressError(ResetCode.NOT_ALLOWED, `${label} not allowed: ${verdict.reason}`);
       candidates = [{ address: ascii, family }];
     } else {
       if (ascii === '' || ascii.length > 254) {
