@@ -81,7 +81,8 @@ export function pipeBoth(a: Duplex, b: Duplex): void {
     teardown();
     return;
   }
-  a.on('data', (c) => b.write(c)); b.on('data', (c) => a.write(c)); a.on('end', () => b.end()); b.on('end', () => a.end());
+  a.pipe(b);
+  b.pipe(a);
 }
 
 /**

@@ -15,6 +15,8 @@ class Direction {
   private busyUntil = 0;
   private pending = 0;
   blackholed = false;
+  /** Flip a byte in the next chunk sent (tamper test). */
+  corruptNext = false;
   deliver: (chunk: Uint8Array) => void = () => undefined;
   onDrain: () => void = () => undefined;
   constructor(
@@ -30,6 +32,10 @@ class Direction {
     const at = this.busyUntil + (this.opts.delayMs ?? 0);
     this.pending += chunk.length;
     const copy = chunk.slice();
+    if (this.corruptNext && copy.length > 0) {
+      this.corruptNext = false;
+      copy[copy.length - 1]! ^= 0x01;
+    }
     this.clock.setTimeout(() => {
       this.pending -= copy.length;
       if (!this.blackholed) this.deliver(copy);
@@ -147,6 +153,11 @@ export class MemoryLink {
   blackhole(): void {
     this.ab.blackholed = true;
     this.ba.blackholed = true;
+  }
+
+  /** Flip one bit in the next chunk from a to b (an on-path attacker). */
+  tamperNextAtoB(): void {
+    this.ab.corruptNext = true;
   }
 
   restore(): void {

@@ -45,7 +45,7 @@ export async function makePair(opts: {
   const links = opts.links.map((l, i) => new MemoryLink(clock, l, `l${i}`));
   const first = links[0]!;
   void acceptor.accept(first.b);
-  const connecting = connectSession(first.a, { secretKeys, config, clock, backup: opts.links[0]?.backup ?? false, ...(opts.scheduler ? { scheduler: opts.scheduler } : {}) });
+  const connecting = connectSession(first.a, { secretKeys, config: { ...config }, clock, backup: opts.links[0]?.backup ?? false, ...(opts.scheduler ? { scheduler: opts.scheduler } : {}) });
   const { session } = await settle(clock, connecting);
   for (let i = 1; i < links.length; i++) {
     const link = links[i]!;
