@@ -54,6 +54,8 @@ export interface Config {
   initialInflight: number;
   /** Floor of a subflow's unacknowledged-bytes cap. */
   minInflight: number;
+  /** Allowance for bursty acks added to the RTT when sizing the cap (ms). */
+  ackSlackMs: number;
   /** Health check period while data is in flight (ms). */
   tickMs: number;
 }
@@ -77,6 +79,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   deadAfterMs: 15_000,
   initialInflight: 256 * 1024,
   minInflight: 64 * 1024,
+  ackSlackMs: 5,
   tickMs: 25,
 });
 

@@ -5,9 +5,9 @@
  * then msgpackr. The scan is what makes msgpackr safe on untrusted bytes: it
  * refuses every extension type (msgpackr's records, structured-clone
  * references, bundled strings, Error/RegExp constructors all live there),
- * refuses element counts larger than the bytes left (msgpackr preallocates
- * `new Array(count)`), bounds nesting depth, and refuses `__proto__` and
- * duplicate keys.
+ * walks every element so no count can exceed the input (msgpackr
+ * preallocates `new Array(count)`), bounds nesting depth, and refuses
+ * non-string, `__proto__` and duplicate keys and invalid UTF-8.
  */
 import { Packr } from 'msgpackr';
 import { WIRE } from './config.js';
@@ -121,11 +121,10 @@ const PROTO_BYTES = utf8Encoder.encode('__proto__');
 
 class Scanner {
   private readonly dv: DataView;
-  constructor(
-    private readonly b: Uint8Array,
-    private readonly end: number,
-  ) {
+  private readonly end: number;
+  constructor(private readonly b: Uint8Array) {
     this.dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    this.end = b.length;
   }
 
   private need(p: number, n: number): void {
@@ -159,16 +158,15 @@ class Scanner {
     return undefined;
   }
 
+  // No separate count check: every element takes at least one byte, so a
+  // count larger than the input fails this walk on truncation before
+  // msgpackr (which preallocates `new Array(count)`) ever sees it.
   private array(p: number, count: number, depth: number): number {
-    // Every element takes at least one byte: a larger count is a lie, and
-    // msgpackr would allocate it before noticing.
-    if (count > this.end - p) throw protocol('MessagePack array longer than its input');
     for (let i = 0; i < count; i++) p = this.value(p, depth);
     return p;
   }
 
   private map(p: number, count: number, depth: number): number {
-    if (count * 2 > this.end - p) throw protocol('MessagePack map longer than its input');
     const keys = new Set<string>();
     for (let i = 0; i < count; i++) {
       const h = this.strHeader(p);
@@ -236,7 +234,7 @@ function decodeMap(body: Uint8Array, what: string): Record<string, unknown> {
   if (body.length === 0) throw protocol(`empty ${what}`);
   const t = body[0] ?? 0;
   if (!((t >= 0x80 && t <= 0x8f) || t === 0xde || t === 0xdf)) throw protocol(`${what} is not a MessagePack map`);
-  const end = new Scanner(body, body.length).value(0, 0);
+  const end = new Scanner(body).value(0, 0);
   if (end !== body.length) throw protocol(`trailing bytes after ${what}`);
   let v: unknown;
   try {

@@ -487,7 +487,7 @@ export class Session implements StreamHost {
     this.pumpScheduled = false;
     if (this.closedState) return;
     const now = this.clock.now();
-    for (const sf of this.subflows) sf.refreshView(now, this.config.initialInflight, this.config.minInflight);
+    for (const sf of this.subflows) sf.refreshView(now, this.config);
 
     // 1. Acks ride on the subflow they acknowledge, ahead of everything.
     for (const sf of this.subflows) {
@@ -626,7 +626,10 @@ export class Session implements StreamHost {
   private stagingFor(sf: Subflow, size: number): StagedRecord {
     if (sf.staged && sf.staged.pos + size > sf.staged.buf.length) this.sealStaged(sf);
     if (!sf.staged) {
-      sf.staged = { buf: new Uint8Array(Math.max(this.config.recordTarget, size)), pos: 0, items: [], eliciting: false };
+      // Reuse the last record's buffer: sealing copied it into the ciphertext.
+      const spare = sf.spareBuf && sf.spareBuf.length >= size ? sf.spareBuf : undefined;
+      sf.spareBuf = undefined;
+      sf.staged = { buf: spare ?? new Uint8Array(Math.max(this.config.recordTarget, size)), pos: 0, items: [], eliciting: false };
     }
     return sf.staged;
   }
@@ -638,6 +641,7 @@ export class Session implements StreamHost {
     sf.staged = undefined;
     const now = this.clock.now();
     const wire = sf.sealer.seal(rec.buf.subarray(0, rec.pos));
+    sf.spareBuf = rec.buf;
     const seq = sf.sentRecords++;
     this.counters.recordsSent++;
     if (rec.eliciting) {
@@ -719,7 +723,7 @@ export class Session implements StreamHost {
       recvBufferedBytes: this.recvBuffered,
       counters: { ...this.counters },
       subflows: this.subflows.map((sf) => {
-        sf.refreshView(now, this.config.initialInflight, this.config.minInflight);
+        sf.refreshView(now, this.config);
         return {
           id: sf.id,
           addrId: sf.addrId,

@@ -53,6 +53,7 @@ export class Subflow implements SubflowView {
   needAck = false;
   writable = true;
   staged: StagedRecord | undefined;
+  spareBuf: Uint8Array | undefined;
 
   lastRecvAt: number;
   lastSendAt: number;
@@ -145,12 +146,15 @@ export class Subflow implements SubflowView {
     }
   }
 
-  refreshView(now: number, initialInflight: number, minInflight: number): void {
+  refreshView(now: number, c: { initialInflight: number; minInflight: number; ackSlackMs: number }): void {
     this.srtt = this.metrics.srtt;
     this.minRtt = this.metrics.minRtt(now);
     this.rate = this.metrics.rate(now);
     // Twice the measured bandwidth-delay product: enough to fill the path
     // and let the rate estimate grow, not enough to queue deep in its buffer.
-    this.cap = this.rate > 0 && this.minRtt > 0 ? Math.max(minInflight, 2 * this.rate * this.minRtt) : initialInflight;
+    // The slack covers acks that arrive in bursts (receiver busy, batching),
+    // which on fast paths (loopback, LAN) would otherwise starve the pipe.
+    this.cap =
+      this.rate > 0 && this.minRtt > 0 ? Math.max(c.minInflight, 2 * this.rate * (this.minRtt + c.ackSlackMs)) : c.initialInflight;
   }
 }
