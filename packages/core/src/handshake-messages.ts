@@ -2,6 +2,7 @@
  * Cleartext handshake messages (PROTOCOL.md sections 3-4):
  * `type u8 | length u16 | body [length]`.
  */
+import { truncateUtf8 } from './control.js';
 import { WIRE } from './config.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
 
@@ -125,15 +126,6 @@ function checkBytes(b: Uint8Array, len: number, what: string): Uint8Array {
   return b;
 }
 
-/** UTF-8 of `s` cut to at most `max` bytes without splitting a character. */
-export function truncateUtf8(s: string, max: number): Uint8Array {
-  const b = utf8.encode(s);
-  if (b.length <= max) return b;
-  let end = max;
-  // Back up over continuation bytes (10xxxxxx) to a character start.
-  while (end > 0 && ((b[end] ?? 0) & 0xc0) === 0x80) end--;
-  return b.subarray(0, end);
-}
 
 /** Encode header + body. Reject reasons longer than 200 UTF-8 bytes are truncated. */
 export function encodeHandshake(msg: HandshakeFields): Uint8Array {

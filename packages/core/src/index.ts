@@ -4,7 +4,7 @@ export * from './clock.js';
 export * from './channel.js';
 export * from './keys.js';
 export * from './frames.js';
-export { encodeControl, decodeControl, encodeStreamHeader, StreamHeaderReader, parseOpenHeader, type ControlMessage, type OpenHeader, type PeerAddr } from './control.js';
+export * from './control.js';
 export * from './record.js';
 export * from './handshake-messages.js';
 export * from './handshake.js';

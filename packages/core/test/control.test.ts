@@ -146,7 +146,14 @@ describe('CONTROL messages', () => {
       [0x81, 0xc0, 0x02], // nil key
       [0x81, 0xa1, 0xff, 0x01], // invalid UTF-8 key
       [0x81, ...fs('t'), 0xa2, 0xc3, 0x28], // invalid UTF-8 value
-      [0x82, ...fs('t'), ...fs('ok'), ...fs('t'), ...fs('prio')], // duplicate key
+      // Duplicate key (either copy alone would be a valid message).
+      [0x84, ...fs('t'), ...fs('prio'), ...fs('subflow'), 1, ...fs('backup'), 0xc2, ...fs('backup'), 0xc3],
+      // Non-string key, in an otherwise valid message.
+      [0x84, ...fs('t'), ...fs('prio'), ...fs('subflow'), 1, ...fs('backup'), 0xc2, 0x01, 0x02],
+      // Forbidden types in an ignored field of an unknown message: refused all the same.
+      [0x82, ...fs('t'), ...fs('x'), ...fs('f'), 0xc1],
+      [0x82, ...fs('t'), ...fs('x'), ...fs('f'), 0xd6, 0xff, 0, 0, 0, 0],
+      [0x82, ...fs('t'), ...fs('x'), ...fs('f'), 0xd4, 0x00, 0x00],
       [0x81, ...fs('t'), 0xc1], // never-used byte
       [0x81, ...fs('t'), 0xd4, 0x00, 0x00], // ext 0 (msgpackr: undefined)
       [0x81, ...fs('t'), 0xd6, 0xff, 0, 0, 0, 0], // timestamp ext

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { WIRE } from '../src/config.js';
-import { decodeControl, type ControlMessage } from '../src/control.js';
+import { decodeControl, encodeControl, type ControlMessage } from '../src/control.js';
 import { ErrorCode, PlaitError, ProtocolError } from '../src/errors.js';
 import {
   DATA_HEADER_SIZE,
@@ -418,7 +418,9 @@ describe('frames: hostile input', () => {
     expectProtocol(() => decodeAll(Uint8Array.of(4, 1, 0, 0, 0, 1, 3, 0x61, 0x62))); // reason_len overrun
     expect(decodeAll(Uint8Array.of(4, 1, 0, 0, 0, 1, 2, 0xc3, 0xa9))).toEqual([{ type: 4, code: 1, stream: 1, reason: 'é' }]);
     expectProtocol(() => decodeAll(Uint8Array.of(6, 0, 0))); // empty CONTROL body is not a map
-    expectProtocol(() => decodeAll(Uint8Array.of(6, 0, 2, 0x80))); // CONTROL length overrun
+    const prio = encodeControl({ t: 'prio', subflow: 1, backup: true });
+    expect(decodeAll(Uint8Array.of(6, 0, prio.length, ...prio))).toHaveLength(1);
+    expectProtocol(() => decodeAll(Uint8Array.of(6, 0, prio.length + 1, ...prio))); // CONTROL length overrun
     expectProtocol(() => decodeAll(Uint8Array.of(6, 0, 1, 0x80))); // a map without t
   });
 

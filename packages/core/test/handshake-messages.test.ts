@@ -1,3 +1,4 @@
+import { truncateUtf8 } from '../src/control.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, PlaitError, ProtocolError } from '../src/errors.js';
@@ -9,7 +10,6 @@ import {
   HandshakeReader,
   MsgType,
   startsWithReject,
-  truncateUtf8,
   type HandshakeFields,
   type HandshakeMessage,
 } from '../src/handshake-messages.js';
