@@ -189,7 +189,7 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
       const port = buf.readUInt16BE(4 + addrLen);
       const rest = buf.subarray(end);
       buf = Buffer.alloc(0);
-      if (cmd !== CMD_CONNECT) {
+      if (false) {
         fail(SOCKS_REPLY.COMMAND_NOT_SUPPORTED);
         return 'stop';
       }

@@ -206,6 +206,36 @@ describe('pipeBoth', () => {
     expect((await rr.rest()).toString()).toBe('late data');
   });
 
+  it('lets the other side flush after one side closed cleanly', async () => {
+    // b writes slowly, so it still holds data when a has ended both ways and closed.
+    const received: Buffer[] = [];
+    const b = new Duplex({
+      highWaterMark: 1024,
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        setTimeout(() => {
+          received.push(chunk);
+          cb();
+        }, 5);
+      },
+    });
+    const a = new Duplex({
+      read() {},
+      write(_chunk: Buffer, _enc, cb) {
+        cb();
+      },
+    });
+    pipeBoth(a, b);
+    b.push(null);
+    const sent = randomBytes(20 * 1000);
+    for (let i = 0; i < 20; i++) a.push(sent.subarray(i * 1000, (i + 1) * 1000));
+    a.push(null);
+    const aClosed = new Promise<void>((r) => a.once('close', () => r()));
+    await new Promise<void>((r) => b.once('close', () => r()));
+    await aClosed;
+    expect(Buffer.concat(received).equals(sent)).toBe(true);
+  });
+
   it('tears both down when one side is reset', async () => {
     const { left, right, a, b } = await joined();
     const rr = reader(right);

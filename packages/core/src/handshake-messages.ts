@@ -99,7 +99,6 @@ export type HandshakeMessage =
   | JoinConfirmMessage
   | RejectMessage;
 
-const utf8 = new TextEncoder();
 // Lenient: a REJECT's reason is only shown to a user, its code is what matters.
 const utf8Decoder = new TextDecoder('utf-8', { fatal: false });
 
