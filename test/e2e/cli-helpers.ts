@@ -69,7 +69,6 @@ export interface Proc {
   /** Everything written to stdout / stderr so far. */
   stdout(): string;
   stderr(): string;
-  /** Raw stdout bytes (only kept when `keepStdout` is true, the default). */
   readonly exited: boolean;
   readonly exitCode: number | null;
   readonly signal: NodeJS.Signals | null;
@@ -100,7 +99,7 @@ export interface SpawnOpts {
   env?: NodeJS.ProcessEnv;
 }
 
-function track(child: ChildProcess, name: string, hashStdout: boolean): Proc & { stdoutHash(): { sha256: string; bytes: number } } {
+function track(child: ChildProcess, name: string, hashStdout: boolean): Proc & { stdoutHash(): { sha256: string; bytes: number; head: string } } {
   let out = '';
   let err = '';
   const hash = createHash('sha256');
@@ -114,6 +113,7 @@ function track(child: ChildProcess, name: string, hashStdout: boolean): Proc & {
     if (hashStdout) {
       hash.update(d);
       hashedBytes += d.length;
+      if (out.length < 4096) out += d.subarray(0, 4096 - out.length).toString('latin1');
     } else out += d.toString('utf8');
   });
   child.stderr?.on('data', (d: Buffer) => {
@@ -136,7 +136,7 @@ function track(child: ChildProcess, name: string, hashStdout: boolean): Proc & {
     },
     stdoutHash() {
       digest ??= hash.digest('hex');
-      return { sha256: digest, bytes: hashedBytes };
+      return { sha256: digest, bytes: hashedBytes, head: out };
     },
     waitExit(timeoutMs = 30_000) {
       return new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res, rej) => {
@@ -218,6 +218,8 @@ export interface CurlResult {
   code: number | null;
   sha256: string;
   bytes: number;
+  /** The first 4 KiB of stdout, as latin1 text. */
+  head: string;
   stderr: string;
   elapsedMs: number;
 }
@@ -235,7 +237,7 @@ export function startCurl(args: string[], timeoutMs = 60_000): CurlRun {
   const done = proc.waitExit(timeoutMs).then(
     ({ code }) => {
       const h = proc.stdoutHash();
-      return { code, sha256: h.sha256, bytes: h.bytes, stderr: proc.stderr(), elapsedMs: Date.now() - t0 };
+      return { code, sha256: h.sha256, bytes: h.bytes, head: h.head, stderr: proc.stderr(), elapsedMs: Date.now() - t0 };
     },
     async (e: unknown) => {
       await proc.kill(500);

@@ -370,15 +370,7 @@ export class PlaitClient {
         }
       },
       subflowUp: (sf) => this.log.debug({ subflow: sf.id }, 'subflow usable'),
-      addresses: (addrs) => {
-        for (const a of addrs) {
-          if (!this.remotes.some((r) => r.host === a.host && r.port === a.port)) {
-            this.log.info({ host: a.host, port: a.port }, 'server advertised an address');
-            this.remotes.push({ host: a.host, port: a.port, id: a.id });
-          }
-        }
-        this.refreshPaths();
-      },
+      addresses: (addrs) => this.addRemotes(addrs),
       idle: () => {
         const grace = this.opts.graceMs ?? 30_000;
         this.log.warn({}, `all subflows down; keeping streams for ${grace / 1000} s while reconnecting`);
@@ -397,11 +389,24 @@ export class PlaitClient {
         }
       },
     });
+    // The server's `ok` (with its ADD_ADDR list) arrived before these events were set.
+    this.addRemotes(session.peerAddresses);
     this.startResolve?.();
     this.startResolve = this.startReject = undefined;
     const waiters = this.sessionWaiters;
     this.sessionWaiters = [];
     for (const w of waiters) w();
+  }
+
+  private addRemotes(addrs: readonly { id: number; host: string; port: number }[]): void {
+    let added = false;
+    for (const a of addrs) {
+      if (this.remotes.some((r) => r.host === a.host && r.port === a.port)) continue;
+      this.log.info({ host: a.host, port: a.port }, 'server advertised an address');
+      this.remotes.push({ host: a.host, port: a.port, id: a.id });
+      added = true;
+    }
+    if (added) this.refreshPaths();
   }
 
   private awaitSession(timeoutMs: number): Promise<Session> {

@@ -98,7 +98,7 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
     let buf: Buffer = Buffer.alloc(0);
     let handshakeOver = false;
 
-    const timer = setTimeout(() => socket.destroy(), opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
+    const timer = setTimeout(() => socket.destroy(), 60000);
     timer.unref();
 
     const stopReading = (): void => {
@@ -189,7 +189,7 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
       const port = buf.readUInt16BE(4 + addrLen);
       const rest = buf.subarray(end);
       buf = Buffer.alloc(0);
-      if (false) {
+      if (cmd !== CMD_CONNECT) {
         fail(SOCKS_REPLY.COMMAND_NOT_SUPPORTED);
         return 'stop';
       }

@@ -109,6 +109,8 @@ export class Session implements StreamHost {
   private readonly controlQueue: Frame[] = [];
   private readonly reinjectQueue: ReliableItem[] = [];
 
+  /** Extra addresses the server advertised (client side; ADD_ADDR). */
+  peerAddresses: readonly { id: number; host: string; port: number }[] = [];
   private recvBuffered = 0;
   private recvPaused = false;
   private pumpScheduled = false;
@@ -286,7 +288,10 @@ export class Session implements StreamHost {
         sf.state = 'active';
         sf.markReady();
         this.events.subflowUp?.(sf);
-        if (m.addrs && m.addrs.length > 0) this.events.addresses?.(m.addrs);
+        if (m.addrs && m.addrs.length > 0) {
+          this.peerAddresses = m.addrs;
+          this.events.addresses?.(m.addrs);
+        }
         this.schedulePump();
         return;
       case 'close':

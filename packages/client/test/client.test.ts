@@ -1,0 +1,140 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import * as net from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { deriveSecretKeys, ResetCode } from '@plait/core';
+import { EgressPolicy, PlaitServer } from '@plait/server';
+import { PlaitClient } from '../src/client.js';
+import { DialError } from '../src/dialer.js';
+import { startLinkRelay, type LinkRelay } from '../../../test/helpers/link-relay.js';
+import { startEchoServer, type EchoServer } from '../../../test/helpers/echo-server.js';
+
+const secretKeys = deriveSecretKeys('client-test-secret-0123456789');
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(opts: { relays: number; advertiseRelay?: boolean; graceMs?: number }) {
+  const echo = await startEchoServer();
+  cleanups.push(() => echo.close());
+  const server = new PlaitServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    secretKeys,
+    policy: new EgressPolicy({ allowPrivate: true }),
+    graceMs: opts.graceMs ?? 30_000,
+  });
+  const addr = await server.listen();
+  cleanups.push(() => server.close());
+  const relays: LinkRelay[] = [];
+  for (let i = 0; i < opts.relays; i++) {
+    const r = await startLinkRelay({ target: { host: '127.0.0.1', port: addr.port } });
+    relays.push(r);
+    cleanups.push(() => r.close());
+  }
+  return { echo, server, relays, port: addr.port };
+}
+
+function startClient(servers: { host: string; port: number }[], graceMs = 30_000): PlaitClient {
+  const client = new PlaitClient({ servers, secretKeys, sources: { binds: ['127.0.0.1'], vias: [], backups: [] }, graceMs });
+  cleanups.push(() => client.close());
+  return client;
+}
+
+async function echoRoundTrip(conn: Duplex, data: Buffer): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let got = 0;
+  return new Promise((resolve, reject) => {
+    conn.on('data', (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+      if (got >= data.length) resolve(Buffer.concat(chunks));
+    });
+    conn.on('error', reject);
+    conn.write(data);
+  });
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('PlaitClient against a real server', () => {
+  it('opens a subflow to each server address and to addresses the server advertises (ADD_ADDR)', async () => {
+    const env = await setup({ relays: 0 });
+    // The server's second address is a relay in front of it; reserve the port first.
+    const port = await freePort();
+    const relay = await startLinkRelay({ target: { host: '127.0.0.1', port } });
+    cleanups.push(() => relay.close());
+    const server2 = new PlaitServer({
+      listen: { host: '127.0.0.1', port },
+      secretKeys,
+      policy: new EgressPolicy({ allowPrivate: true }),
+      advertise: [{ host: '127.0.0.1', port: relay.port }],
+    });
+    const a2 = await server2.listen();
+    cleanups.push(() => server2.close());
+    const client = startClient([{ host: '127.0.0.1', port: a2.port }]);
+    await client.start();
+    await waitFor(() => client.currentSession?.subflowCount === 2, 5000);
+    expect(relay.stats.connections).toBe(1);
+    const conn = await client.dial({ host: '127.0.0.1', port: env.echo.port });
+    const data = randomBytes(1 << 20);
+    expect(sha(await echoRoundTrip(conn, data))).toBe(sha(data));
+    conn.destroy();
+  });
+
+  it('keeps streams through a total outage and resumes them when a subflow rejoins', async () => {
+    const env = await setup({ relays: 2 });
+    const client = startClient(env.relays.map((r) => ({ host: '127.0.0.1', port: r.port })));
+    await client.start();
+    await waitFor(() => client.currentSession?.subflowCount === 2, 5000);
+    const conn = await client.dial({ host: '127.0.0.1', port: env.echo.port });
+    const first = randomBytes(200_000);
+    expect(sha(await echoRoundTrip(conn, first))).toBe(sha(first));
+    // Every path dies at once.
+    for (const r of env.relays) r.cut('reset');
+    await waitFor(() => (client.currentSession?.subflowCount ?? 0) === 0, 5000);
+    // Data written during the outage waits, then flows once the client rejoins.
+    const second = randomBytes(300_000);
+    const back = echoRoundTrip(conn, second);
+    await waitFor(() => (client.currentSession?.subflowCount ?? 0) > 0, 10_000);
+    expect(sha(await back)).toBe(sha(second));
+    expect(env.server.sessions().length).toBe(1);
+    conn.destroy();
+  });
+
+  it('a refused target gives DialError REFUSED quickly and does not disturb other streams', async () => {
+    const env = await setup({ relays: 0 });
+    const client = startClient([{ host: '127.0.0.1', port: env.port }]);
+    await client.start();
+    const good = await client.dial({ host: '127.0.0.1', port: env.echo.port });
+    const closedPort = await freePort();
+    const t0 = Date.now();
+    const err = await client.dial({ host: '127.0.0.1', port: closedPort }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(DialError);
+    expect((err as DialError).code).toBe(ResetCode.REFUSED);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    const data = randomBytes(100_000);
+    expect(sha(await echoRoundTrip(good, data))).toBe(sha(data));
+    good.destroy();
+  });
+});
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
