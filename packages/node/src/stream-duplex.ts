@@ -21,16 +21,24 @@ export class StreamResetError extends Error {
 export class StreamDuplex extends Duplex {
   private unreleased = 0;
   private pendingWrite: (() => void) | undefined;
+  private batch: Uint8Array[] = [];
+  private batchBytes = 0;
+  private ended = false;
 
   constructor(readonly stream: Stream) {
     super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024, writableHighWaterMark: 64 * 1024 });
     stream.setHandlers({
       data: (chunk) => {
-        const below = this.push(chunk);
-        if (below) stream.release(chunk.length);
-        else this.unreleased += chunk.length;
+        // A record carries several 16 KiB frames; hand them on as one buffer so
+        // the socket behind us sees one write, not one syscall per frame.
+        if (this.batch.length === 0) queueMicrotask(() => this.flushBatch());
+        this.batch.push(chunk);
+        this.batchBytes += chunk.length;
       },
-      end: () => this.push(null),
+      end: () => {
+        this.ended = true;
+        if (this.batch.length === 0) this.push(null);
+      },
       drain: () => {
         const cb = this.pendingWrite;
         this.pendingWrite = undefined;
@@ -41,6 +49,17 @@ export class StreamDuplex extends Duplex {
         else this.destroy();
       },
     });
+  }
+
+  private flushBatch(): void {
+    if (this.batch.length === 0 || this.destroyed) return;
+    const n = this.batchBytes;
+    const buf = this.batch.length === 1 ? this.batch[0]! : Buffer.concat(this.batch, n);
+    this.batch = [];
+    this.batchBytes = 0;
+    if (this.push(buf)) this.stream.release(n);
+    else this.unreleased += n;
+    if (this.ended) this.push(null);
   }
 
   override _read(): void {
