@@ -72,7 +72,7 @@ export interface Proc {
   readonly exited: boolean;
   readonly exitCode: number | null;
   readonly signal: NodeJS.Signals | null;
-  /** Resolves with the exit status (code, or 128+n style null/signal). */
+  /** Resolves with the exit code, or null and the signal that ended the process. */
   waitExit(timeoutMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
   kill(graceMs?: number): Promise<void>;
@@ -106,6 +106,8 @@ function track(child: ChildProcess, name: string, hashStdout: boolean): Proc & {
   let hashedBytes = 0;
   let digest: string | undefined;
   let exited = false;
+  let killedAt: number | undefined;
+  const startedAt = Date.now();
   let exitCode: number | null = null;
   let signal: NodeJS.Signals | null = null;
   const exitWaiters: (() => void)[] = [];
@@ -150,6 +152,7 @@ function track(child: ChildProcess, name: string, hashStdout: boolean): Proc & {
     },
     async kill(graceMs = 2_500) {
       if (exited) return;
+      killedAt ??= Date.now();
       try {
         child.kill('SIGTERM');
       } catch {
@@ -167,7 +170,10 @@ function track(child: ChildProcess, name: string, hashStdout: boolean): Proc & {
       }
     },
     dump() {
-      return `--- ${name} (pid ${proc.pid}) stdout ---\n${out.slice(-4000)}\n--- ${name} stderr ---\n${err.slice(-8000)}`;
+      const state = exited
+        ? `exited code=${exitCode} signal=${signal}${killedAt === undefined ? ' (NOT killed by the test)' : ` (killed by the test ${killedAt - startedAt} ms after start)`}`
+        : 'running';
+      return `--- ${name} (pid ${proc.pid}, ${state}) stdout ---\n${out.slice(-4000)}\n--- ${name} stderr ---\n${err.slice(-8000)}`;
     },
   };
   // 'close' (not 'exit'): stdio has been drained too.
@@ -305,6 +311,7 @@ export async function getStats(port: number): Promise<StatsJson> {
 
 export interface ServerHandle {
   proc: Proc;
+  secret: string;
   host: string;
   port: number;
   statsPort: number;
@@ -371,6 +378,7 @@ export async function startServer(opts: ServerOpts): Promise<ServerHandle> {
       });
       return {
         proc,
+        secret: opts.secret,
         host,
         port,
         statsPort,

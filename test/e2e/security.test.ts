@@ -150,9 +150,6 @@ describe('handshake refusals (server with --allow-private)', () => {
     expect(g, 'garbage dropped').toBeLessThan(DEADLINE);
     expect(h, 'half handshake dropped').toBeLessThan(DEADLINE);
     expect(d, 'slow drip dropped').toBeLessThan(DEADLINE);
-    // The half handshake and the drip are dropped by the handshake timeout, not before it could matter.
-    expect(h).toBeGreaterThanOrEqual(4_000);
-    expect(d).toBeGreaterThanOrEqual(4_000);
 
     await waitUntil('three refusals in the server log', () => refusals(server).length - before >= 3, 3_000).catch((e: unknown) => {
       throw new Error(`${String(e)}\n${server.proc.dump()}`);

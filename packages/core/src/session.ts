@@ -331,10 +331,13 @@ export class Session implements StreamHost {
       this.streamsOpened++;
     }
     const before = s.recvBuffered;
+    const heldBefore = s.reassembly.nextOffset + s.reassembly.bufferedBytes;
     const opened = s.onData(offset, payload, fin);
     const after = s.isClosed ? 0 : s.recvBuffered;
     this.recvBuffered += after - before;
-    if (payload.length > 0 && after - before < payload.length) this.counters.duplicateBytes += payload.length - Math.max(0, after - before);
+    // Bytes the reassembly buffer did not take were already there: duplicates.
+    const accepted = s.reassembly.nextOffset + s.reassembly.bufferedBytes - heldBefore;
+    if (accepted < payload.length) this.counters.duplicateBytes += payload.length - accepted;
     if (opened) {
       if (this.events.stream) this.events.stream(s, opened);
       else s.reset(ResetCode.NOT_ALLOWED, 'this side accepts no streams');

@@ -85,7 +85,10 @@ export class StreamDuplex extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.stream.isClosed) this.stream.reset(ResetCode.CANCEL, err ? err.message.slice(0, 100) : '');
+    // Auto-destroy after both directions ended is a normal close: the session
+    // still delivers our queued bytes and FIN. Anything else aborts the stream.
+    const finished = err === null && this.readableEnded && this.writableFinished;
+    if (!this.stream.isClosed && !finished) this.stream.reset(ResetCode.CANCEL, err ? err.message.slice(0, 100) : '');
     const w = this.pendingWrite;
     this.pendingWrite = undefined;
     w?.();
