@@ -1,3 +1,4 @@
+import { pipeBoth } from '@plait/node';
 import type { Duplex } from 'node:stream';
 import { ResetCode } from '@plait/core';
 
@@ -45,47 +46,6 @@ export function socksReplyFor(code: ResetCode): number {
 }
 
 /**
- * Joins two duplexes: each one's readable side is piped into the other's
- * writable side with backpressure. The end of one direction is passed on as
- * `end()` (half-close), not as a teardown; an error, or a close before both
- * directions finished, destroys both.
- *
- * Sockets must allow half-open connections for half-close to work
- * (otherwise Node ends their writable side as soon as the peer's FIN
- * arrives); this sets `allowHalfOpen`, but listeners should also be created
- * with `allowHalfOpen: true` so a FIN during a handshake does not already
- * close the socket.
- */
-export function pipeBoth(a: Duplex, b: Duplex): void {
-  a.allowHalfOpen = true;
-  b.allowHalfOpen = true;
-  let tornDown = false;
-  const teardown = (): void => {
-    if (tornDown) return;
-    tornDown = true;
-    a.destroy();
-    b.destroy();
-  };
-  const watch = (self: Duplex): void => {
-    self.on('error', teardown);
-    self.once('close', () => {
-      // Closed after both directions completed: the other side has been (or
-      // is being) ended by the pipe and must be left to flush what it holds.
-      if (self.readableEnded && self.writableFinished) return;
-      teardown();
-    });
-  };
-  watch(a);
-  watch(b);
-  if (a.destroyed || b.destroyed) {
-    teardown();
-    return;
-  }
-  a.pipe(b);
-  b.pipe(a);
-}
-
-/**
  * Ends a socket after a final message (an error reply) and makes sure it goes
  * away even if the client never closes its side. Incoming bytes are drained:
  * closing a socket with unread data makes the kernel send RST, which could
@@ -101,3 +61,6 @@ export function endGracefully(socket: Duplex, data?: Uint8Array | string, linger
   if (data === undefined) socket.end();
   else socket.end(data);
 }
+
+/** Re-exported so frontends and tests import it from one place. */
+export { pipeBoth };

@@ -153,7 +153,13 @@ export function serveHttpConnect(socket: net.Socket, opts: HttpConnectOptions, d
       const head = buf.subarray(0, end).toString('latin1');
       const rest = buf.subarray(end);
       buf = Buffer.alloc(0);
-      handle(head, rest);
+      try {
+        handle(head, rest);
+      } catch {
+        // A parser bug must cost this connection, not the process with every other one.
+        stopReading();
+        socket.destroy();
+      }
     };
 
     const handle = (head: string, rest: Buffer): void => {

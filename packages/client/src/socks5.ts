@@ -98,7 +98,7 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
     let buf: Buffer = Buffer.alloc(0);
     let handshakeOver = false;
 
-    const timer = setTimeout(() => socket.destroy(), 60000);
+    const timer = setTimeout(() => socket.destroy(), opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
     timer.unref();
 
     const stopReading = (): void => {
@@ -230,9 +230,14 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
 
     const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      for (;;) {
-        const step = phase === 'greeting' ? greeting() : phase === 'auth' ? auth() : request();
-        if (step !== 'next') return;
+      try {
+        for (;;) {
+          const step = phase === 'greeting' ? greeting() : phase === 'auth' ? auth() : request();
+          if (step !== 'next') return;
+        }
+      } catch {
+        // A parser bug must cost this connection, not the process with every other one.
+        abort();
       }
     };
 

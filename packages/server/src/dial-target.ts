@@ -145,7 +145,8 @@ function race(cands: Candidate[], port: number, delayMs: number, signal: AbortSi
         if (live.size === 0) giveUp();
         return;
       }
-      const s = net.connect({ host: c.address, port, family: c.family });
+      // Half-open allowed: a target's FIN must not end the client's direction too.
+      const s = net.connect({ host: c.address, port, family: c.family, allowHalfOpen: true });
       live.add(s);
       const onError = (err: Error): void => {
         live.delete(s);

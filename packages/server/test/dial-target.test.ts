@@ -166,6 +166,28 @@ describe('dialTarget with literals', () => {
     s.destroy();
   });
 
+  it('returns a socket that stays writable after the target half-closes', async () => {
+    const got: Buffer[] = [];
+    const server = net.createServer({ allowHalfOpen: true }, (c) => {
+      c.on('data', (d: Buffer) => got.push(d));
+      c.on('end', () => c.destroy());
+      c.end('banner');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanup.push(() => new Promise<void>((r) => server.close(() => r())));
+    const addr = server.address();
+    if (addr === null || typeof addr === 'string') throw new Error('no address');
+    const s = await dialTarget({ host: '127.0.0.1', port: addr.port }, openPolicy);
+    s.resume();
+    await new Promise<void>((r) => s.once('end', () => r()));
+    await sleep(20);
+    const closed = new Promise<void>((r) => s.once('close', () => r()));
+    s.end('after the banner');
+    await closed;
+    await sleep(20);
+    expect(Buffer.concat(got).toString()).toBe('after the banner');
+  });
+
   it('accepts a bracketed IPv6 literal', async () => {
     if (!hasIPv6) return;
     const l = await listenOn('::1');
