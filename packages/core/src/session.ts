@@ -287,6 +287,8 @@ export class Session implements StreamHost {
         sf.id = m.subflow;
         sf.state = 'active';
         sf.markReady();
+        // Measure the new path at once: an unmeasured subflow is assumed slow.
+        this.probe(sf, this.clock.now());
         this.events.subflowUp?.(sf);
         if (m.addrs && m.addrs.length > 0) {
           this.peerAddresses = m.addrs;
@@ -355,6 +357,7 @@ export class Session implements StreamHost {
     // was sent, over the time since the ack that preceded its sending.
     m.onRateSample(now, m.delivered - last.delivered, now - last.deliveredAt);
     m.deliveredAt = now;
+    sf.lastAckAt = now;
     if (sf.state === 'suspect') {
       sf.state = 'active';
       this.counters.subflowsRecovered++;
@@ -518,6 +521,9 @@ export class Session implements StreamHost {
         this.stageFrame(ctl, f, { kind: 'frame', frame: f });
       }
     }
+    // Seal these now: inside a big data record they would wait for the whole
+    // record to cross the link (a record is authenticated as a whole).
+    for (const sf of this.subflows) this.sealStaged(sf);
     // 3. Reinjected data, then new data, as the scheduler allows.
     this.sendReinjections();
     this.sendNewData();
@@ -601,7 +607,7 @@ export class Session implements StreamHost {
 
   /** Payload bytes that fit in the subflow's current record (or a fresh one). */
   private roomFor(sf: Subflow): number {
-    const room = sf.staged ? this.config.recordTarget - sf.staged.pos - DATA_HEADER_SIZE : 0;
+    const room = sf.staged ? sf.recordTarget - sf.staged.pos - DATA_HEADER_SIZE : 0;
     // Don't cut a frame into a sliver: start a new record instead.
     return room >= 1024 ? Math.min(room, WIRE.DATA_MAX_PAYLOAD) : WIRE.DATA_MAX_PAYLOAD;
   }
@@ -620,7 +626,7 @@ export class Session implements StreamHost {
     rec.pos = pos + len;
     rec.eliciting = true;
     rec.items.push({ kind: 'data', stream: s, offset, len, fin });
-    if (rec.pos + DATA_HEADER_SIZE + 1024 > this.config.recordTarget) this.sealStaged(sf);
+    if (rec.pos + DATA_HEADER_SIZE + 1024 > sf.recordTarget) this.sealStaged(sf);
   }
 
   private stageFrame(sf: Subflow, f: Frame, item: ReliableItem | undefined): void {
@@ -677,13 +683,21 @@ export class Session implements StreamHost {
       if (sf.state === 'pending-ok' || sf.state === 'closed') continue;
       const oldest = sf.oldestInflight();
       if (oldest) {
-        const age = now - oldest.sentAt;
+        // Time without ack progress (as TCP restarts its RTO on every ack): a
+        // slow path draining a queue is alive; only a silent one is suspect.
+        const age = now - Math.max(oldest.sentAt, sf.lastAckAt);
         if (age > this.config.deadAfterMs) {
           this.closeSubflow(sf, `no acknowledgement for ${Math.round(age / 1000)} s`, true);
           continue;
         }
         const rto = sf.metrics.rto(this.config.minRtoMs, this.config.maxRtoMs);
-        if (sf.state === 'active' && age > rto) this.suspect(sf, now, `no acknowledgement for ${Math.round(age)} ms (timeout ${Math.round(rto)} ms)`);
+        // A path that still delivers the peer's bytes is alive, its acks just
+        // queue behind data; a silent one (both ways) is suspect after one
+        // RTO. One-way failures are caught after four.
+        const silentFor = now - sf.lastRecvAt;
+        if (sf.state === 'active' && ((age > rto && silentFor > rto) || age > 4 * rto)) {
+          this.suspect(sf, now, `no acknowledgement for ${Math.round(age)} ms (timeout ${Math.round(rto)} ms)`);
+        }
       }
       if (sf.state === 'suspect' && now - sf.lastProbeAt >= this.config.probeMs) this.probe(sf, now);
       else if (sf.state === 'active' && !oldest && now - sf.lastSendAt >= this.config.keepaliveMs) this.probe(sf, now);

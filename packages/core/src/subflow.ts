@@ -21,6 +21,10 @@ export interface SentRecord {
   reinjected: boolean;
 }
 
+const MIN_RECORD_TARGET = 4096;
+const INITIAL_RECORD_TARGET = 16 * 1024 + 64;
+const RECORD_TIME_MS = 2;
+
 export type SubflowState = 'pending-ok' | 'active' | 'suspect' | 'closed';
 
 /** A record being filled with frames before it is sealed. */
@@ -58,12 +62,17 @@ export class Subflow implements SubflowView {
   lastRecvAt: number;
   lastSendAt: number;
   lastProbeAt = 0;
+  /** Last time an ack freed records on this subflow. */
+  lastAckAt = 0;
   suspectSince = 0;
 
   bytesSent = 0;
   bytesReceived = 0;
   bytesReinjected = 0;
   suspectCount = 0;
+
+  /** Plaintext bytes per record on this subflow (adapts to its rate). */
+  recordTarget = INITIAL_RECORD_TARGET;
 
   // Scheduler view, refreshed before each scheduling round.
   cap = 0;
@@ -146,7 +155,7 @@ export class Subflow implements SubflowView {
     }
   }
 
-  refreshView(now: number, c: { initialInflight: number; minInflight: number; ackSlackMs: number }): void {
+  refreshView(now: number, c: { initialInflight: number; minInflight: number; ackSlackMs: number; recordTarget: number }): void {
     this.srtt = this.metrics.srtt;
     this.minRtt = this.metrics.minRtt(now);
     this.rate = this.metrics.rate(now);
@@ -156,5 +165,9 @@ export class Subflow implements SubflowView {
     // which on fast paths (loopback, LAN) would otherwise starve the pipe.
     this.cap =
       this.rate > 0 && this.minRtt > 0 ? Math.max(c.minInflight, 2 * this.rate * (this.minRtt + c.ackSlackMs)) : c.initialInflight;
+    // A record is usable only once it has wholly arrived: keep one record's
+    // serialisation time near a couple of milliseconds on slow links.
+    this.recordTarget =
+      this.rate > 0 ? Math.min(c.recordTarget, Math.max(MIN_RECORD_TARGET, Math.round(this.rate * RECORD_TIME_MS))) : INITIAL_RECORD_TARGET;
   }
 }
