@@ -3,9 +3,9 @@ import http from 'node:http';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startEchoServer } from './helpers/echo-server.js';
-import { sha256OfStream, startFileServer } from './helpers/http-file-server.js';
-import { startLinkRelay, type LinkRelay } from './helpers/link-relay.js';
+import { startEchoServer } from '@plait/testkit';
+import { sha256OfStream, startFileServer } from '@plait/testkit';
+import { startLinkRelay, type LinkRelay } from '@plait/testkit';
 
 const MiB = 1024 * 1024;
 

@@ -1,13 +1,13 @@
 /**
  * Losing one subflow mid-transfer. Each subflow goes through its own link
- * relay (test/helpers/link-relay.ts): the client is given two server
+ * relay (@plait/testkit link-relay): the client is given two server
  * addresses, `--server 127.0.0.1:RELAY1 --server 127.0.0.1:RELAY2`, with
  * one `--bind 127.0.0.1`, so the fullmesh plan (planPaths) is two paths.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startFileServer, type FileServer } from '../helpers/http-file-server.js';
-import { startLinkRelay, type CutMode, type LinkRelay } from '../helpers/link-relay.js';
+import { startFileServer, type FileServer } from '@plait/testkit';
+import { startLinkRelay, type CutMode, type LinkRelay } from '@plait/testkit';
 import { killAll, MiB, sleep, startClient, startCurl, startServer, type ServerHandle } from './cli-helpers.js';
 
 const FILE_SIZE = 64 * MiB;

@@ -5,8 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startEchoServer, type EchoServer } from '../helpers/echo-server.js';
-import { startFileServer, type FileServer } from '../helpers/http-file-server.js';
+import { startEchoServer, type EchoServer } from '@plait/testkit';
+import { startFileServer, type FileServer } from '@plait/testkit';
 import {
   connectTcp,
   curl,

@@ -4,9 +4,9 @@
  */
 import { randomBytes, randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEchoServer, type EchoServer } from '../helpers/echo-server.js';
-import { startFileServer, type FileServer } from '../helpers/http-file-server.js';
-import { startLinkRelay, type LinkRelay } from '../helpers/link-relay.js';
+import { startEchoServer, type EchoServer } from '@plait/testkit';
+import { startFileServer, type FileServer } from '@plait/testkit';
+import { startLinkRelay, type LinkRelay } from '@plait/testkit';
 import {
   connectTcp,
   curl,

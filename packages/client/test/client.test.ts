@@ -6,8 +6,8 @@ import { deriveSecretKeys, ResetCode } from '@plait/core';
 import { EgressPolicy, PlaitServer } from '@plait/server';
 import { PlaitClient } from '../src/client.js';
 import { DialError } from '../src/dialer.js';
-import { startLinkRelay, type LinkRelay } from '../../../test/helpers/link-relay.js';
-import { startEchoServer, type EchoServer } from '../../../test/helpers/echo-server.js';
+import { startLinkRelay, type LinkRelay } from '@plait/testkit';
+import { startEchoServer, type EchoServer } from '@plait/testkit';
 
 const secretKeys = deriveSecretKeys('client-test-secret-0123456789');
 const cleanups: (() => unknown)[] = [];
