@@ -1,0 +1,470 @@
+#!/usr/bin/env node
+// plait benchmarks on emulated links (no root needed). Prints a table and
+// writes JSON to bench-results/. Figures are ratios measured side by side in
+// one run: this machine is shared and noisy.
+//
+//   node scripts/bench.mjs [--only overhead,aggregation,failover,latency,memory] [--seconds N]
+//
+// Links are emulated by @plait/testkit's user-space relay (one-way delay and
+// a token-bucket rate per direction). The packet-level testbed with kernel
+// MPTCP side by side is scripts/bench-testbed.sh (root).
+import { spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEchoServer, startLinkRelay } from '@plait/testkit';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const CLI = join(ROOT, 'packages/cli/bin/plait.js');
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : def;
+};
+const ONLY = new Set(opt('only', 'overhead,aggregation,failover,latency,memory').split(','));
+const SECONDS = Number(opt('seconds', '12'));
+const SECRET = 'bench-secret-0123456789abcdefgh';
+const children = new Set();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+function run(argv, label) {
+  const c = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  c.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
+  c.on('exit', (code) => {
+    children.delete(c);
+    if (code && code !== 0 && !c.killedByUs) process.stderr.write(`[${label} exited ${code}] ${err}\n`);
+  });
+  children.add(c);
+  return c;
+}
+function stop(c) {
+  c.killedByUs = true;
+  c.kill('SIGKILL');
+}
+
+async function waitPort(port, ms = 10_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise((r) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        r(true);
+      });
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`port ${port} not up`);
+    await sleep(50);
+  }
+}
+
+async function stats(port) {
+  const res = await fetch(`http://127.0.0.1:${port}/stats`);
+  return res.json();
+}
+
+/** plait server + client; the client forwards local ports to the given targets over paths to `servers`. */
+async function startPlait({ servers, binds = ['127.0.0.1'], forwards, extra = [] }) {
+  const srvPort = servers.serverPort;
+  const server = run([CLI, 'server', '--listen', `127.0.0.1:${srvPort}`, '--secret', SECRET, '--allow-private', '--log-level', 'warn'], 'server');
+  await waitPort(srvPort);
+  const statsPort = await freePort();
+  const fwd = [];
+  const cargs = [CLI, 'client', '--secret', SECRET, '--stats', `127.0.0.1:${statsPort}`, '--log-level', 'warn', ...extra];
+  for (const s of servers.addrs) cargs.push('--server', s);
+  for (const b of binds) cargs.push('--bind', b);
+  for (const f of forwards) {
+    const lp = await freePort();
+    fwd.push(lp);
+    cargs.push('--forward', `${lp}:127.0.0.1:${f}`);
+  }
+  const client = run(cargs, 'client');
+  await waitPort(statsPort);
+  for (const p of fwd) await waitPort(p);
+  // Wait until every path has a subflow up.
+  const want = servers.addrs.length * binds.length;
+  const end = Date.now() + 10_000;
+  while (Date.now() < end) {
+    const st = await stats(statsPort).catch(() => undefined);
+    const n = st?.sessions?.[0]?.subflows?.filter((s) => s.state === 'active').length ?? 0;
+    if (n >= want) break;
+    await sleep(100);
+  }
+  return { server, client, statsPort, forwards: fwd, stop: () => (stop(client), stop(server)) };
+}
+
+/** A TCP server that, on connect, streams bytes of a counting pattern forever (until the client closes). */
+async function startSource() {
+  const block = Buffer.alloc(1 << 16);
+  for (let i = 0; i < block.length; i++) block[i] = i & 0xff;
+  const server = net.createServer((s) => {
+    s.on('error', () => undefined);
+    const more = () => {
+      while (!s.destroyed && s.write(block));
+    };
+    s.on('drain', more);
+    more();
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { port: server.address().port, close: () => server.close() };
+}
+
+/** A TCP server that reads and counts; `onData` gets (bytes, time) per chunk. */
+async function startSink(onData) {
+  const server = net.createServer((s) => {
+    s.on('error', () => undefined);
+    s.on('data', (d) => onData(d, performance.now()));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { port: server.address().port, close: () => server.close() };
+}
+
+/** Receive for `seconds`; returns goodput over [warmup, end] in Mbit/s, and per-10ms delivery bins. */
+function measureDownload(port, seconds, { warmup = 2, verify = true } = {}) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    const t0 = performance.now();
+    let total = 0;
+    let inWindow = 0;
+    let expect = 0;
+    let corrupt = false;
+    const bins = [];
+    s.on('data', (d) => {
+      const t = (performance.now() - t0) / 1000;
+      if (verify) {
+        for (let i = 0; i < d.length; i++) if (d[i] !== ((expect + i) & 0xff)) corrupt = true;
+        expect += d.length;
+      }
+      total += d.length;
+      if (t >= warmup) inWindow += d.length;
+      const b = Math.floor(t * 100);
+      bins[b] = (bins[b] ?? 0) + d.length;
+    });
+    s.on('error', reject);
+    setTimeout(() => {
+      s.destroy();
+      resolve({ mbps: (inWindow * 8) / (seconds - warmup) / 1e6, total, corrupt, bins });
+    }, seconds * 1000);
+  });
+}
+
+/** Send as fast as possible to `port` for `seconds`; the caller measures at the receiver. */
+function blast(port, seconds) {
+  const block = Buffer.alloc(1 << 16, 0x5a);
+  const s = net.connect(port, '127.0.0.1');
+  s.on('error', () => undefined);
+  const more = () => {
+    while (!s.destroyed && s.write(block));
+  };
+  s.on('connect', more);
+  s.on('drain', more);
+  setTimeout(() => s.destroy(), seconds * 1000);
+}
+
+async function measureUpload(sinkCounter, fwdPort, seconds, warmup = 2) {
+  sinkCounter.reset();
+  blast(fwdPort, seconds);
+  await sleep(warmup * 1000);
+  const a = sinkCounter.bytes;
+  await sleep((seconds - warmup) * 1000);
+  return { mbps: ((sinkCounter.bytes - a) * 8) / (seconds - warmup) / 1e6 };
+}
+
+function counter() {
+  const c = { bytes: 0, reset: () => (c.bytes = 0) };
+  return c;
+}
+
+// ------------------------------------------------------------------ (1) overhead
+
+async function overhead() {
+  const src = await startSource();
+  const N = 512 * 1024 * 1024;
+  const fetchN = (port) =>
+    new Promise((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      const t0 = performance.now();
+      let n = 0;
+      s.on('data', (d) => {
+        n += d.length;
+        if (n >= N) {
+          s.destroy();
+          resolve((n * 8) / ((performance.now() - t0) / 1000) / 1e6);
+        }
+      });
+      s.on('error', reject);
+    });
+  const relayCode = `const net=require('net');const[l,t]=process.argv.slice(1).map(Number);net.createServer(c=>{const u=net.connect(t,'127.0.0.1');c.pipe(u);u.pipe(c);c.on('error',()=>u.destroy());u.on('error',()=>c.destroy())}).listen(l,'127.0.0.1')`;
+  const r1 = await freePort();
+  const r2 = await freePort();
+  const relayA = run(['-e', relayCode, String(r1), String(src.port)], 'relayA');
+  const relayB = run(['-e', relayCode, String(r2), String(r1)], 'relayB');
+  await waitPort(r1);
+  await waitPort(r2);
+  const srvPort = await freePort();
+  const p = await startPlait({ servers: { serverPort: srvPort, addrs: [`127.0.0.1:${srvPort}`] }, forwards: [src.port] });
+  const bare = [];
+  const ours = [];
+  for (let i = 0; i < 3; i++) {
+    bare.push(await fetchN(r2));
+    ours.push(await fetchN(p.forwards[0]));
+  }
+  p.stop();
+  stop(relayA);
+  stop(relayB);
+  src.close();
+  const b = median(bare);
+  const o = median(ours);
+  return {
+    name: 'overhead',
+    what: 'one subflow, loopback, AES-256-GCM, 512 MiB through a port forward vs two chained bare socket.pipe relays (median of 3, alternating)',
+    bareMbps: Math.round(b),
+    plaitMbps: Math.round(o),
+    ratio: +(o / b).toFixed(2),
+    target: '>= 0.80',
+    met: o / b >= 0.8,
+  };
+}
+
+// --------------------------------------------------------------- (2) aggregation
+
+function parseSpec(spec) {
+  const m = /^(\d+)mbit:(\d+)ms$/.exec(spec);
+  if (!m) throw new Error(`bad link spec ${spec}`);
+  return { rateBitsPerSec: Number(m[1]) * 1e6, delayMs: Number(m[2]), spec };
+}
+
+async function aggregation(specs, direction) {
+  const links = specs.map(parseSpec);
+  const srvPort = await freePort();
+  const relays = [];
+  for (const l of links) relays.push(await startLinkRelay({ target: { host: '127.0.0.1', port: srvPort }, delayMs: l.delayMs, rateBitsPerSec: l.rateBitsPerSec }));
+  const src = await startSource();
+  const sinkCount = counter();
+  const sink = await startSink((d) => (sinkCount.bytes += d.length));
+  const singles = [];
+  // Single-path TCP through each emulated link alone: a relay in front of the source or sink.
+  for (const l of links) {
+    const target = direction === 'download' ? src.port : sink.port;
+    const r = await startLinkRelay({ target: { host: '127.0.0.1', port: target }, delayMs: l.delayMs, rateBitsPerSec: l.rateBitsPerSec });
+    const res = direction === 'download' ? await measureDownload(r.port, SECONDS, { verify: false }) : await measureUpload(sinkCount, r.port, SECONDS);
+    singles.push(res.mbps);
+    await r.close();
+  }
+  const p = await startPlait({
+    servers: { serverPort: srvPort, addrs: relays.map((r) => `127.0.0.1:${r.port}`) },
+    forwards: [direction === 'download' ? src.port : sink.port],
+  });
+  const res = direction === 'download' ? await measureDownload(p.forwards[0], SECONDS) : await measureUpload(sinkCount, p.forwards[0], SECONDS);
+  const st = await stats(p.statsPort).catch(() => undefined);
+  p.stop();
+  for (const r of relays) await r.close();
+  src.close();
+  sink.close();
+  const sum = singles.reduce((a, b) => a + b, 0);
+  return {
+    name: `aggregation ${direction} ${specs.join(' + ')}`,
+    what: `one TCP stream, ${SECONDS} s, goodput after 2 s warm-up`,
+    singleMbps: singles.map((x) => +x.toFixed(1)),
+    singleSumMbps: +sum.toFixed(1),
+    plaitMbps: +res.mbps.toFixed(1),
+    ratio: +(res.mbps / sum).toFixed(3),
+    intact: res.corrupt === undefined ? undefined : !res.corrupt,
+    subflowBytes: st?.sessions?.[0]?.subflows?.map((s) => (direction === 'download' ? s.bytesReceived : s.bytesSent)),
+    target: '>= 0.97',
+    met: res.mbps / sum >= 0.97,
+  };
+}
+
+// ------------------------------------------------------------------ (3) failover
+
+async function failover(specs) {
+  const links = specs.map(parseSpec);
+  const srvPort = await freePort();
+  const relays = [];
+  // 'hold' keeps TCP semantics: a dead route loses nothing, data waits like in a retransmit queue.
+  for (const l of links) relays.push(await startLinkRelay({ target: { host: '127.0.0.1', port: srvPort }, delayMs: l.delayMs, rateBitsPerSec: l.rateBitsPerSec, blackhole: 'hold' }));
+  const src = await startSource();
+  const p = await startPlait({ servers: { serverPort: srvPort, addrs: relays.map((r) => `127.0.0.1:${r.port}`) }, forwards: [src.port] });
+  const total = 14;
+  const cutAt = 4;
+  const restoreAt = 9;
+  const dl = measureDownload(p.forwards[0], total, { warmup: 1 });
+  const t0 = performance.now();
+  await sleep(cutAt * 1000);
+  relays[0].cut('blackhole');
+  await sleep((restoreAt - cutAt) * 1000);
+  const beforeRestore = relays[0].stats.bytesDown;
+  relays[0].restore();
+  const restoredAtMs = performance.now() - t0;
+  let reuseMs;
+  while (performance.now() - t0 < total * 1000) {
+    // "Carrying traffic again": new bytes beyond what was held during the outage.
+    if (reuseMs === undefined && relays[0].stats.bytesDown - beforeRestore > 512 * 1024) reuseMs = performance.now() - t0 - restoredAtMs;
+    await sleep(20);
+  }
+  const res = await dl;
+  p.stop();
+  for (const r of relays) await r.close();
+  src.close();
+  // Longest run of empty 10 ms bins after the cut.
+  let longest = 0;
+  let run = 0;
+  for (let b = cutAt * 100; b < restoreAt * 100; b++) {
+    if (!res.bins[b]) run++;
+    else run = 0;
+    longest = Math.max(longest, run);
+  }
+  const survivorRtt = 2 * links[1].delayMs;
+  return {
+    name: `failover ${specs.join(' + ')}`,
+    what: 'download; faster link silently blackholed at 4 s, restored at 9 s',
+    longestStallMs: longest * 10,
+    stallTargetMs: 500 + survivorRtt,
+    intact: !res.corrupt,
+    restoredReuseMs: reuseMs === undefined ? null : Math.round(reuseMs),
+    target: `stall <= ${500 + survivorRtt} ms, intact, reuse <= 2000 ms`,
+    met: longest * 10 <= 500 + survivorRtt && !res.corrupt && reuseMs !== undefined && reuseMs <= 2000,
+  };
+}
+
+// ------------------------------------------------------------------- (4) latency
+
+async function latency(specs) {
+  const links = specs.map(parseSpec);
+  const srvPort = await freePort();
+  const relays = [];
+  for (const l of links) relays.push(await startLinkRelay({ target: { host: '127.0.0.1', port: srvPort }, delayMs: l.delayMs, rateBitsPerSec: l.rateBitsPerSec }));
+  const src = await startSource();
+  const echo = await startEchoServer();
+  const p = await startPlait({ servers: { serverPort: srvPort, addrs: relays.map((r) => `127.0.0.1:${r.port}`) }, forwards: [src.port, echo.port] });
+  const bulk = measureDownload(p.forwards[0], SECONDS, { verify: false });
+  await sleep(2000);
+  const rtts = [];
+  const sock = net.connect(p.forwards[1], '127.0.0.1');
+  await new Promise((r) => sock.once('connect', r));
+  const req = Buffer.alloc(1024, 0x42);
+  const end = performance.now() + (SECONDS - 3) * 1000;
+  while (performance.now() < end) {
+    const t = performance.now();
+    await new Promise((resolve) => {
+      let got = 0;
+      const on = (d) => {
+        got += d.length;
+        if (got >= req.length) {
+          sock.off('data', on);
+          resolve();
+        }
+      };
+      sock.on('data', on);
+      sock.write(req);
+    });
+    rtts.push(performance.now() - t);
+    await sleep(50);
+  }
+  sock.destroy();
+  await bulk;
+  p.stop();
+  for (const r of relays) await r.close();
+  src.close();
+  await echo.close();
+  rtts.sort((a, b) => a - b);
+  const fastest = 2 * Math.min(...links.map((l) => l.delayMs));
+  const med = rtts[Math.floor(rtts.length / 2)];
+  return {
+    name: `latency ${specs.join(' + ')}`,
+    what: '1 KiB request/response every 50 ms through the session during a bulk download on it',
+    samples: rtts.length,
+    medianMs: +med.toFixed(1),
+    p95Ms: +rtts[Math.floor(rtts.length * 0.95)].toFixed(1),
+    fastestLinkRttMs: fastest,
+    target: `median <= ${fastest + 20} ms`,
+    met: med <= fastest + 20,
+  };
+}
+
+// -------------------------------------------------------------------- (5) memory
+
+async function memory() {
+  const out = await new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, ['--expose-gc', join(ROOT, 'scripts/bench-memory.mjs'), '10000'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let s = '';
+    c.stdout.on('data', (d) => (s += d));
+    c.on('exit', (code) => (code === 0 ? resolve(JSON.parse(s)) : reject(new Error(`bench-memory exited ${code}`))));
+  });
+  return {
+    name: 'memory',
+    what: '10,000 idle streams on one session (client and server ends in one process: counted twice)',
+    rssPerStreamBytes: out.rssPerStreamBytes,
+    heapPerStreamBytes: out.heapPerStreamBytes,
+    target: '<= 65536 bytes per stream',
+    met: out.rssPerStreamBytes <= 65536,
+  };
+}
+
+// ---------------------------------------------------------------------- main
+
+const results = [];
+const two = ['40mbit:10ms', '10mbit:60ms'];
+const three = ['40mbit:10ms', '20mbit:30ms', '10mbit:60ms'];
+const plan = [
+  ['overhead', () => overhead()],
+  ['aggregation', () => aggregation(two, 'download')],
+  ['aggregation', () => aggregation(two, 'upload')],
+  ['aggregation', () => aggregation(three, 'download')],
+  ['failover', () => failover(two)],
+  ['latency', () => latency(two)],
+  ['memory', () => memory()],
+];
+for (const [kind, fn] of plan) {
+  if (!ONLY.has(kind)) continue;
+  process.stderr.write(`running ${kind} ...\n`);
+  try {
+    const r = await fn();
+    results.push(r);
+    process.stderr.write(`  ${JSON.stringify(r)}\n`);
+  } catch (e) {
+    results.push({ name: kind, error: String(e?.stack ?? e) });
+    process.stderr.write(`  failed: ${e}\n`);
+  }
+}
+
+const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+const figure = (r) => {
+  if (r.error) return `error: ${r.error.split('\n')[0]}`;
+  if (r.name === 'overhead') return `${r.plaitMbps} vs ${r.bareMbps} Mbit/s = ${r.ratio}x`;
+  if (r.name.startsWith('aggregation')) return `${r.plaitMbps} Mbit/s vs sum ${r.singleSumMbps} (${r.singleMbps.join(' + ')}) = ${r.ratio}x`;
+  if (r.name.startsWith('failover')) return `stall ${r.longestStallMs} ms, intact ${r.intact}, reuse ${r.restoredReuseMs ?? 'never'} ms`;
+  if (r.name.startsWith('latency')) return `median ${r.medianMs} ms, p95 ${r.p95Ms} ms (link RTT ${r.fastestLinkRttMs} ms)`;
+  if (r.name === 'memory') return `${r.rssPerStreamBytes} B RSS / stream (heap ${r.heapPerStreamBytes} B)`;
+  return '';
+};
+const rows = results.map((r) => [r.name, figure(r), r.target ?? '', r.error ? 'ERROR' : r.met ? 'yes' : 'MISSED']);
+const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((x) => x[i].length), ['benchmark', 'figure', 'target', 'met'][i].length));
+const line = (x) => x.map((c, i) => c.padEnd(widths[i])).join(' | ');
+process.stdout.write(`machine: ${machine}\n`);
+process.stdout.write(line(['benchmark', 'figure', 'target', 'met']) + '\n' + widths.map((w) => '-'.repeat(w)).join('-|-') + '\n');
+for (const r of rows) process.stdout.write(line(r) + '\n');
+mkdirSync(join(ROOT, 'bench-results'), { recursive: true });
+const file = join(ROOT, 'bench-results', `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+writeFileSync(file, JSON.stringify({ machine, date: new Date().toISOString(), seconds: SECONDS, results }, null, 2));
+process.stdout.write(`\nJSON: ${file}\n`);
+process.exit(0);
