@@ -56,6 +56,8 @@ export interface Config {
   minInflight: number;
   /** Allowance for bursty acks added to the RTT when sizing the cap (ms). */
   ackSlackMs: number;
+  /** Scales the cap on a subflow's unacknowledged bytes (x its measured BDP, cycled to probe). */
+  inflightGain: number;
   /** Health check period while data is in flight (ms). */
   tickMs: number;
 }
@@ -80,6 +82,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   initialInflight: 256 * 1024,
   minInflight: 64 * 1024,
   ackSlackMs: 5,
+  inflightGain: 1,
   tickMs: 25,
 });
 

@@ -21,6 +21,8 @@ export interface SentRecord {
   reinjected: boolean;
 }
 
+const GAIN_CYCLE = [1.25, 0.85, 1, 1, 1, 1, 1, 1];
+const STARTUP_GAIN = 2;
 const MIN_RECORD_TARGET = 4096;
 const INITIAL_RECORD_TARGET = 16 * 1024 + 64;
 const RECORD_TIME_MS = 2;
@@ -155,16 +157,53 @@ export class Subflow implements SubflowView {
     }
   }
 
-  refreshView(now: number, c: { initialInflight: number; minInflight: number; ackSlackMs: number; recordTarget: number }): void {
+  /**
+   * The cap's multiple of the BDP, BBR-style: during startup 2x until the
+   * rate stops growing (three round trips under +25%), then a cycle of one
+   * round trip probing above the estimate, one draining below, six at it, so
+   * the queue kept in the path stays near the slack, not a fraction of a BDP.
+   */
+  private gainAt(now: number, base: number): number {
+    const round = Math.max(this.minRtt, 10);
+    if (now - this.roundStart >= round) {
+      this.roundStart = now;
+      if (this.startup) {
+        if (this.rate >= this.fullRate * 1.25) {
+          this.fullRate = this.rate;
+          this.flatRounds = 0;
+        } else if (this.rate > 0 && ++this.flatRounds >= 3) {
+          this.startup = false;
+        }
+      }
+    }
+    if (this.startup) return STARTUP_GAIN;
+    return GAIN_CYCLE[Math.floor(now / round) % GAIN_CYCLE.length]! * base;
+  }
+
+  /** Measure the path afresh (new subflow, or back from suspect). */
+  restartProbe(): void {
+    this.startup = true;
+    this.fullRate = 0;
+    this.flatRounds = 0;
+  }
+
+  private startup = true;
+  private fullRate = 0;
+  private flatRounds = 0;
+  private roundStart = 0;
+
+  refreshView(now: number, c: { initialInflight: number; minInflight: number; ackSlackMs: number; inflightGain: number; recordTarget: number }): void {
     this.srtt = this.metrics.srtt;
     this.minRtt = this.metrics.minRtt(now);
     this.rate = this.metrics.rate(now);
-    // Twice the measured bandwidth-delay product: enough to fill the path
-    // and let the rate estimate grow, not enough to queue deep in its buffer.
-    // The slack covers acks that arrive in bursts (receiver busy, batching),
-    // which on fast paths (loopback, LAN) would otherwise starve the pipe.
+    // A little over the measured bandwidth-delay product: enough to fill the
+    // path and let the rate estimate grow (by the gain each round trip), not
+    // enough to queue deep in its buffers, where every byte is latency for
+    // the frames behind it. The slack covers acks that arrive in bursts
+    // (receiver busy, batching), which on fast paths would starve the pipe.
+    const gain = this.gainAt(now, c.inflightGain);
     this.cap =
-      this.rate > 0 && this.minRtt > 0 ? Math.max(c.minInflight, 2 * this.rate * (this.minRtt + c.ackSlackMs)) : c.initialInflight;
+      this.rate > 0 && this.minRtt > 0 ? Math.max(c.minInflight, this.rate * (gain * this.minRtt + c.ackSlackMs)) : c.initialInflight;
     // A record is usable only once it has wholly arrived: keep one record's
     // serialisation time near a couple of milliseconds on slow links.
     this.recordTarget =
