@@ -64,6 +64,12 @@ export function toPrometheus(s: StatsSnapshot): string {
   family('plait_subflow_sent_bytes_total', 'counter', 'Bytes sent on the subflow.', all((x) => x.bytesSent));
   family('plait_subflow_received_bytes_total', 'counter', 'Bytes received on the subflow.', all((x) => x.bytesReceived));
   family('plait_subflow_reinjected_bytes_total', 'counter', 'Payload bytes resent elsewhere after this subflow failed.', all((x) => x.bytesReinjected));
+  const kern = (field: (k: NonNullable<SessionStats['subflows'][number]['kernel']>) => number) =>
+    s.sessions.flatMap((st) => sub(st, (x) => (x.kernel ? field(x.kernel) : NaN)).filter(([, v]) => !Number.isNaN(v)));
+  family('plait_subflow_kernel_rtt_seconds', 'gauge', "The kernel's smoothed RTT (TCP_INFO).", kern((k) => k.rttMs / 1000));
+  family('plait_subflow_kernel_cwnd_segments', 'gauge', "The kernel's congestion window (TCP_INFO).", kern((k) => k.cwnd));
+  family('plait_subflow_kernel_notsent_bytes', 'gauge', 'Bytes queued in the kernel, not yet sent (TCP_INFO).', kern((k) => k.notsentBytes));
+  family('plait_subflow_kernel_retransmits_total', 'counter', 'TCP retransmissions (TCP_INFO).', kern((k) => k.totalRetrans));
   const counterNames = new Set(s.sessions.flatMap((st) => Object.keys(st.counters)));
   for (const c of counterNames) {
     family(`plait_session_${snake(c)}_total`, 'counter', `Session counter ${c}.`, s.sessions.map((st) => [sess(st), st.counters[c] ?? 0]));

@@ -15,7 +15,8 @@ import {
   type SessionStats,
   type Subflow,
 } from '@plait/core';
-import { SocketChannel, StreamDuplex } from '@plait/node';
+import { loadSockOpts, SocketChannel, StreamDuplex } from '@plait/node';
+import { lookup } from 'node:dns/promises';
 import { DialError, type Target } from './dialer.js';
 import { backoffMs, localSources, planPaths, type PathSpec, type RemoteAddr, type SourceOptions } from './path-manager.js';
 
@@ -72,6 +73,9 @@ export interface ClientStats {
   session: SessionStats | undefined;
   paths: PathStats[];
 }
+
+/** Unsent bytes the kernel may hold per subflow (TCP_NOTSENT_LOWAT). */
+const NOTSENT_LOWAT = 128 * 1024;
 
 const SILENT: ClientLogger = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
 
@@ -326,29 +330,45 @@ export class PlaitClient {
     this.log.info({ path: slot.spec.key, subflow: subflow.id, backup: subflow.backup }, 'subflow up');
   }
 
-  private tcpConnect(spec: PathSpec): Promise<net.Socket> {
-    return new Promise((resolve, reject) => {
-      const local = spec.local.address;
-      const socket = net.connect({
-        host: spec.remote.host,
-        port: spec.remote.port,
-        ...(local ? { localAddress: local, family: net.isIP(local) } : {}),
-        noDelay: true,
+  private async tcpConnect(spec: PathSpec): Promise<net.Socket> {
+    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
+    const local = spec.local.address;
+    const sockopts = loadSockOpts();
+    let socket: net.Socket;
+    if (spec.local.device && sockopts.available) {
+      // SO_BINDTODEVICE: the subflow leaves through its interface whatever
+      // the routing table says (source-address routing not needed).
+      const family = local ? net.isIP(local) : 0;
+      const host = net.isIP(spec.remote.host) ? spec.remote.host : (await lookup(spec.remote.host, family ? { family } : {})).address;
+      socket = await sockopts.connectBound({ host, port: spec.remote.port, device: spec.local.device, ...(local ? { localAddress: local } : {}), timeoutMs });
+      socket.setNoDelay(true);
+    } else {
+      socket = await new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect({
+          host: spec.remote.host,
+          port: spec.remote.port,
+          ...(local ? { localAddress: local, family: net.isIP(local) } : {}),
+          noDelay: true,
+        });
+        const timer = setTimeout(() => {
+          s.destroy();
+          reject(new Error(`connect to ${spec.remote.host}:${spec.remote.port} timed out`));
+        }, timeoutMs);
+        s.once('connect', () => {
+          clearTimeout(timer);
+          s.removeAllListeners('error');
+          resolve(s);
+        });
+        s.once('error', (err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
       });
-      const timer = setTimeout(() => {
-        socket.destroy();
-        reject(new Error(`connect to ${spec.remote.host}:${spec.remote.port} timed out`));
-      }, this.opts.connectTimeoutMs ?? 10_000);
-      socket.once('connect', () => {
-        clearTimeout(timer);
-        socket.removeAllListeners('error');
-        resolve(socket);
-      });
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
+    }
+    // Keep the kernel's unsent queue short, so data not yet committed to a
+    // subflow can still go to another one (no-op where unsupported).
+    sockopts.setNotsentLowat(socket, NOTSENT_LOWAT);
+    return socket;
   }
 
   // ------------------------------------------------------------- session

@@ -8,6 +8,8 @@ export interface LocalSource {
   backup: boolean;
   /** Where it came from, for logs: `--bind`, `--via eth0`, `default`. */
   origin: string;
+  /** Interface to bind to (SO_BINDTODEVICE) for `--via` / `--backup IFACE` sources. */
+  device?: string;
 }
 
 export interface RemoteAddr {
@@ -45,16 +47,18 @@ export function interfaceAddresses(name: string, ifaces: Interfaces = os.network
 export function localSources(opts: SourceOptions, ifaces: Interfaces = os.networkInterfaces()): LocalSource[] {
   const out = new Map<string, LocalSource>();
   const isBackupName = (x: string): boolean => opts.backups.includes(x);
-  const add = (address: string, origin: string, backup: boolean): void => {
+  const add = (address: string, origin: string, backup: boolean, device?: string): void => {
     const prev = out.get(address);
-    if (prev) prev.backup ||= backup;
-    else out.set(address, { address, origin, backup });
+    if (prev) {
+      prev.backup ||= backup;
+      prev.device ??= device;
+    } else out.set(address, { address, origin, backup, ...(device ? { device } : {}) });
   };
   for (const b of opts.binds) add(b, '--bind', isBackupName(b));
-  for (const iface of opts.vias) for (const a of interfaceAddresses(iface, ifaces)) add(a, `--via ${iface}`, isBackupName(iface) || isBackupName(a));
+  for (const iface of opts.vias) for (const a of interfaceAddresses(iface, ifaces)) add(a, `--via ${iface}`, isBackupName(iface) || isBackupName(a), iface);
   for (const b of opts.backups) {
     if (isIP(b)) add(b, '--backup', true);
-    else for (const a of interfaceAddresses(b, ifaces)) add(a, `--backup ${b}`, true);
+    else for (const a of interfaceAddresses(b, ifaces)) add(a, `--backup ${b}`, true, b);
   }
   if (out.size === 0 && opts.vias.length === 0) return [{ address: undefined, backup: false, origin: 'default route' }];
   return [...out.values()];

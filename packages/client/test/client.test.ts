@@ -35,8 +35,9 @@ async function setup(opts: { relays: number; advertiseRelay?: boolean; graceMs?:
   return { echo, server, relays, port: addr.port };
 }
 
-function startClient(servers: { host: string; port: number }[], graceMs = 30_000): PlaitClient {
-  const client = new PlaitClient({ servers, secretKeys, sources: { binds: ['127.0.0.1'], vias: [], backups: [] }, graceMs });
+function startClient(servers: { host: string; port: number }[], graceMs = 30_000, vias: string[] = []): PlaitClient {
+  const binds = vias.length > 0 ? [] : ['127.0.0.1'];
+  const client = new PlaitClient({ servers, secretKeys, sources: { binds, vias, backups: [] }, graceMs });
   cleanups.push(() => client.close());
   return client;
 }
@@ -58,6 +59,22 @@ async function echoRoundTrip(conn: Duplex, data: Buffer): Promise<Buffer> {
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('PlaitClient against a real server', () => {
+  it('--via lo: a subflow bound to the interface (SO_BINDTODEVICE), with the kernel view in stats', async () => {
+    const env = await setup({ relays: 0 });
+    const client = startClient([{ host: '127.0.0.1', port: env.port }], 30_000, ['lo']);
+    await client.start();
+    const paths = client.stats().paths;
+    expect(paths.map((p) => p.local)).toEqual(['127.0.0.1']); // ::1 cannot reach an IPv4 server
+    const conn = await client.dial({ host: '127.0.0.1', port: env.echo.port });
+    const data = randomBytes(300_000);
+    expect(sha(await echoRoundTrip(conn, data))).toBe(sha(data));
+    const sub = client.stats().session!.subflows[0]!;
+    // Linux with koffi: the kernel's own RTT and congestion window are reported.
+    expect(sub.kernel?.cwnd).toBeGreaterThan(0);
+    expect(sub.kernel?.rttMs).toBeGreaterThan(0);
+    conn.destroy();
+  });
+
   it('opens a subflow to each server address and to addresses the server advertises (ADD_ADDR)', async () => {
     const env = await setup({ relays: 0 });
     // The server's second address is a relay in front of it; reserve the port first.

@@ -23,7 +23,20 @@ export interface ByteChannel {
   resume(): void;
   /** Attach the consumer; bytes that arrived before are delivered now. */
   setHandlers(handlers: ChannelHandlers): void;
+  /** The kernel's view of the connection (Linux TCP_INFO), where available. */
+  kernelInfo?(): KernelPathInfo | undefined;
   /** Human-readable endpoint description for logs and stats. */
   readonly localLabel: string;
   readonly remoteLabel: string;
+}
+
+/** What the kernel knows about a TCP subflow (a subset of Linux tcp_info). */
+export interface KernelPathInfo {
+  rttMs: number;
+  minRttMs: number;
+  cwnd: number;
+  unackedSegments: number;
+  notsentBytes: number;
+  totalRetrans: number;
+  deliveryRateBytesPerSec: number;
 }

@@ -1,4 +1,4 @@
-import type { ByteChannel } from './channel.js';
+import type { ByteChannel, KernelPathInfo } from './channel.js';
 import type { Clock, Timer } from './clock.js';
 import type { Config } from './config.js';
 import { WIRE } from './config.js';
@@ -42,6 +42,8 @@ export interface SubflowStats {
   bytesReceived: number;
   bytesReinjected: number;
   suspectCount: number;
+  /** The kernel's own view (Linux TCP_INFO), when available. */
+  kernel?: KernelPathInfo;
 }
 
 export interface SessionStats {
@@ -360,6 +362,7 @@ export class Session implements StreamHost {
     sf.lastAckAt = now;
     if (sf.state === 'suspect') {
       sf.state = 'active';
+      sf.restartProbe();
       this.counters.subflowsRecovered++;
       this.events.subflowUp?.(sf);
     }
@@ -762,6 +765,7 @@ export class Session implements StreamHost {
           bytesReceived: sf.bytesReceived,
           bytesReinjected: sf.bytesReinjected,
           suspectCount: sf.suspectCount,
+          ...kernelOf(sf.channel),
         };
       }),
     };
@@ -769,3 +773,8 @@ export class Session implements StreamHost {
 }
 
 const round = (x: number): number => Math.round(x * 100) / 100;
+
+function kernelOf(ch: ByteChannel): { kernel?: KernelPathInfo } {
+  const k = ch.kernelInfo?.();
+  return k ? { kernel: k } : {};
+}

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
-import type { ByteChannel, ChannelHandlers } from '@plait/core';
+import type { ByteChannel, ChannelHandlers, KernelPathInfo } from '@plait/core';
+import { loadSockOpts } from './tcp-sockopt.js';
 
 const NOOP: ChannelHandlers = { data: () => undefined, drain: () => undefined, close: () => undefined };
 
@@ -56,6 +57,19 @@ export class SocketChannel implements ByteChannel {
   }
   pause(): void {
     this.socket.pause();
+  }
+  kernelInfo(): KernelPathInfo | undefined {
+    const i = loadSockOpts().tcpInfo(this.socket);
+    if (!i) return undefined;
+    return {
+      rttMs: i.rttUs / 1000,
+      minRttMs: i.minRttUs / 1000,
+      cwnd: i.sndCwnd,
+      unackedSegments: i.unacked,
+      notsentBytes: i.notsentBytes,
+      totalRetrans: i.totalRetrans,
+      deliveryRateBytesPerSec: Number.isFinite(i.deliveryRateBytesPerSec) ? i.deliveryRateBytesPerSec : 0,
+    };
   }
   resume(): void {
     this.socket.resume();

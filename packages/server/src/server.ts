@@ -10,7 +10,7 @@ import {
   type Session,
   type Stream,
 } from '@plait/core';
-import { pipeBoth, SocketChannel, StreamDuplex } from '@plait/node';
+import { loadSockOpts, pipeBoth, SocketChannel, StreamDuplex } from '@plait/node';
 import { dialTarget, EgressError } from './dial-target.js';
 import { EgressPolicy } from './egress-policy.js';
 
@@ -100,6 +100,8 @@ export class PlaitServer {
       socket.destroy();
       return;
     }
+    // Keep the kernel's unsent queue short (see the client); no-op where unsupported.
+    loadSockOpts().setNotsentLowat(socket, 128 * 1024);
     void this.acceptor.accept(new SocketChannel(socket));
   }
 
