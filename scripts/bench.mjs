@@ -23,7 +23,7 @@ const opt = (name, def) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : def;
 };
-const ONLY = new Set(opt('only', 'overhead,aggregation,failover,latency,memory').split(','));
+const ONLY = new Set(opt('only', 'overhead,aggregation,failover,backup,latency,memory').split(','));
 const SECONDS = Number(opt('seconds', '12'));
 const SECRET = 'bench-secret-0123456789abcdefgh';
 const children = new Set();
@@ -82,7 +82,7 @@ async function stats(port) {
 }
 
 /** plait server + client; the client forwards local ports to the given targets over paths to `servers`. */
-async function startPlait({ servers, binds = ['127.0.0.1'], forwards, extra = [] }) {
+async function startPlait({ servers, binds = ['127.0.0.1'], forwards, extra = [], wantSubflows }) {
   const srvPort = servers.serverPort;
   const server = run([CLI, 'server', '--listen', `127.0.0.1:${srvPort}`, '--secret', SECRET, '--allow-private', '--log-level', 'warn'], 'server');
   await waitPort(srvPort);
@@ -100,7 +100,7 @@ async function startPlait({ servers, binds = ['127.0.0.1'], forwards, extra = []
   await waitPort(statsPort);
   for (const p of fwd) await waitPort(p);
   // Wait until every path has a subflow up.
-  const want = servers.addrs.length * binds.length;
+  const want = wantSubflows ?? servers.addrs.length * binds.length;
   const end = Date.now() + 10_000;
   while (Date.now() < end) {
     const st = await stats(statsPort).catch(() => undefined);
@@ -346,6 +346,69 @@ async function failover(specs) {
   };
 }
 
+// -------------------------------------------------------------- (3b) backup
+
+async function backup() {
+  const srvPort = await freePort();
+  // Pin each local address to its own emulated link: 127.0.0.1 regular, 127.0.0.2 backup.
+  const regular = await startLinkRelay({ target: { host: '127.0.0.1', port: srvPort }, delayMs: 10, rateBitsPerSec: 40e6, blackhole: 'hold', allowFrom: '127.0.0.1' });
+  const spare = await startLinkRelay({ target: { host: '127.0.0.1', port: srvPort }, delayMs: 30, rateBitsPerSec: 10e6, blackhole: 'hold', allowFrom: '127.0.0.2' });
+  const src = await startSource();
+  const p = await startPlait({
+    servers: { serverPort: srvPort, addrs: [`127.0.0.1:${regular.port}`, `127.0.0.1:${spare.port}`] },
+    binds: ['127.0.0.1', '127.0.0.2'],
+    extra: ['--backup', '127.0.0.2'],
+    forwards: [src.port],
+    wantSubflows: 2,
+  });
+  const total = 14;
+  const cutAt = 4;
+  const restoreAt = 9;
+  const dl = measureDownload(p.forwards[0], total, { warmup: 1 });
+  const t0 = performance.now();
+  await sleep(cutAt * 1000);
+  const backupBeforeCut = spare.stats.bytesDown;
+  regular.cut('blackhole');
+  await sleep((restoreAt - cutAt) * 1000);
+  const regularBefore = regular.stats.bytesDown;
+  regular.restore();
+  const restoredAt = performance.now() - t0;
+  // Hand-back: the backup stops carrying data (flat for 500 ms) after the restore.
+  let handbackMs;
+  let last = spare.stats.bytesDown;
+  let flatSince = performance.now();
+  while (performance.now() - t0 < total * 1000) {
+    await sleep(50);
+    const now = spare.stats.bytesDown;
+    if (now - last > 4096) flatSince = performance.now();
+    last = now;
+    if (handbackMs === undefined && performance.now() - flatSince >= 500 && regular.stats.bytesDown - regularBefore > 512 * 1024) {
+      handbackMs = flatSince - t0 - restoredAt;
+    }
+  }
+  const res = await dl;
+  p.stop();
+  await regular.close();
+  await spare.close();
+  src.close();
+  let longest = 0;
+  let run = 0;
+  for (let b = cutAt * 100; b < restoreAt * 100; b++) {
+    run = res.bins[b] ? 0 : run + 1;
+    longest = Math.max(longest, run);
+  }
+  return {
+    name: 'backup takeover 40mbit:10ms + backup 10mbit:30ms',
+    what: 'download; the only regular link silently blackholed at 4 s, restored at 9 s',
+    backupBytesBeforeCut: backupBeforeCut,
+    longestStallMs: longest * 10,
+    handbackMs: handbackMs === undefined ? null : Math.max(0, Math.round(handbackMs)),
+    intact: !res.corrupt,
+    target: 'backup idle while regular works; takeover stall <= 1000 ms; hand-back <= 2000 ms',
+    met: backupBeforeCut < 256 * 1024 && longest * 10 <= 1000 && handbackMs !== undefined && handbackMs <= 2000 && !res.corrupt,
+  };
+}
+
 // ------------------------------------------------------------------- (4) latency
 
 async function latency(specs) {
@@ -431,6 +494,7 @@ const plan = [
   ['aggregation', () => aggregation(two, 'upload')],
   ['aggregation', () => aggregation(three, 'download')],
   ['failover', () => failover(two)],
+  ['backup', () => backup()],
   ['latency', () => latency(two)],
   ['memory', () => memory()],
 ];
@@ -454,6 +518,7 @@ const figure = (r) => {
   if (r.name.startsWith('aggregation')) return `${r.plaitMbps} Mbit/s vs sum ${r.singleSumMbps} (${r.singleMbps.join(' + ')}) = ${r.ratio}x`;
   if (r.name.startsWith('failover')) return `stall ${r.longestStallMs} ms, intact ${r.intact}, reuse ${r.restoredReuseMs ?? 'never'} ms`;
   if (r.name.startsWith('latency')) return `median ${r.medianMs} ms, p95 ${r.p95Ms} ms (link RTT ${r.fastestLinkRttMs} ms)`;
+  if (r.name.startsWith('backup')) return `backup carried ${r.backupBytesBeforeCut} B before the cut; stall ${r.longestStallMs} ms; hand-back ${r.handbackMs ?? 'never'} ms; intact ${r.intact}`;
   if (r.name === 'memory') return `${r.rssPerStreamBytes} B RSS / stream (heap ${r.heapPerStreamBytes} B)`;
   return '';
 };

@@ -47,6 +47,8 @@ export interface LinkRelayOptions {
    *    everything resumes losslessly (an outage shorter than TCP's timeout).
    */
   blackhole?: 'drop' | 'hold';
+  /** Accept connections only from this source address (others are reset), to pin one local address to one emulated link. */
+  allowFrom?: string;
 }
 
 export interface LinkRelayStats {
@@ -598,8 +600,8 @@ export async function startLinkRelay(opts: LinkRelayOptions): Promise<LinkRelay>
   let closed = false;
 
   const server = net.createServer({ allowHalfOpen: true }, (sock) => {
-    if (closed) {
-      sock.destroy();
+    if (closed || (opts.allowFrom !== undefined && sock.remoteAddress !== opts.allowFrom)) {
+      sock.resetAndDestroy();
       return;
     }
     counters.connections++;
