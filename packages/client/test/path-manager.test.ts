@@ -6,14 +6,11 @@ const ifaces = (m: Record<string, string[]>): ReturnType<typeof os.networkInterf
   Object.fromEntries(
     Object.entries(m).map(([name, addrs]) => [
       name,
-      addrs.map((address) => ({
-        address,
-        family: address.includes(':') ? ('IPv6' as const) : ('IPv4' as const),
-        netmask: '',
-        mac: '',
-        internal: false,
-        cidr: null,
-      })),
+      addrs.map((address): os.NetworkInterfaceInfo =>
+        address.includes(':')
+          ? { address, family: 'IPv6', scopeid: 0, netmask: '', mac: '', internal: false, cidr: null }
+          : { address, family: 'IPv4', netmask: '', mac: '', internal: false, cidr: null },
+      ),
     ]),
   );
 

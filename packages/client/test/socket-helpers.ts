@@ -1,0 +1,96 @@
+import * as net from 'node:net';
+
+/** Socket helpers shared by the frontend tests. */
+
+export function listen(server: net.Server, host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const addr = server.address();
+      if (addr === null || typeof addr === 'string') reject(new Error('no port'));
+      else resolve(addr.port);
+    });
+  });
+}
+
+export function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/** Collects everything a socket receives and lets a test wait for bytes, end or close. */
+export function reader(sock: net.Socket) {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let ended = false;
+  let closed = false;
+  let waiters: (() => void)[] = [];
+  const wake = (): void => {
+    const w = waiters;
+    waiters = [];
+    for (const f of w) f();
+  };
+  sock.on('data', (c: Buffer) => {
+    chunks.push(c);
+    length += c.length;
+    wake();
+  });
+  sock.on('end', () => {
+    ended = true;
+    wake();
+  });
+  sock.on('close', () => {
+    closed = true;
+    wake();
+  });
+  sock.on('error', () => {});
+  const until = (cond: () => boolean, what: string, ms = 10_000): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+      const check = (): void => {
+        if (cond()) {
+          clearTimeout(t);
+          resolve();
+        } else waiters.push(check);
+      };
+      check();
+    });
+  const all = (): Buffer => {
+    const b = Buffer.concat(chunks);
+    chunks.length = 0;
+    if (b.length > 0) chunks.push(b);
+    return b;
+  };
+  return {
+    received: (): Buffer => all(),
+    isClosed: (): boolean => closed,
+    async take(n: number): Promise<Buffer> {
+      await until(() => length >= n || closed, `${n} bytes`);
+      const b = all();
+      if (b.length < n) throw new Error(`closed after ${b.length} of ${n} bytes`);
+      chunks.length = 0;
+      if (b.length > n) chunks.push(b.subarray(n));
+      length -= n;
+      return b.subarray(0, n);
+    },
+    async rest(): Promise<Buffer> {
+      await until(() => ended || closed, 'end');
+      return all();
+    },
+    closed: (): Promise<void> => until(() => closed, 'close'),
+  };
+}
+
+export function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export function within<T>(p: Promise<T> | undefined, ms: number): Promise<T> {
+  if (!p) return Promise.reject(new Error('no promise'));
+  return Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`not settled within ${ms} ms`)))]);
+}
