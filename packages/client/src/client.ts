@@ -133,7 +133,8 @@ export class PlaitClient {
       stream = session.openStream(target);
     } catch (e) {
       this.counters.dialFailures++;
-      throw new DialError(ResetCode.LIMIT, e instanceof Error ? e.message : String(e));
+      const closed = e instanceof PlaitError && e.code === ErrorCode.CLOSED;
+      throw new DialError(closed ? ResetCode.SESSION_CLOSED : ResetCode.LIMIT, e instanceof Error ? e.message : String(e));
     }
     return new Promise<Duplex>((resolve, reject) => {
       const timer = setTimeout(() => {

@@ -59,3 +59,37 @@ describe('flow control', () => {
     expect(srv.w.written()).toBeGreaterThan(before + window / 2);
   });
 });
+
+describe('session receive budget', () => {
+  it('pauses reading when stalled streams together exceed the budget, and resumes when they drain', async () => {
+    const window = 512 * 1024;
+    const pair = await makePair({
+      links: [{ delayMs: 5, bytesPerMs: 4000 }],
+      config: { streamWindow: window, streamSendBuffer: window, sessionRecvBudget: 2 * window },
+      onServerStream: (s) => {
+        s.accept();
+        firehose(s, 2 * window);
+      },
+    });
+    // Four streams whose readers stall: together they could hold four windows.
+    const held: { s: Stream; bytes: number; done: boolean }[] = [];
+    for (let i = 0; i < 4; i++) {
+      const s = pair.client.openStream({ host: 'h', port: i + 1 });
+      const h = { s, bytes: 0, done: false };
+      s.setHandlers({ data: (c) => void (h.bytes += c.length), end: () => void (h.done = true) });
+      s.end();
+      held.push(h);
+    }
+    await pair.clock.advance(3000);
+    const stats = pair.client.stats();
+    expect(stats.counters.recvPauses).toBeGreaterThanOrEqual(1);
+    // Bounded by the budget plus what was already on its way when reading paused.
+    expect(stats.recvBufferedBytes).toBeLessThanOrEqual(2 * window + 256 * 1024);
+    // Readers catch up: reading resumes and every stream completes.
+    for (let round = 0; round < 40 && !held.every((h) => h.done); round++) {
+      for (const h of held) h.s.release(h.bytes);
+      await pair.clock.advance(200);
+    }
+    expect(held.every((h) => h.done && h.bytes === 2 * window)).toBe(true);
+  });
+});
