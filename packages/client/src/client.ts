@@ -56,6 +56,7 @@ interface Slot {
   socket: net.Socket | undefined;
   lastError: string | undefined;
   removed: boolean;
+  replaceTimer: NodeJS.Timeout | undefined;
 }
 
 export interface PathStats {
@@ -74,6 +75,10 @@ export interface ClientStats {
   paths: PathStats[];
 }
 
+/** A subflow still suspect this long gets a fresh connection tried beside it (ms). */
+const REPLACE_AFTER_MS = 500;
+/** Connect timeout of those attempts: short, since SYNs into a dead link vanish (ms). */
+const REPLACE_CONNECT_TIMEOUT_MS = 1_000;
 /** Unsent bytes the kernel may hold per subflow (TCP_NOTSENT_LOWAT). */
 const NOTSENT_LOWAT = 128 * 1024;
 
@@ -99,7 +104,7 @@ export class PlaitClient {
   private closed = false;
   private startResolve: (() => void) | undefined;
   private startReject: ((e: Error) => void) | undefined;
-  readonly counters = { sessions: 0, subflowsOpened: 0, subflowFailures: 0, dials: 0, dialFailures: 0 };
+  readonly counters = { sessions: 0, subflowsOpened: 0, subflowFailures: 0, subflowsReplaced: 0, dials: 0, dialFailures: 0 };
 
   constructor(private readonly opts: PlaitClientOptions) {
     this.config = makeConfig(opts.config);
@@ -213,6 +218,7 @@ export class PlaitClient {
         socket: undefined,
         lastError: undefined,
         removed: false,
+        replaceTimer: undefined,
       };
       this.slots.set(spec.key, slot);
       this.log.info({ path: spec.key, backup: spec.local.backup, origin: spec.local.origin }, 'new path');
@@ -233,6 +239,7 @@ export class PlaitClient {
   private dropSlot(slot: Slot): void {
     slot.removed = true;
     clearTimeout(slot.timer);
+    clearTimeout(slot.replaceTimer);
     if (slot.subflow && this.session) this.session.closeSubflow(slot.subflow, 'path removed', true);
     slot.socket?.destroy();
   }
@@ -320,6 +327,43 @@ export class PlaitClient {
     }
   }
 
+  /**
+   * A subflow that stays suspect is stuck behind its kernel's retransmission
+   * backoff (seconds after a long outage). Try a fresh connection on the same
+   * path every second; the first that joins replaces it, so a restored link
+   * carries traffic again about a second after it comes back.
+   */
+  private scheduleReplacement(slot: Slot, sf: Subflow, delayMs: number): void {
+    clearTimeout(slot.replaceTimer);
+    slot.replaceTimer = setTimeout(() => void this.replace(slot, sf), delayMs);
+    slot.replaceTimer.unref();
+  }
+
+  private async replace(slot: Slot, sf: Subflow): Promise<void> {
+    const session = this.session;
+    if (!session || slot.removed || this.closed || slot.subflow !== sf || sf.state !== 'suspect') return;
+    try {
+      const socket = await this.tcpConnect(slot.spec, REPLACE_CONNECT_TIMEOUT_MS);
+      const fresh = await joinSession(session, new SocketChannel(socket), {
+        clock: realClock,
+        backup: slot.spec.local.backup,
+        addrId: slot.addrId,
+        timeoutMs: REPLACE_CONNECT_TIMEOUT_MS * 2,
+      });
+      if (slot.subflow !== sf || session !== this.session || slot.removed || sf.state !== 'suspect') {
+        session.closeSubflow(fresh, 'not needed any more', true);
+        return;
+      }
+      slot.subflow = fresh;
+      session.closeSubflow(sf, 'replaced by a fresh connection on the same path', true);
+      this.counters.subflowsReplaced++;
+      this.log.info({ path: slot.spec.key, old: sf.id, subflow: fresh.id }, 'stuck subflow replaced by a fresh connection');
+    } catch (e) {
+      this.log.debug({ path: slot.spec.key, err: e instanceof Error ? e.message : String(e) }, 'replacement attempt failed');
+      if (slot.subflow === sf && sf.state === 'suspect') this.scheduleReplacement(slot, sf, 0);
+    }
+  }
+
   private subflowUp(slot: Slot, subflow: Subflow): void {
     slot.state = 'up';
     slot.subflow = subflow;
@@ -331,8 +375,7 @@ export class PlaitClient {
     this.log.info({ path: slot.spec.key, subflow: subflow.id, backup: subflow.backup }, 'subflow up');
   }
 
-  private async tcpConnect(spec: PathSpec): Promise<net.Socket> {
-    const timeoutMs = this.opts.connectTimeoutMs ?? 10_000;
+  private async tcpConnect(spec: PathSpec, timeoutMs = this.opts.connectTimeoutMs ?? 10_000): Promise<net.Socket> {
     const local = spec.local.address;
     const sockopts = loadSockOpts();
     let socket: net.Socket;
@@ -388,6 +431,7 @@ export class PlaitClient {
           if (slot) this.retryLater(slot, reason);
         } else {
           this.log.warn({ subflow: sf.id, path: slot?.spec.key }, `subflow suspect: ${reason}`);
+          if (slot) this.scheduleReplacement(slot, sf, REPLACE_AFTER_MS);
         }
       },
       subflowUp: (sf) => this.log.debug({ subflow: sf.id }, 'subflow usable'),

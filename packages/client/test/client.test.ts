@@ -119,6 +119,36 @@ describe('PlaitClient against a real server', () => {
     conn.destroy();
   });
 
+  it('a subflow stuck after an outage is replaced by a fresh connection soon after the link returns', async () => {
+    const env = await setup({ relays: 0 });
+    const relays: LinkRelay[] = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await startLinkRelay({ target: { host: '127.0.0.1', port: env.port }, delayMs: 5 });
+      relays.push(r);
+      cleanups.push(() => r.close());
+    }
+    const client = startClient(relays.map((r) => ({ host: '127.0.0.1', port: r.port })));
+    await client.start();
+    await waitFor(() => client.currentSession?.subflowCount === 2, 5000);
+    const conn = await client.dial({ host: '127.0.0.1', port: env.echo.port });
+    // The link dies silently; its old connection never recovers ('drop' leaves a gap, like a TCP stuck in backoff).
+    relays[0]!.cut('blackhole');
+    const during = randomBytes(200_000);
+    expect(sha(await echoRoundTrip(conn, during))).toBe(sha(during));
+    const atCut = relays[0]!.stats.connections;
+    await new Promise((r) => setTimeout(r, 2500));
+    // While the link is dead, fresh connections are tried beside the stuck subflow.
+    expect(relays[0]!.stats.connections).toBeGreaterThan(atCut);
+    relays[0]!.restore();
+    const t0 = Date.now();
+    // Back to two working subflows soon after the link returns (replaced, or closed on the gap and rejoined).
+    await waitFor(() => client.currentSession!.liveSubflows.filter((s) => s.state === 'active').length === 2 && client.currentSession!.subflowCount === 2, 5000);
+    expect(Date.now() - t0).toBeLessThan(2500);
+    const after = randomBytes(200_000);
+    expect(sha(await echoRoundTrip(conn, after))).toBe(sha(after));
+    conn.destroy();
+  });
+
   it('a refused target gives DialError REFUSED quickly and does not disturb other streams', async () => {
     const env = await setup({ relays: 0 });
     const client = startClient([{ host: '127.0.0.1', port: env.port }]);
