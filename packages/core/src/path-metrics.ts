@@ -73,6 +73,8 @@ export class PathMetrics {
   }
   rto(minRto: number, maxRto: number): number {
     if (this.srtt === 0) return maxRto;
-    return Math.min(maxRto, Math.max(minRto, this.srtt + 4 * this.rttvar));
+    // As Linux does: the variance term never below the floor, so a long but
+    // steady path (120 ms RTT) is not declared dead after 200 ms.
+    return Math.min(maxRto, this.srtt + Math.max(minRto, 4 * this.rttvar));
   }
 }

@@ -334,11 +334,9 @@ export class Session implements StreamHost {
       this.streams.set(id, s);
       this.streamsOpened++;
     }
-    const before = s.recvBuffered;
     const heldBefore = s.reassembly.nextOffset + s.reassembly.bufferedBytes;
     const opened = s.onData(offset, payload, fin);
-    const after = s.isClosed ? 0 : s.recvBuffered;
-    this.recvBuffered += after - before;
+    if (!s.isClosed) this.syncRecvBuffered(s);
     // Bytes the reassembly buffer did not take were already there: duplicates.
     const accepted = s.reassembly.nextOffset + s.reassembly.bufferedBytes - heldBefore;
     if (accepted < payload.length) this.counters.duplicateBytes += payload.length - accepted;
@@ -449,8 +447,12 @@ export class Session implements StreamHost {
 
   streamResetLocal(s: Stream, code: number, reason: string): void {
     this.queueControl({ type: FrameType.RESET, code, stream: s.id, reason });
-    this.recvBuffered -= s.recvBuffered;
     this.forgetStream(s);
+  }
+
+  streamReleased(bytes: number): void {
+    this.recvBuffered -= bytes;
+    if (this.recvPaused) this.checkRecvBudget();
   }
 
   streamFinished(s: Stream): void {
@@ -459,6 +461,8 @@ export class Session implements StreamHost {
 
   private forgetStream(s: Stream): void {
     if (!this.streams.delete(s.id)) return;
+    this.recvBuffered -= s.recvBufferedAccounted;
+    s.recvBufferedAccounted = 0;
     this.readyStreams.delete(s);
     if (this.isPeerId(s.id)) this.closedPeerIds.add(s.id >>> 1);
   }
@@ -470,12 +474,22 @@ export class Session implements StreamHost {
 
   // ------------------------------------------------------ receive budget
 
+  /** Fold a stream's current receive-side holding into the session total. */
+  private syncRecvBuffered(s: Stream): void {
+    const now = s.recvBuffered;
+    this.recvBuffered += now - s.recvBufferedAccounted;
+    s.recvBufferedAccounted = now;
+  }
+
   /** Recompute the receive budget after application releases (cheap: incremental). */
   private checkRecvBudget(): void {
     let total = 0;
     if (this.recvPaused || this.recvBuffered > this.config.sessionRecvBudget) {
       // Recount exactly at the edges so rounding never leaves us paused.
-      for (const s of this.streams.values()) total += s.recvBuffered;
+      for (const s of this.streams.values()) {
+        s.recvBufferedAccounted = s.recvBuffered;
+        total += s.recvBufferedAccounted;
+      }
       this.recvBuffered = total;
     }
     if (!this.recvPaused && this.recvBuffered > this.config.sessionRecvBudget) {
@@ -605,6 +619,7 @@ export class Session implements StreamHost {
   private pickSubflows(bytes: number): Subflow[] {
     const cands = this.dataCandidates();
     if (cands.length === 0) return [];
+    for (const sf of cands) if (sf.inflight >= sf.cap) sf.capHit = true;
     return this.scheduler.pick(cands, bytes) as Subflow[];
   }
 

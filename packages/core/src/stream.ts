@@ -31,6 +31,8 @@ export interface StreamHost {
   streamResetLocal(stream: Stream, code: number, reason: string): void;
   /** Both directions are done. */
   streamFinished(stream: Stream): void;
+  /** The application released `bytes` it held (session receive budget). */
+  streamReleased(bytes: number): void;
 }
 
 type Phase = 'header' | 'open' | 'closed';
@@ -71,6 +73,8 @@ export class Stream {
   advertisedMax: number = WIRE.INITIAL_WINDOW;
   advertisedAck = 0;
   finalSize: number | undefined;
+  /** This stream's share of the session's receive total, as last counted. */
+  recvBufferedAccounted = 0;
   finDelivered = false;
   finAdvertised = false;
   private inbox: Uint8Array[] = [];
@@ -147,7 +151,11 @@ export class Stream {
   /** The application has passed on `n` payload bytes: grant the peer more credit. */
   release(n: number): void {
     if (this.closed || n <= 0) return;
+    const before = this.releasedOffset;
     this.releasedOffset = Math.min(this.deliveredOffset, this.releasedOffset + n);
+    const freed = Math.min(this.releasedOffset - before, this.recvBufferedAccounted);
+    this.recvBufferedAccounted -= freed;
+    this.host.streamReleased(freed);
     this.recvMaxOffset = Math.max(this.recvMaxOffset, this.releasedOffset + this.host.config.streamWindow);
     // Tell the peer once a quarter window has opened up, not for every byte.
     if (this.recvMaxOffset - this.advertisedMax >= this.host.config.streamWindow / 4) this.host.streamWindowDirty(this);

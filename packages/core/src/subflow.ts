@@ -171,10 +171,13 @@ export class Subflow implements SubflowView {
         if (this.rate >= this.fullRate * 1.25) {
           this.fullRate = this.rate;
           this.flatRounds = 0;
-        } else if (this.rate > 0 && ++this.flatRounds >= 3) {
+        } else if (this.capHit && ++this.flatRounds >= 3) {
+          // Only a round in which the subflow was held back by its cap says
+          // the path is full; an idle or scheduler-starved one says nothing.
           this.startup = false;
         }
       }
+      this.capHit = false;
     }
     if (this.startup) return STARTUP_GAIN;
     return GAIN_CYCLE[Math.floor(now / round) % GAIN_CYCLE.length]! * base;
@@ -187,6 +190,8 @@ export class Subflow implements SubflowView {
     this.flatRounds = 0;
   }
 
+  /** Set when the session wanted to send on this subflow and its cap said no. */
+  capHit = false;
   private startup = true;
   private fullRate = 0;
   private flatRounds = 0;

@@ -26,6 +26,9 @@ describe('session over in-memory subflows', () => {
     expect(Buffer.compare(got.total(), data)).toBe(0);
     await pair.clock.advance(100);
     expect(pair.client.streamCount).toBe(0);
+    // The receive budget's running total comes back to zero when all is read.
+    expect(pair.client.stats().recvBufferedBytes).toBe(0);
+    expect(pair.server().stats().recvBufferedBytes).toBe(0);
     expect(pair.server().streamCount).toBe(0);
   });
 

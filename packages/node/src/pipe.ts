@@ -1,3 +1,4 @@
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /**
@@ -19,8 +20,10 @@ export function pipeBoth(a: Duplex, b: Duplex): void {
   const teardown = (): void => {
     if (tornDown) return;
     tornDown = true;
-    a.destroy();
-    b.destroy();
+    // An abnormal end must not look like a clean one to the application:
+    // a socket is reset (RST), not closed with a FIN.
+    abort(a);
+    abort(b);
   };
   const watch = (self: Duplex): void => {
     self.on('error', teardown);
@@ -39,4 +42,9 @@ export function pipeBoth(a: Duplex, b: Duplex): void {
   }
   a.pipe(b);
   b.pipe(a);
+}
+
+function abort(d: Duplex): void {
+  if (d instanceof Socket && !d.destroyed && d.readyState !== 'opening') d.resetAndDestroy();
+  else d.destroy();
 }
