@@ -35,9 +35,14 @@ async function setup(opts: { relays: number; advertiseRelay?: boolean; graceMs?:
   return { echo, server, relays, port: addr.port };
 }
 
-function startClient(servers: { host: string; port: number }[], graceMs = 30_000, vias: string[] = []): PlaitClient {
-  const binds = vias.length > 0 ? [] : ['127.0.0.1'];
-  const client = new PlaitClient({ servers, secretKeys, sources: { binds, vias, backups: [] }, graceMs });
+function startClient(
+  servers: { host: string; port: number }[],
+  graceMs = 30_000,
+  vias: string[] = [],
+  sources?: { binds: string[]; backups: string[] },
+): PlaitClient {
+  const binds = sources?.binds ?? (vias.length > 0 ? [] : ['127.0.0.1']);
+  const client = new PlaitClient({ servers, secretKeys, sources: { binds, vias, backups: sources?.backups ?? [] }, graceMs });
   cleanups.push(() => client.close());
   return client;
 }
@@ -146,6 +151,42 @@ describe('PlaitClient against a real server', () => {
     expect(Date.now() - t0).toBeLessThan(2500);
     const after = randomBytes(200_000);
     expect(sha(await echoRoundTrip(conn, after))).toBe(sha(after));
+    conn.destroy();
+  });
+
+  it('a backup path carries nothing while the regular one works, takes over when it dies, and hands back', async () => {
+    const env = await setup({ relays: 0 });
+    // Pin 127.0.0.1 to the regular link and 127.0.0.2 (the backup) to its own link.
+    const regular = await startLinkRelay({ target: { host: '127.0.0.1', port: env.port }, delayMs: 5, blackhole: 'hold', allowFrom: '127.0.0.1' });
+    const spare = await startLinkRelay({ target: { host: '127.0.0.1', port: env.port }, delayMs: 5, blackhole: 'hold', allowFrom: '127.0.0.2' });
+    cleanups.push(() => regular.close(), () => spare.close());
+    const client = startClient(
+      [
+        { host: '127.0.0.1', port: regular.port },
+        { host: '127.0.0.1', port: spare.port },
+      ],
+      30_000,
+      [],
+      { binds: ['127.0.0.1', '127.0.0.2'], backups: ['127.0.0.2'] },
+    );
+    await client.start();
+    await waitFor(() => client.currentSession?.liveSubflows.filter((s) => s.state === 'active').length === 2, 5000);
+    const conn = await client.dial({ host: '127.0.0.1', port: env.echo.port });
+    const first = randomBytes(1 << 20);
+    expect(sha(await echoRoundTrip(conn, first))).toBe(sha(first));
+    expect(spare.stats.bytesUp).toBeLessThan(16 * 1024); // handshake and keepalives only
+    regular.cut('blackhole');
+    const during = randomBytes(1 << 20);
+    const t0 = Date.now();
+    expect(sha(await echoRoundTrip(conn, during))).toBe(sha(during));
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(spare.stats.bytesUp).toBeGreaterThan(1 << 20);
+    regular.restore();
+    await waitFor(() => client.currentSession?.liveSubflows.every((s) => s.state === 'active') ?? false, 3000);
+    const spareBefore = spare.stats.bytesUp;
+    const after = randomBytes(1 << 20);
+    expect(sha(await echoRoundTrip(conn, after))).toBe(sha(after));
+    expect(spare.stats.bytesUp - spareBefore).toBeLessThan(64 * 1024); // handed back
     conn.destroy();
   });
 
