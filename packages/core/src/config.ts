@@ -80,7 +80,9 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   probeMs: 200,
   deadAfterMs: 15_000,
   initialInflight: 256 * 1024,
-  minInflight: 64 * 1024,
+  // Room for several full records (16 KiB of payload + framing each), so a
+  // small cap never strands a path below one round trip's worth.
+  minInflight: 96 * 1024,
   ackSlackMs: 5,
   inflightGain: 1,
   tickMs: 25,

@@ -28,9 +28,7 @@ export interface Scheduler {
   pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[];
 }
 
-// Below the cap there is room for one more frame, whatever its size: a cap
-// that is not a multiple of the record size must not strand the remainder.
-const hasRoom = (s: SubflowView, _bytes: number): boolean => s.inflight < s.cap;
+const hasRoom = (s: SubflowView, bytes: number): boolean => s.inflight === 0 || s.inflight + bytes <= s.cap;
 
 /** Unmeasured paths are assumed to be this slow (ms one way), so measured ones win. */
 const UNKNOWN_OWD_MS = 50;

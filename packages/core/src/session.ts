@@ -619,7 +619,7 @@ export class Session implements StreamHost {
   private pickSubflows(bytes: number): Subflow[] {
     const cands = this.dataCandidates();
     if (cands.length === 0) return [];
-    for (const sf of cands) if (sf.inflight >= sf.cap) sf.capHit = true;
+    for (const sf of cands) if (sf.inflight > 0 && sf.inflight + bytes > sf.cap) sf.capHit = true;
     return this.scheduler.pick(cands, bytes) as Subflow[];
   }
 
