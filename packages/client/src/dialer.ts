@@ -64,3 +64,20 @@ export function endGracefully(socket: Duplex, data?: Uint8Array | string, linger
 
 /** Re-exported so frontends and tests import it from one place. */
 export { pipeBoth };
+
+/**
+ * Runs a frontend on an accepted socket and resolves once the socket has
+ * closed; never rejects. Errors are followed by 'close'; the listener keeps
+ * them from crashing the process.
+ */
+export function servingUntilClosed(socket: Duplex, serve: () => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (socket.destroyed) {
+      resolve();
+      return;
+    }
+    socket.once('close', () => resolve());
+    socket.on('error', () => {});
+    serve();
+  });
+}

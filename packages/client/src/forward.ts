@@ -1,6 +1,6 @@
 import { isIPv6 } from 'node:net';
 import type * as net from 'node:net';
-import { pipeBoth, type Dialer, type Target } from './dialer.js';
+import { pipeBoth, type Dialer, type Target, servingUntilClosed } from './dialer.js';
 
 export interface ForwardSpec {
   listenHost: string;
@@ -89,13 +89,7 @@ export function parseForwardSpec(spec: string): ForwardSpec {
  * socket has closed; never rejects.
  */
 export function serveForward(socket: net.Socket, target: Target, dial: Dialer): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (socket.destroyed) {
-      resolve();
-      return;
-    }
-    socket.once('close', () => resolve());
-    socket.on('error', () => {});
+  return servingUntilClosed(socket, () => {
     socket.pause();
     dial(target).then(
       (remote) => {

@@ -1,7 +1,7 @@
 import { isIPv6 } from 'node:net';
 import type * as net from 'node:net';
 import { ResetCode } from '@plait/core';
-import { DialError, endGracefully, pipeBoth, type Dialer, type Target } from './dialer.js';
+import { DialError, endGracefully, pipeBoth, type Dialer, type Target, servingUntilClosed } from './dialer.js';
 
 export interface HttpConnectOptions {
   /** Drop a client that has not sent a complete header block by then (default 10 s). */
@@ -101,13 +101,7 @@ function headerEnd(buf: Buffer, from: number): number {
  * a raw tunnel. Resolves when the client socket has closed; never rejects.
  */
 export function serveHttpConnect(socket: net.Socket, opts: HttpConnectOptions, dial: Dialer): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (socket.destroyed) {
-      resolve();
-      return;
-    }
-    socket.once('close', () => resolve());
-    socket.on('error', () => {});
+  return servingUntilClosed(socket, () => {
 
     const maxHeaderBytes = opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
     let buf: Buffer = Buffer.alloc(0);

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type * as net from 'node:net';
-import { DialError, endGracefully, pipeBoth, socksReplyFor, type Dialer, type Target } from './dialer.js';
+import { DialError, endGracefully, pipeBoth, socksReplyFor, type Dialer, type Target, servingUntilClosed } from './dialer.js';
 
 export interface Socks5Options {
   /** Require RFC 1929 username/password authentication with these credentials. */
@@ -85,14 +85,7 @@ type Step = 'more' | 'next' | 'stop';
  * has closed; never rejects.
  */
 export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Dialer): Promise<void> {
-  return new Promise<void>((resolve) => {
-    if (socket.destroyed) {
-      resolve();
-      return;
-    }
-    socket.once('close', () => resolve());
-    // Errors are followed by 'close'; without a listener they would crash the process.
-    socket.on('error', () => {});
+  return servingUntilClosed(socket, () => {
 
     let phase: 'greeting' | 'auth' | 'request' = 'greeting';
     let buf: Buffer = Buffer.alloc(0);
