@@ -102,7 +102,6 @@ function headerEnd(buf: Buffer, from: number): number {
  */
 export function serveHttpConnect(socket: net.Socket, opts: HttpConnectOptions, dial: Dialer): Promise<void> {
   return servingUntilClosed(socket, () => {
-
     const maxHeaderBytes = opts.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
     let buf: Buffer = Buffer.alloc(0);
     let searched = 0;

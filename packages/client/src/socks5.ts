@@ -86,7 +86,6 @@ type Step = 'more' | 'next' | 'stop';
  */
 export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Dialer): Promise<void> {
   return servingUntilClosed(socket, () => {
-
     let phase: 'greeting' | 'auth' | 'request' = 'greeting';
     let buf: Buffer = Buffer.alloc(0);
     let handshakeOver = false;
