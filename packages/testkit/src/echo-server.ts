@@ -1,5 +1,6 @@
 /** TCP echo server on loopback for relay/proxy tests. */
 import net from 'node:net';
+import { listenEphemeral } from './listen.js';
 
 export interface EchoServer {
   readonly port: number;
@@ -21,17 +22,9 @@ export async function startEchoServer(host = '127.0.0.1'): Promise<EchoServer> {
     sock.on('close', () => sockets.delete(sock));
     sock.pipe(sock);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address();
-  if (addr === null || typeof addr === 'string') throw new Error('unexpected server address');
+  const port = await listenEphemeral(server, host);
   return {
-    port: addr.port,
+    port,
     host,
     get connections() {
       return connections;

@@ -2,6 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { Readable } from 'node:stream';
+import { listenEphemeral } from './listen.js';
 
 export interface FileServer {
   readonly port: number;
@@ -39,16 +40,7 @@ export async function startFileServer(opts: { size: number; host?: string }): Pr
     if (req.method === 'HEAD') res.end();
     else res.end(body);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address();
-  if (addr === null || typeof addr === 'string') throw new Error('unexpected server address');
-  const port = addr.port;
+  const port = await listenEphemeral(server, host);
   return {
     port,
     host,

@@ -17,6 +17,7 @@
  */
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { listenEphemeral } from './listen.js';
 
 export type CutMode = 'reset' | 'close' | 'blackhole';
 
@@ -608,16 +609,7 @@ export async function startLinkRelay(opts: LinkRelayOptions): Promise<LinkRelay>
     conns.add(new Conn(link, sock, counters, (c) => conns.delete(c)));
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address();
-  if (addr === null || typeof addr === 'string') throw new Error('unexpected server address');
-  const port = addr.port;
+  const port = await listenEphemeral(server, host);
 
   const stats: LinkRelayStats = {
     get connections() {
