@@ -1,7 +1,7 @@
 import type { ByteChannel } from './channel.js';
 import type { Clock, Timer } from './clock.js';
 import type { Config } from './config.js';
-import { ErrorCode, isErrorCode, PlaitError, RemoteError } from './errors.js';
+import { ErrorCode, PlaitError } from './errors.js';
 import { MsgType } from './handshake-messages.js';
 import { HandshakeChannel } from './handshake-channel.js';
 import { startHello, startJoin } from './handshake.js';
@@ -21,6 +21,8 @@ export interface ConnectOptions {
   timeoutMs?: number;
   scheduler?: Scheduler;
   events?: SessionEvents;
+  /** Added to our wall clock for the HELLO timestamp (skew learned from a verified refusal). */
+  clockOffsetMs?: number;
 }
 
 /** Client: create a session with HELLO over `channel`; resolves once the server's `ok` arrived. */
@@ -30,7 +32,7 @@ export async function connectSession(channel: ByteChannel, opts: ConnectOptions)
   const deadline = opts.clock.now() + (opts.timeoutMs ?? opts.config.handshakeTimeoutMs);
   const hc = new HandshakeChannel(channel, opts.clock);
   try {
-    const hello = startHello(opts.secretKeys, { backup, addrId }, opts.clock);
+    const hello = startHello(opts.secretKeys, { backup, addrId }, opts.clock, opts.clockOffsetMs ?? 0);
     hc.send(hello.message);
     const result = hello.finish(await hc.next(deadline));
     const session = new Session({
@@ -61,13 +63,20 @@ export async function connectSession(channel: ByteChannel, opts: ConnectOptions)
 export async function joinSession(
   session: Session,
   channel: ByteChannel,
-  opts: { clock: Clock; backup?: boolean; addrId: number; timeoutMs?: number },
+  opts: {
+    clock: Clock;
+    backup?: boolean;
+    addrId: number;
+    timeoutMs?: number;
+    /** The secret's keys: lets us verify the server's refusals (an unverified one only fails this path). */
+    secretKeys?: SecretKeys;
+  },
 ): Promise<Subflow> {
   const backup = opts.backup ?? false;
   const deadline = opts.clock.now() + (opts.timeoutMs ?? session.config.handshakeTimeoutMs);
   const hc = new HandshakeChannel(channel, opts.clock);
   try {
-    const join = startJoin(session.keys, { backup, addrId: opts.addrId });
+    const join = startJoin(session.keys, { backup, addrId: opts.addrId }, opts.secretKeys?.authKey);
     hc.send(join.message);
     const ack = join.onJoinAck(await hc.next(deadline));
     hc.send(ack.confirm);
@@ -75,7 +84,7 @@ export async function joinSession(
     await hc.waitForBytes(deadline);
     if (hc.peekByte() === MsgType.REJECT) {
       const msg = await hc.next(deadline);
-      if (msg.type === MsgType.REJECT) throw new RemoteError(isErrorCode(msg.code) ? msg.code : ErrorCode.INTERNAL, msg.reason);
+      if (msg.type === MsgType.REJECT) throw join.refusal(msg);
       throw new PlaitError(ErrorCode.PROTOCOL, 'unexpected handshake message after JOIN_CONFIRM');
     }
     if (session.isClosed) throw new PlaitError(ErrorCode.CLOSED, 'session closed during the join');

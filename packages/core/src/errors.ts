@@ -80,8 +80,19 @@ export class ProtocolError extends PlaitError {
 
 /** The peer refused us (REJECT or close), with its code and reason. */
 export class RemoteError extends PlaitError {
-  constructor(code: ErrorCode, reason: string) {
+  /**
+   * True when the refusal carried a proof that verified with our secret
+   * (PROTOCOL.md section 3.1): it really comes from a server that knows the
+   * secret and answers this attempt. Unproven refusals may be forged by
+   * anyone on the path and must only fail that path.
+   */
+  readonly verified: boolean;
+  /** The server's wall clock (Unix ms) from a verified proof. */
+  readonly serverTime: number | undefined;
+  constructor(code: ErrorCode, reason: string, proof?: { verified: boolean; serverTime?: number }) {
     super(code, `peer refused: ${errorName(code)}${reason ? `: ${reason}` : ''}`);
     this.name = 'RemoteError';
+    this.verified = proof?.verified ?? false;
+    this.serverTime = proof?.verified ? proof.serverTime : undefined;
   }
 }

@@ -19,6 +19,8 @@ export type MsgType = (typeof MsgType)[keyof typeof MsgType];
 export const HANDSHAKE_HEADER = 3;
 export const FLAG_BACKUP = 0x01;
 export const REJECT_REASON_MAX = 200;
+/** A REJECT's optional proof: server time u64 + HMAC [32] (PROTOCOL.md section 3.1). */
+export const REJECT_PROOF_SIZE = 40;
 
 /** Body sizes fixed by the section 3 table. */
 export const BODY_SIZE = {
@@ -72,6 +74,12 @@ export interface RejectFields {
   /** Wire error code; may be one this implementation does not know. */
   code: number;
   reason: string;
+  /**
+   * The server's proof that it knows the secret and answers this very
+   * HELLO/JOIN: its wall clock (Unix ms) and the MAC over the request and
+   * the REJECT body before the MAC. Absent on unproven refusals.
+   */
+  proof?: { time: number; mac: Uint8Array };
 }
 
 /** What `encodeHandshake` takes. */
@@ -171,9 +179,19 @@ export function encodeHandshake(msg: HandshakeFields): Uint8Array {
       break;
     case MsgType.REJECT: {
       const reason = truncateUtf8(msg.reason, REJECT_REASON_MAX);
-      body = new Uint8Array(1 + reason.length);
+      body = new Uint8Array(2 + reason.length + (msg.proof ? REJECT_PROOF_SIZE : 0));
       body[0] = checkByte(msg.code, 'code');
-      body.set(reason, 1);
+      body[1] = reason.length;
+      body.set(reason, 2);
+      if (msg.proof) {
+        const t = msg.proof.time;
+        if (!Number.isSafeInteger(t) || t < 0) throw new PlaitError(ErrorCode.INTERNAL, `REJECT time must be a non-negative safe integer, got ${t}`);
+        const dv = new DataView(body.buffer);
+        const at = 2 + reason.length;
+        dv.setUint32(at, Math.floor(t / 2 ** 32));
+        dv.setUint32(at + 4, t >>> 0);
+        body.set(checkBytes(msg.proof.mac, 32, 'proof mac'), at + 8);
+      }
       break;
     }
   }
@@ -185,9 +203,14 @@ export function encodeHandshake(msg: HandshakeFields): Uint8Array {
   return out;
 }
 
-/** Encoded REJECT, ready to send before closing. */
+/** Encoded REJECT without a proof, ready to send before closing. */
 export function encodeReject(code: number, reason: string): Uint8Array {
   return encodeHandshake({ type: MsgType.REJECT, code, reason });
+}
+
+/** The bytes a REJECT proof's MAC covers after the request: the body up to the MAC. */
+export function rejectMacInput(body: Uint8Array): Uint8Array {
+  return body.subarray(0, body.length - 32);
 }
 
 // ---- decoding -------------------------------------------------------------
@@ -206,7 +229,7 @@ function bodyRange(type: number): [min: number, max: number] | undefined {
     case MsgType.JOIN_CONFIRM:
       return [BODY_SIZE.JOIN_CONFIRM, BODY_SIZE.JOIN_CONFIRM];
     case MsgType.REJECT:
-      return [1, 1 + REJECT_REASON_MAX];
+      return [2, 2 + REJECT_REASON_MAX + REJECT_PROOF_SIZE];
     default:
       return undefined;
   }
@@ -287,8 +310,15 @@ export function decodeBody(type: number, body: Uint8Array): HandshakeMessage {
       return { type, body, rB: body.subarray(0, 32), hmacB: body.subarray(32, 40) };
     case MsgType.JOIN_CONFIRM:
       return { type, body, hmacA: body.subarray(0, 32) };
-    case MsgType.REJECT:
-      return { type, body, code: body[0] ?? 0, reason: utf8Decoder.decode(body.subarray(1)) };
+    case MsgType.REJECT: {
+      const reasonLen = body[1] ?? 0;
+      if (reasonLen > REJECT_REASON_MAX) bad(`REJECT reason is ${reasonLen} bytes, limit ${REJECT_REASON_MAX}`);
+      const rest = body.length - 2 - reasonLen;
+      if (rest !== 0 && rest !== REJECT_PROOF_SIZE) bad(`REJECT body is ${body.length} bytes, which fits no layout for a ${reasonLen}-byte reason`);
+      const msg: RejectMessage = { type, body, code: body[0] ?? 0, reason: utf8Decoder.decode(body.subarray(2, 2 + reasonLen)) };
+      if (rest === REJECT_PROOF_SIZE) msg.proof = { time: u64(body, 2 + reasonLen), mac: body.subarray(10 + reasonLen) };
+      return msg;
+    }
     default:
       // Unreachable: checkHeader refused unknown types.
       return bad(`unknown handshake message type ${typeName(type)}`);

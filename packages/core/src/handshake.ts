@@ -14,8 +14,10 @@ import {
   HELLO_ACK_MAC_OFFSET,
   HELLO_MAC_OFFSET,
   MsgType,
+  rejectMacInput,
   typeName,
   type HandshakeMessage,
+  type RejectMessage,
   type HelloAckMessage,
   type JoinAckMessage,
 } from './handshake-messages.js';
@@ -28,6 +30,7 @@ import {
   helloMac,
   joinHmacA,
   joinHmacB,
+  rejectMac,
   subflowKeys,
   x25519,
   type SecretKeys,
@@ -73,6 +76,8 @@ export interface JoinAckResult {
 export interface ClientJoin {
   /** Encoded JOIN to send. */
   message: Uint8Array;
+  /** The REJECT that may follow JOIN_CONFIRM, as the error to raise (verified with `authKey`). */
+  refusal(reply: RejectMessage): RemoteError;
   /** Handle the server's answer; throws like ClientHello.finish. */
   onJoinAck(reply: HandshakeMessage): JoinAckResult;
 }
@@ -81,12 +86,25 @@ function flagsOf(opts: SubflowOptions): number {
   return opts.backup ? FLAG_BACKUP : 0;
 }
 
-/** A REJECT from the peer, or a message out of place, as the error to raise. */
-function unexpected(reply: HandshakeMessage, expected: string): PlaitError {
-  if (reply.type === MsgType.REJECT) {
-    if (isErrorCode(reply.code)) return new RemoteError(reply.code, reply.reason);
-    return new RemoteError(ErrorCode.INTERNAL, `unknown code ${reply.code}${reply.reason ? `: ${reply.reason}` : ''}`);
+/**
+ * A REJECT as the error to raise. With `proof` (our secret's auth key and
+ * the body of the HELLO/JOIN it answers) its MAC is checked: only a verified
+ * refusal may end a session or move our clock (PROTOCOL.md section 3.1).
+ */
+export function rejectError(reply: RejectMessage, proof?: { authKey: Uint8Array; request: Uint8Array }): RemoteError {
+  let verified = false;
+  if (proof && reply.proof) {
+    const expected = rejectMac(proof.authKey, proof.request, rejectMacInput(reply.body));
+    verified = constantTimeEqual(expected, reply.proof.mac);
   }
+  const p = verified && reply.proof ? { verified, serverTime: reply.proof.time } : { verified };
+  if (isErrorCode(reply.code)) return new RemoteError(reply.code, reply.reason, p);
+  return new RemoteError(ErrorCode.INTERNAL, `unknown code ${reply.code}${reply.reason ? `: ${reply.reason}` : ''}`, p);
+}
+
+/** A REJECT from the peer, or a message out of place, as the error to raise. */
+function unexpected(reply: HandshakeMessage, expected: string, proof?: { authKey: Uint8Array; request: Uint8Array }): PlaitError {
+  if (reply.type === MsgType.REJECT) return rejectError(reply, proof);
   return new ProtocolError(ErrorCode.PROTOCOL, `expected ${expected}, got ${typeName(reply.type)}`);
 }
 
@@ -98,8 +116,13 @@ function once(what: string): () => void {
   };
 }
 
-/** Client side of HELLO / HELLO_ACK: creates a session on the first subflow. */
-export function startHello(secretKeys: SecretKeys, opts: SubflowOptions, clock: Clock): ClientHello {
+/**
+ * Client side of HELLO / HELLO_ACK: creates a session on the first subflow.
+ * `clockOffsetMs` is added to our wall clock for the timestamp: the skew a
+ * verified STALE_TIMESTAMP refusal revealed (routers often boot without a
+ * real-time clock).
+ */
+export function startHello(secretKeys: SecretKeys, opts: SubflowOptions, clock: Clock, clockOffsetMs = 0): ClientHello {
   const eph = generateEphemeral();
   const nonce = randomBytes(WIRE.NONCE_BYTES);
   const message = encodeHandshake({
@@ -107,7 +130,7 @@ export function startHello(secretKeys: SecretKeys, opts: SubflowOptions, clock: 
     version: WIRE.VERSION,
     flags: flagsOf(opts),
     addrId: opts.addrId,
-    timestamp: Math.floor(clock.wallNow()),
+    timestamp: Math.max(0, Math.floor(clock.wallNow() + clockOffsetMs)),
     nonce,
     ephemeral: eph.publicKey,
     mac: new Uint8Array(32),
@@ -120,7 +143,7 @@ export function startHello(secretKeys: SecretKeys, opts: SubflowOptions, clock: 
   return {
     message,
     finish(reply: HandshakeMessage): HelloResult {
-      if (reply.type !== MsgType.HELLO_ACK) throw unexpected(reply, 'HELLO_ACK');
+      if (reply.type !== MsgType.HELLO_ACK) throw unexpected(reply, 'HELLO_ACK', { authKey: secretKeys.authKey, request: helloBody });
       use();
       const ack: HelloAckMessage = reply;
       const expected = helloAckMac(secretKeys.authKey, helloBody, ack.body.subarray(0, HELLO_ACK_MAC_OFFSET));
@@ -138,8 +161,11 @@ export function startHello(secretKeys: SecretKeys, opts: SubflowOptions, clock: 
   };
 }
 
-/** Client side of JOIN / JOIN_ACK / JOIN_CONFIRM: adds a subflow to a session. */
-export function startJoin(keys: SessionKeys, opts: SubflowOptions): ClientJoin {
+/**
+ * Client side of JOIN / JOIN_ACK / JOIN_CONFIRM: adds a subflow to a session.
+ * With `authKey` (the secret's K_auth) the server's refusals can be verified.
+ */
+export function startJoin(keys: SessionKeys, opts: SubflowOptions, authKey?: Uint8Array): ClientJoin {
   const rA = randomBytes(WIRE.NONCE_BYTES);
   const flags = flagsOf(opts);
   const message = encodeHandshake({
@@ -151,11 +177,16 @@ export function startJoin(keys: SessionKeys, opts: SubflowOptions): ClientJoin {
     rA,
   });
   const use = once('ClientJoin.onJoinAck');
+  const joinBody = message.subarray(3);
 
   return {
     message,
+    /** The REJECT that may follow JOIN_CONFIRM, as the error to raise (verified with `authKey`). */
+    refusal(reply: RejectMessage): RemoteError {
+      return rejectError(reply, authKey ? { authKey, request: joinBody } : undefined);
+    },
     onJoinAck(reply: HandshakeMessage): JoinAckResult {
-      if (reply.type !== MsgType.JOIN_ACK) throw unexpected(reply, 'JOIN_ACK');
+      if (reply.type !== MsgType.JOIN_ACK) throw unexpected(reply, 'JOIN_ACK', authKey ? { authKey, request: joinBody } : undefined);
       use();
       const ack: JoinAckMessage = reply;
       const expected = joinHmacB(keys, ack.rB, rA, opts.addrId, flags).subarray(0, WIRE.HMAC_B_TRUNC);
@@ -232,8 +263,16 @@ export type ServerStep<S extends JoinableSession = JoinableSession> =
   | JoinedStep<S>
   | RejectStep;
 
-export function rejectStep(code: ErrorCode, reason: string): RejectStep {
-  return { kind: 'reject', code, reason, message: encodeReject(code, reason) };
+/**
+ * A REJECT step. With `proof` the REJECT carries the server's wall clock and
+ * a MAC binding it to the request it answers (PROTOCOL.md section 3.1).
+ */
+export function rejectStep(code: ErrorCode, reason: string, proof?: { authKey: Uint8Array; request: Uint8Array; time: number }): RejectStep {
+  if (!proof) return { kind: 'reject', code, reason, message: encodeReject(code, reason) };
+  const message = encodeHandshake({ type: MsgType.REJECT, code, reason, proof: { time: Math.max(0, Math.floor(proof.time)), mac: new Uint8Array(32) } });
+  const body = message.subarray(3);
+  body.set(rejectMac(proof.authKey, proof.request, rejectMacInput(body)), body.length - 32);
+  return { kind: 'reject', code, reason, message };
 }
 
 /**
@@ -264,6 +303,8 @@ type ServerState<S> =
  */
 export class ServerHandshake<S extends JoinableSession = JoinableSession> {
   private state: ServerState<S> = { name: 'start' };
+  /** Body of the HELLO or JOIN being answered: what a refusal's proof binds to. */
+  private request: Uint8Array | undefined;
 
   constructor(private readonly opts: ServerHandshakeOptions<S>) {}
 
@@ -280,6 +321,7 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
       throw unexpected(msg, '');
     }
     if (state.name === 'start') {
+      if (msg.type === MsgType.HELLO || msg.type === MsgType.JOIN) this.request = msg.body;
       if (msg.type === MsgType.HELLO) return this.onHello(msg);
       if (msg.type === MsgType.JOIN) return this.onJoin(msg);
       return this.reject(ErrorCode.PROTOCOL, `expected HELLO or JOIN, got ${typeName(msg.type)}`);
@@ -293,7 +335,11 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
 
   private reject(code: ErrorCode, reason: string): RejectStep {
     this.state = { name: 'done' };
-    return rejectStep(code, reason);
+    // Every refusal of a HELLO or JOIN is proven: one HMAC, no state. The
+    // client believes UNKNOWN_TOKEN and our clock only when it verifies.
+    const request = this.request;
+    if (!request) return rejectStep(code, reason);
+    return rejectStep(code, reason, { authKey: this.opts.secretKeys.authKey, request, time: this.opts.clock.wallNow() });
   }
 
   private onHello(msg: Extract<HandshakeMessage, { type: typeof MsgType.HELLO }>): ServerStep<S> {

@@ -28,6 +28,7 @@ const INFO_KEY_B = label('plait-v1 key-b');
 const INFO_SUBFLOW = label('plait-v1 subflow');
 const LABEL_HELLO = label('plait-v1 hello');
 const LABEL_HELLO_ACK = label('plait-v1 hello-ack');
+const LABEL_REJECT = label('plait-v1 reject');
 
 /** Minimum secret length in bytes (PROTOCOL.md section 2). */
 export const MIN_SECRET_BYTES = 16;
@@ -174,6 +175,16 @@ export function helloAckMac(
     .update(helloBody)
     .update(helloAckWithoutMac)
     .digest();
+}
+
+/**
+ * The proof on a server's REJECT: binds the refusal (code, reason, server
+ * time) to the very HELLO or JOIN it answers, keyed with the secret, so a
+ * stranger on the path can neither forge one nor replay an old one.
+ */
+export function rejectMac(authKey: Uint8Array, requestBody: Uint8Array, rejectWithoutMac: Uint8Array): Uint8Array {
+  const len = new Uint8Array([requestBody.length >>> 8, requestBody.length & 0xff]);
+  return hmac.create(sha256, authKey).update(LABEL_REJECT).update(len).update(requestBody).update(rejectWithoutMac).digest();
 }
 
 /** Constant-time for equal lengths; lengths are public (fixed by the wire format). */

@@ -100,7 +100,7 @@ describe('encodeHandshake', () => {
     expect(encodeHandshake({ type: MsgType.JOIN, version: 1, flags: 0, addrId: 0, token: z(16), rA: z(32) }).length).toBe(3 + 51);
     expect(encodeHandshake({ type: MsgType.JOIN_ACK, rB: z(32), hmacB: z(8) }).length).toBe(3 + 40);
     expect(encodeHandshake({ type: MsgType.JOIN_CONFIRM, hmacA: z(32) }).length).toBe(3 + 32);
-    expect(Buffer.from(encodeReject(5, 'no')).toString('hex')).toBe('0f000305' + '6e6f');
+    expect(Buffer.from(encodeReject(5, 'no')).toString('hex')).toBe('0f0004' + '05' + '02' + '6e6f');
   });
 
   it('refuses fields of the wrong size or range (our own bug, INTERNAL)', () => {
@@ -124,7 +124,7 @@ describe('encodeHandshake', () => {
   it('truncates REJECT reasons to 200 bytes on a character boundary', () => {
     const long = 'é'.repeat(150); // 300 bytes, 2 per char
     const enc = encodeReject(3, long);
-    expect(enc.length).toBe(3 + 1 + 200);
+    expect(enc.length).toBe(3 + 2 + 200);
     const r = new HandshakeReader();
     r.push(enc);
     const m = r.next();
@@ -253,7 +253,8 @@ describe('HandshakeReader', () => {
       [MsgType.JOIN_ACK, 0, 41],
       [MsgType.JOIN_CONFIRM, 0, 0],
       [MsgType.REJECT, 0, 0],
-      [MsgType.REJECT, 0, 202],
+      [MsgType.REJECT, 0, 1],
+      [MsgType.REJECT, 0, 243],
     ]) {
       const r = new HandshakeReader();
       r.push(Uint8Array.from(header));
@@ -323,7 +324,7 @@ describe('HandshakeReader', () => {
 
   it('decodes a REJECT with invalid UTF-8 leniently (the code is what matters)', () => {
     const r = new HandshakeReader();
-    r.push(Uint8Array.of(MsgType.REJECT, 0, 3, 8, 0xff, 0x41));
+    r.push(Uint8Array.of(MsgType.REJECT, 0, 4, 8, 2, 0xff, 0x41));
     const m = r.next();
     expect(m?.type).toBe(MsgType.REJECT);
     if (m?.type === MsgType.REJECT) {
@@ -338,5 +339,32 @@ describe('startsWithReject', () => {
     expect(startsWithReject(encodeReject(3, 'x'))).toBe(true);
     expect(startsWithReject(Uint8Array.of(0, 1, 0, 16))).toBe(false);
     expect(startsWithReject(new Uint8Array(0))).toBe(false);
+  });
+});
+
+describe('REJECT layout (section 3.1)', () => {
+  it('round-trips a proof and refuses bodies that fit no layout', () => {
+    const mac = new Uint8Array(32).fill(7);
+    const enc = encodeHandshake({ type: MsgType.REJECT, code: 4, reason: 'skew', proof: { time: 1_800_000_000_123, mac } });
+    expect(enc.length).toBe(3 + 2 + 4 + 40);
+    const r = new HandshakeReader();
+    r.push(enc);
+    const m = r.next();
+    expect(m?.type).toBe(MsgType.REJECT);
+    if (m?.type === MsgType.REJECT) {
+      expect(m.reason).toBe('skew');
+      expect(m.proof?.time).toBe(1_800_000_000_123);
+      expect(Buffer.from(m.proof!.mac).equals(Buffer.from(mac))).toBe(true);
+    }
+    // reason_len says 4 but 5 bytes follow the header (neither 0 nor 40 extra).
+    for (const body of [
+      [4, 4, 0x61, 0x62, 0x63, 0x64, 0x65],
+      [4, 5, 0x61],
+      [4, 201, ...new Array(201).fill(0x61)],
+    ]) {
+      const rr = new HandshakeReader();
+      rr.push(Uint8Array.from([MsgType.REJECT, body.length >> 8, body.length & 0xff, ...body]));
+      expectCode(() => rr.next(), ErrorCode.BAD_MESSAGE);
+    }
   });
 });

@@ -442,3 +442,55 @@ describe('server state machine', () => {
     expect(internal.reason).not.toMatch(/etc/);
   });
 });
+
+describe('proven refusals (section 3.1)', () => {
+  it('a stale HELLO is refused with the server time, verified by the client, and a retry with that offset succeeds', () => {
+    const skewed = new VirtualClock(clock.wallNow() - 45_000); // a router that booted with a wrong date
+    const c = startHello(SECRET, { backup: false, addrId: 0 }, skewed);
+    const r = expectReject(server().onMessage(decode(c.message)), ErrorCode.STALE_TIMESTAMP);
+    const err = expectThrowCode(() => c.finish(decode(r.message)), ErrorCode.STALE_TIMESTAMP, RemoteError) as RemoteError;
+    expect(err.verified).toBe(true);
+    expect(err.serverTime).toBe(clock.wallNow());
+    const offset = err.serverTime! - skewed.wallNow();
+    const retry = startHello(SECRET, { backup: false, addrId: 0 }, skewed, offset);
+    expect(server().onMessage(decode(retry.message)).kind).toBe('session');
+  });
+
+  it('a forged, tampered or replayed refusal does not verify', () => {
+    const c = startHello(SECRET, { backup: false, addrId: 0 }, clock);
+    const other = startHello(SECRET, { backup: false, addrId: 0 }, clock);
+    // Unproven (a stranger on the path): no proof at all.
+    const forged = expectThrowCode(() => c.finish(decode(encodeReject(ErrorCode.STALE_TIMESTAMP, 'x'))), ErrorCode.STALE_TIMESTAMP, RemoteError) as RemoteError;
+    expect(forged.verified).toBe(false);
+    expect(forged.serverTime).toBeUndefined();
+    // A real proof for another HELLO, replayed against this one.
+    clock = new VirtualClock(1_700_000_000_000 + 3_600_000);
+    const proofForOther = expectReject(server().onMessage(decode(other.message)), ErrorCode.STALE_TIMESTAMP);
+    const c2 = startHello(SECRET, { backup: false, addrId: 0 }, new VirtualClock());
+    const replayed = expectThrowCode(() => c2.finish(decode(proofForOther.message)), ErrorCode.STALE_TIMESTAMP, RemoteError) as RemoteError;
+    expect(replayed.verified).toBe(false);
+    // The right proof with one bit of its time flipped.
+    const own = expectReject(server().onMessage(decode(c.message)), ErrorCode.STALE_TIMESTAMP);
+    const tampered = own.message.slice();
+    tampered[tampered.length - 33] = (tampered[tampered.length - 33] ?? 0) ^ 1;
+    const c3 = expectThrowCode(() => c.finish(decode(tampered)), ErrorCode.STALE_TIMESTAMP, RemoteError) as RemoteError;
+    expect(c3.verified).toBe(false);
+    // A server with another secret cannot prove anything to us.
+    const wrong = startHello(SECRET, { backup: false, addrId: 0 }, new VirtualClock());
+    const r = expectReject(server(OTHER).onMessage(decode(wrong.message)), ErrorCode.AUTH_FAILED);
+    expect((expectThrowCode(() => wrong.finish(decode(r.message)), ErrorCode.AUTH_FAILED, RemoteError) as RemoteError).verified).toBe(false);
+  });
+
+  it('UNKNOWN_TOKEN for a JOIN is proven to a client that knows the secret', () => {
+    const { clientKeys } = establish();
+    sessions.clear(); // the server forgot the session (restart, expiry)
+    const j = startJoin(clientKeys, { backup: false, addrId: 1 }, SECRET.authKey);
+    const r = expectReject(server().onMessage(decode(j.message)), ErrorCode.UNKNOWN_TOKEN);
+    const err = expectThrowCode(() => j.onJoinAck(decode(r.message)), ErrorCode.UNKNOWN_TOKEN, RemoteError) as RemoteError;
+    expect(err.verified).toBe(true);
+    // The same bytes forged by a hostile path without the proof: unverified.
+    const j2 = startJoin(clientKeys, { backup: false, addrId: 1 }, SECRET.authKey);
+    const forged = expectThrowCode(() => j2.onJoinAck(decode(encodeReject(ErrorCode.UNKNOWN_TOKEN, 'gone'))), ErrorCode.UNKNOWN_TOKEN, RemoteError) as RemoteError;
+    expect(forged.verified).toBe(false);
+  });
+});
