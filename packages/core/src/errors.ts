@@ -89,7 +89,7 @@ export class RemoteError extends PlaitError {
   readonly verified: boolean;
   /** The server's wall clock (Unix ms) from a verified proof. */
   readonly serverTime: number | undefined;
-  constructor(code: ErrorCode, reason: string, proof?: { verified: boolean; serverTime?: number }) {
+  constructor(code: ErrorCode, reason: string, proof?: { verified?: boolean; serverTime?: number }) {
     super(code, `peer refused: ${errorName(code)}${reason ? `: ${reason}` : ''}`);
     this.name = 'RemoteError';
     this.verified = proof?.verified ?? false;
