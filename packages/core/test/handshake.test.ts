@@ -89,7 +89,7 @@ function expectReject(step: ServerStep<TestSession>, code: ErrorCode, reason?: R
   return r;
 }
 
-function expectThrowCode(fn: () => unknown, code: ErrorCode, cls: typeof PlaitError = PlaitError): PlaitError {
+function expectThrowCode(fn: () => unknown, code: ErrorCode, cls: abstract new (...args: never[]) => PlaitError = PlaitError): PlaitError {
   try {
     fn();
   } catch (e) {
