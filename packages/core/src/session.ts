@@ -118,6 +118,8 @@ export class Session implements StreamHost {
   private pumpScheduled = false;
   private tickTimer: Timer | undefined;
   private closedState = false;
+  /** Clock time of the last bytes from the peer on any subflow (or of the last handshake). */
+  private lastHeard: number;
   readonly counters: Record<Counter, number> = Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Record<Counter, number>;
 
   constructor(opts: { role: Role; keys: SessionKeys; config: Config; clock: Clock; scheduler?: Scheduler; events?: SessionEvents }) {
@@ -128,6 +130,21 @@ export class Session implements StreamHost {
     this.scheduler = opts.scheduler ?? new EarliestArrivalScheduler();
     this.events = opts.events ?? {};
     this.nextLocalId = this.role === 'client' ? 1 : 2;
+    this.lastHeard = this.clock.now();
+  }
+
+  /**
+   * When the peer last showed a sign of life (bytes on any subflow, or a
+   * completed handshake): the outage grace is counted from here, not from
+   * when the last subflow was finally declared dead.
+   */
+  get lastHeardAt(): number {
+    return this.lastHeard;
+  }
+
+  /** True while at least one subflow can carry data (active, not suspect). */
+  get hasUsableSubflow(): boolean {
+    return this.subflows.some((sf) => sf.usable);
   }
 
   setEvents(events: SessionEvents): void {
@@ -168,6 +185,7 @@ export class Session implements StreamHost {
   addSubflow(setup: SubflowSetup): Subflow {
     if (this.closedState) throw new PlaitError(ErrorCode.CLOSED, 'session is closed');
     const now = this.clock.now();
+    this.lastHeard = now;
     const isServer = this.role === 'server';
     const sf = new Subflow(setup.channel, setup.sealer, setup.opener, {
       id: isServer ? this.nextSubflowId++ : 0,
@@ -202,6 +220,7 @@ export class Session implements StreamHost {
   private onChannelData(sf: Subflow, chunk: Uint8Array): void {
     if (sf.state === 'closed' || this.closedState) return;
     sf.lastRecvAt = this.clock.now();
+    this.lastHeard = sf.lastRecvAt;
     sf.bytesReceived += chunk.length;
     let plaintext: Uint8Array | undefined;
     try {
