@@ -220,7 +220,6 @@ export class Session implements StreamHost {
   private onChannelData(sf: Subflow, chunk: Uint8Array): void {
     if (sf.state === 'closed' || this.closedState) return;
     sf.lastRecvAt = this.clock.now();
-    this.lastHeard = sf.lastRecvAt;
     sf.bytesReceived += chunk.length;
     let plaintext: Uint8Array | undefined;
     try {
@@ -237,6 +236,8 @@ export class Session implements StreamHost {
         return;
       }
       if (!plaintext) break;
+      // Only an authenticated record is a sign of life: garbage proves nothing.
+      this.lastHeard = sf.lastRecvAt;
       sf.recvRecords++;
       this.counters.recordsReceived++;
       try {
