@@ -1,8 +1,16 @@
 import type { ByteChannel } from './channel.js';
 import type { Clock, Timer } from './clock.js';
 import type { Config } from './config.js';
-import { ErrorCode, PlaitError, RemoteError } from './errors.js';
+import { ErrorCode, errorName, PlaitError, RemoteError } from './errors.js';
 import { HandshakeChannel } from './handshake-channel.js';
+import {
+  DEFAULT_HANDSHAKE_SLOTS,
+  HandshakeProgress,
+  HandshakeSlots,
+  sourceKey,
+  type EvictionReason,
+  type HandshakeSlotLimits,
+} from './handshake-slots.js';
 import { rejectForError, ServerHandshake, type JoinableSession } from './handshake.js';
 import type { SecretKeys, SessionKeys } from './keys.js';
 import { RecordOpener, RecordSealer } from './record.js';
@@ -21,8 +29,47 @@ export interface AcceptorOptions {
   advertise?: { id: number; host: string; port: number }[];
   /** A new session; set its events (at least `stream`) here. */
   onSession(session: Session): SessionEvents;
+  /** Pending (unauthenticated) handshakes held at once, overall and per source; see handshake-slots.ts. */
+  handshakeSlots?: Partial<HandshakeSlotLimits>;
   /** A connection was refused during the handshake (for logs and counters). */
   onReject?(info: { code: ErrorCode; reason: string; remote: string }): void;
+}
+
+/**
+ * Pre-auth refusals with a cause of their own; every other refusal is
+ * counted as `reject<Code>` (e.g. rejectAuthFailed). Each refusal bumps
+ * `rejected` and exactly one of these.
+ */
+const PREAUTH_COUNTERS = [
+  /** Evicted: its source address had too many pending handshakes. */
+  'preauthEvictedSource',
+  /** Evicted: the server had too many pending handshakes. */
+  'preauthEvictedGlobal',
+  /** No complete first message within handshakeFirstMessageMs. */
+  'preauthTimeoutFirst',
+  /** Handshake not complete within handshakeTimeoutMs. */
+  'preauthTimeout',
+  /** Sent more than preauthBufferBytes before authenticating. */
+  'preauthOverflow',
+] as const;
+
+/** Codes a handshake can end with besides the preauth causes (listed so /stats shows them at 0). */
+const HANDSHAKE_REJECT_CODES: readonly ErrorCode[] = [
+  ErrorCode.BAD_MESSAGE,
+  ErrorCode.VERSION,
+  ErrorCode.AUTH_FAILED,
+  ErrorCode.STALE_TIMESTAMP,
+  ErrorCode.REPLAY,
+  ErrorCode.UNKNOWN_TOKEN,
+  ErrorCode.SESSION_FULL,
+  ErrorCode.BUSY,
+  ErrorCode.PROTOCOL,
+  ErrorCode.CLOSED,
+];
+
+/** Counter name for a refusal with `code`: rejectAuthFailed, rejectBadMessage, ... */
+function rejectCounter(code: number): string {
+  return 'reject' + errorName(code).toLowerCase().replace(/(^|_)([a-z0-9])/g, (_m, _u: string, c: string) => c.toUpperCase());
 }
 
 class Entry implements JoinableSession {
@@ -53,11 +100,21 @@ class Entry implements JoinableSession {
 export class Acceptor {
   private readonly sessions = new Map<string, Entry>();
   private readonly replay: ReplayCache;
-  private pendingHandshakes = 0;
-  readonly counters = { helloOk: 0, joinOk: 0, rejected: 0, expired: 0 } as Record<string, number>;
+  private readonly slots: HandshakeSlots;
+  /** Pending handshakes by slot id, to drop the ones evicted. */
+  private readonly pending = new Map<number, (reason: EvictionReason) => void>();
+  readonly counters: Record<string, number> = {
+    helloOk: 0,
+    joinOk: 0,
+    rejected: 0,
+    expired: 0,
+    ...Object.fromEntries(PREAUTH_COUNTERS.map((c) => [c, 0])),
+    ...Object.fromEntries(HANDSHAKE_REJECT_CODES.map((c) => [rejectCounter(c), 0])),
+  };
 
   constructor(private readonly opts: AcceptorOptions) {
     this.replay = new ReplayCache(opts.config.replayCacheEntries, opts.config.timestampWindowMs * 2, opts.clock);
+    this.slots = new HandshakeSlots({ ...DEFAULT_HANDSHAKE_SLOTS, ...opts.handshakeSlots }, opts.clock);
   }
 
   get sessionCount(): number {
@@ -65,17 +122,42 @@ export class Acceptor {
   }
 
   get handshakesInProgress(): number {
-    return this.pendingHandshakes;
+    return this.slots.pending;
+  }
+
+  /** Age of the oldest pending handshake (ms). */
+  get oldestHandshakeMs(): number {
+    return this.slots.oldestAgeMs();
   }
 
   allSessions(): Session[] {
     return [...this.sessions.values()].map((e) => e.session);
   }
 
-  /** Run the handshake on a freshly accepted connection. Never throws. */
-  async accept(channel: ByteChannel): Promise<void> {
+  /**
+   * Run the handshake on a freshly accepted connection; `from` is the peer's
+   * address (default: from the channel's label), what the per-source limit
+   * counts. Resolves true if the channel became a subflow. Never throws.
+   */
+  async accept(channel: ByteChannel, from?: string): Promise<boolean> {
     const { clock, config } = this.opts;
-    const hc = new HandshakeChannel(channel, clock);
+    const { id, evicted } = this.slots.admit(sourceKey(from ?? hostOfLabel(channel.remoteLabel)));
+    for (const e of evicted) this.pending.get(e.id)?.(e.reason);
+    let sentBytes = false;
+    const hc = new HandshakeChannel(channel, clock, {
+      maxBuffered: config.preauthBufferBytes,
+      onBytes: () => {
+        if (sentBytes) return;
+        sentBytes = true;
+        this.slots.progress(id, HandshakeProgress.BYTES);
+      },
+    });
+    let evictedBy: EvictionReason | undefined;
+    this.pending.set(id, (reason) => {
+      evictedBy = reason;
+      const why = reason === 'source' ? 'too many pending handshakes from your address' : 'too many pending handshakes';
+      hc.abort(new PlaitError(ErrorCode.BUSY, `server busy: ${why}, try again`));
+    });
     const hs = new ServerHandshake<Entry>({
       secretKeys: this.opts.secretKeys,
       clock,
@@ -84,36 +166,55 @@ export class Acceptor {
       lookupSession: (token) => this.sessions.get(hex(token)),
       canCreateSession: () => this.sessions.size < this.opts.maxSessions,
     });
-    const deadline = clock.now() + config.handshakeTimeoutMs;
-    this.pendingHandshakes++;
+    const start = clock.now();
+    const deadline = start + config.handshakeTimeoutMs;
+    // Real clients send HELLO/JOIN at once; an idle stranger is dropped sooner.
+    const firstDeadline = Math.min(deadline, start + config.handshakeFirstMessageMs);
+    const firstReason = `no complete handshake message within ${(firstDeadline - start) / 1000} s`;
+    let messages = 0;
     try {
       for (;;) {
         let msg;
         try {
-          msg = await hc.next(deadline);
+          msg = messages === 0 ? await hc.next(firstDeadline, firstReason) : await hc.next(deadline);
         } catch (e) {
           const step = rejectForError(e);
           if (step.code !== ErrorCode.CLOSED) hc.send(step.message);
-          this.refuse(channel, step.code, e instanceof Error ? e.message : String(e));
-          return;
+          const cause =
+            evictedBy === 'source'
+              ? 'preauthEvictedSource'
+              : evictedBy === 'global'
+                ? 'preauthEvictedGlobal'
+                : step.code === ErrorCode.TIMEOUT
+                  ? messages === 0
+                    ? 'preauthTimeoutFirst'
+                    : 'preauthTimeout'
+                  : step.code === ErrorCode.LIMIT
+                    ? 'preauthOverflow'
+                    : rejectCounter(step.code);
+          this.refuse(channel, step.code, e instanceof Error ? e.message : String(e), cause);
+          return false;
         }
+        messages++;
         let step;
         try {
           step = hs.onMessage(msg);
         } catch (e) {
           // The client sent REJECT (e.g. our JOIN_ACK failed its check).
           const code = e instanceof RemoteError ? e.code : ErrorCode.PROTOCOL;
-          this.refuse(channel, code, `client aborted: ${e instanceof Error ? e.message : String(e)}`);
-          return;
+          this.refuse(channel, code, `client aborted: ${e instanceof Error ? e.message : String(e)}`, rejectCounter(code));
+          return false;
         }
         switch (step.kind) {
           case 'reply':
             hc.send(step.message);
+            // Answered a valid message (a JOIN with a live token): evicted last.
+            this.slots.progress(id, HandshakeProgress.MESSAGE);
             continue;
           case 'reject':
             hc.send(step.message);
-            this.refuse(channel, step.code, step.reason);
-            return;
+            this.refuse(channel, step.code, step.reason, rejectCounter(step.code));
+            return false;
           case 'session': {
             hc.send(step.reply);
             const session = new Session({ role: 'server', keys: step.keys, config, clock });
@@ -131,7 +232,7 @@ export class Acceptor {
               ...(this.opts.advertise ? { advertise: this.opts.advertise } : {}),
             });
             this.counters.helloOk!++;
-            return;
+            return true;
           }
           case 'joined': {
             const entry = step.session;
@@ -146,12 +247,13 @@ export class Acceptor {
               leftover: hc.detach(),
             });
             this.counters.joinOk!++;
-            return;
+            return true;
           }
         }
       }
     } finally {
-      this.pendingHandshakes--;
+      this.pending.delete(id);
+      this.slots.release(id);
     }
   }
 
@@ -160,9 +262,12 @@ export class Acceptor {
     for (const e of [...this.sessions.values()]) e.session.close(new PlaitError(ErrorCode.CLOSED, 'server shutting down'));
   }
 
-  private refuse(channel: ByteChannel, code: ErrorCode, reason: string): void {
+  private refuse(channel: ByteChannel, code: ErrorCode, reason: string, cause: string): void {
     this.counters.rejected!++;
+    this.counters[cause] = (this.counters[cause] ?? 0) + 1;
     this.opts.onReject?.({ code, reason, remote: channel.remoteLabel });
+    // Never read a refused stranger again: stop now, and close once the REJECT is out.
+    channel.pause();
     channel.end();
   }
 
@@ -186,6 +291,13 @@ export class Acceptor {
       },
     };
   }
+}
+
+/** The host part of a "host:port" / "[v6]:port" label; the label itself if it has no port. */
+function hostOfLabel(label: string): string {
+  if (label.startsWith('[')) return label.slice(1, Math.max(1, label.indexOf(']')));
+  const colon = label.lastIndexOf(':');
+  return colon > 0 && label.indexOf(':') === colon ? label.slice(0, colon) : label;
 }
 
 function hex(b: Uint8Array): string {

@@ -38,6 +38,19 @@ export interface Config {
   joinNonces: number;
   /** Server drops connections that have not finished the handshake (ms). */
   handshakeTimeoutMs: number;
+  /**
+   * Server drops a connection whose first complete handshake message has not
+   * arrived by then (ms): a real client sends HELLO or JOIN right after
+   * connecting, so only idle strangers wait this long. Capped by
+   * handshakeTimeoutMs.
+   */
+  handshakeFirstMessageMs: number;
+  /**
+   * Bytes a server buffers from a connection before it proves the secret. A
+   * handshake message is at most 3 + 1024 bytes and a client sends nothing
+   * else before `ok`, so anything more is a flood and is refused (LIMIT).
+   */
+  preauthBufferBytes: number;
   /** Target plaintext bytes per sealed record (batching). */
   recordTarget: number;
   /** Lower bound of the retransmission timeout that marks a subflow suspect (ms). */
@@ -73,6 +86,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   replayCacheEntries: 65536,
   joinNonces: 1024,
   handshakeTimeoutMs: 5_000,
+  handshakeFirstMessageMs: 3_000,
+  preauthBufferBytes: 64 * 1024,
   recordTarget: 65536,
   minRtoMs: 200,
   maxRtoMs: 3_000,
@@ -106,6 +121,8 @@ export function verifyConfig(c: Config): void {
   // One stalled stream must never be able to fill the whole session budget
   // and so stall its siblings (a slow reader slows only itself).
   if (c.streamWindow * 2 > c.sessionRecvBudget) fail('streamWindow may be at most half of sessionRecvBudget');
+  // Two whole handshake messages must fit, or a legitimate peer could be refused.
+  if (c.preauthBufferBytes < 2 * (3 + WIRE.HANDSHAKE_MAX_BODY)) fail(`preauthBufferBytes must be >= ${2 * (3 + WIRE.HANDSHAKE_MAX_BODY)}`);
   if (c.recordTarget > WIRE.RECORD_MAX_PLAINTEXT) fail(`recordTarget must be <= ${WIRE.RECORD_MAX_PLAINTEXT}`);
   if (c.minRtoMs > c.maxRtoMs) fail('minRtoMs must be <= maxRtoMs');
   if (c.minInflight > c.initialInflight) fail('minInflight must be <= initialInflight');

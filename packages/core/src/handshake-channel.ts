@@ -7,18 +7,32 @@ import { HandshakeReader, type HandshakeMessage } from './handshake-messages.js'
  * Reads cleartext handshake messages off a channel until the handshake is
  * over; then `detach()` hands over the bytes that followed (sealed records).
  */
+export interface HandshakeChannelOptions {
+  /** Bytes buffered at most before the handshake is over (a server's pre-auth budget). */
+  maxBuffered?: number;
+  /** Called with the running total of bytes received (a server tracks a stranger's progress). */
+  onBytes?(total: number): void;
+}
+
 export class HandshakeChannel {
-  private readonly reader = new HandshakeReader();
+  private readonly reader: HandshakeReader;
   private waiter: { resolve(m: HandshakeMessage): void; reject(e: Error): void } | undefined;
   private byteWaiter: { resolve(): void; reject(e: Error): void } | undefined;
   private failure: Error | undefined;
+  private received = 0;
 
   constructor(
     readonly channel: ByteChannel,
     private readonly clock: Clock,
+    opts: HandshakeChannelOptions = {},
   ) {
+    this.reader = new HandshakeReader(opts.maxBuffered);
     channel.setHandlers({
       data: (chunk) => {
+        // A failed handshake is being refused: its input is dropped, never buffered.
+        if (this.failure) return;
+        this.received += chunk.length;
+        opts.onBytes?.(this.received);
         try {
           this.reader.push(chunk);
         } catch (e) {
@@ -36,8 +50,21 @@ export class HandshakeChannel {
     this.channel.write(bytes);
   }
 
-  /** The next message; rejects on close, bad input, or `deadline` (clock ms). */
-  next(deadline: number): Promise<HandshakeMessage> {
+  /** Bytes received so far (including those already parsed). */
+  get bytesReceived(): number {
+    return this.received;
+  }
+
+  /** Fail the handshake from outside (e.g. evicted): pending and later waits reject with `err`. */
+  abort(err: Error): void {
+    this.fail(err);
+  }
+
+  /**
+   * The next message; rejects on close, bad input, or `deadline` (clock ms),
+   * the latter with a PlaitError TIMEOUT saying `timeoutReason`.
+   */
+  next(deadline: number, timeoutReason = 'handshake timed out'): Promise<HandshakeMessage> {
     return new Promise<HandshakeMessage>((resolve, reject) => {
       let timer: Timer | undefined;
       const done = (): void => {
@@ -56,7 +83,7 @@ export class HandshakeChannel {
       };
       const left = deadline - this.clock.now();
       timer = this.clock.setTimeout(
-        () => this.waiter?.reject(new PlaitError(ErrorCode.TIMEOUT, 'handshake timed out')),
+        () => this.waiter?.reject(new PlaitError(ErrorCode.TIMEOUT, timeoutReason)),
         Math.max(0, left),
       );
       this.wake();

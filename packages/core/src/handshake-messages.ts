@@ -338,6 +338,12 @@ export class HandshakeReader {
   private size = 0;
   private failed: ProtocolError | undefined;
 
+  /**
+   * @param maxBuffered bytes held at most; a server passes its pre-auth
+   * budget so a stranger cannot make it buffer without bound.
+   */
+  constructor(private readonly maxBuffered = Number.POSITIVE_INFINITY) {}
+
   /** Bytes held and not yet returned. */
   get buffered(): number {
     return this.size;
@@ -348,8 +354,23 @@ export class HandshakeReader {
     return this.size > 0 ? this.chunks[0]![this.offset] : undefined;
   }
 
+  /**
+   * Hold a chunk. After a failure input is dropped unread (the connection is
+   * being refused). Throws ProtocolError (LIMIT) if the chunk would take the
+   * reader over `maxBuffered`; the reader is failed from then on.
+   */
   push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
+    if (chunk.length === 0 || this.failed) return;
+    if (this.size + chunk.length > this.maxBuffered) {
+      this.failed = new ProtocolError(
+        ErrorCode.LIMIT,
+        `${this.size + chunk.length} bytes sent before the handshake completed, limit ${this.maxBuffered}: not a plait client?`,
+      );
+      this.chunks = [];
+      this.offset = 0;
+      this.size = 0;
+      throw this.failed;
+    }
     this.chunks.push(chunk);
     this.size += chunk.length;
   }
@@ -361,7 +382,15 @@ export class HandshakeReader {
    */
   next(): HandshakeMessage | undefined {
     if (this.failed) throw this.failed;
-    if (this.size < HANDSHAKE_HEADER) return undefined;
+    if (this.size < HANDSHAKE_HEADER) {
+      // Judge the type byte alone at once: junk is refused on its first byte.
+      const first = this.peekByte();
+      if (first !== undefined && !bodyRange(first)) {
+        this.failed = new ProtocolError(ErrorCode.BAD_MESSAGE, `unknown handshake message type ${typeName(first)}: not a plait v1 peer?`);
+        throw this.failed;
+      }
+      return undefined;
+    }
     const header = this.peek(HANDSHAKE_HEADER);
     const type = header[0] ?? 0;
     const length = ((header[1] ?? 0) << 8) | (header[2] ?? 0);

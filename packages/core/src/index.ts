@@ -16,4 +16,5 @@ export * from './subflow.js';
 export * from './session.js';
 export * from './connector.js';
 export * from './acceptor.js';
+export * from './handshake-slots.js';
 export * from './memory-channel.js';

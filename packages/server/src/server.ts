@@ -27,8 +27,14 @@ export interface PlaitServerOptions {
   policy?: EgressPolicy;
   config?: Partial<Config>;
   maxSessions?: number;
-  /** Connections still in their handshake at once; more are dropped at accept. */
+  /**
+   * Connections still in their handshake (not yet authenticated) at once; at
+   * the limit a new one evicts the pending one with the least progress.
+   * Default 512.
+   */
   maxPendingHandshakes?: number;
+  /** The same per source address (IPv4 address, IPv6 /64). Default 64: carrier NAT shares addresses. */
+  maxPendingPerSource?: number;
   /** Keep a session whose subflows are all gone this long (ms). */
   graceMs?: number;
   /** Target connect timeout (ms). */
@@ -38,6 +44,9 @@ export interface PlaitServerOptions {
   log?: ServerLogger;
 }
 
+/** A refused connection that does not take our REJECT is destroyed after this (ms). */
+const REFUSED_LINGER_MS = 1_000;
+
 const SILENT: ServerLogger = { info: () => undefined, warn: () => undefined, debug: () => undefined };
 
 /** The plait server: accepts subflows, joins them into sessions, connects streams to targets. */
@@ -46,13 +55,15 @@ export class PlaitServer {
   private readonly tcp: net.Server;
   private readonly log: ServerLogger;
   private readonly policy: EgressPolicy;
-  private readonly maxPending: number;
-  readonly counters = { connections: 0, droppedPending: 0, streamsOpened: 0, streamsRefused: 0, streamsFailed: 0 };
+  /**
+   * `preauthBytes`: bytes read from connections that never authenticated
+   * (each at most a few chunks: a refused stranger is not read again).
+   */
+  readonly counters = { connections: 0, preauthBytes: 0, streamsOpened: 0, streamsRefused: 0, streamsFailed: 0 };
 
   constructor(private readonly opts: PlaitServerOptions) {
     this.log = opts.log ?? SILENT;
     this.policy = opts.policy ?? new EgressPolicy({});
-    this.maxPending = opts.maxPendingHandshakes ?? 256;
     const config = makeConfig(opts.config);
     this.acceptor = new Acceptor({
       secretKeys: opts.secretKeys,
@@ -60,6 +71,10 @@ export class PlaitServer {
       clock: realClock,
       maxSessions: opts.maxSessions ?? 256,
       graceMs: opts.graceMs ?? 30_000,
+      handshakeSlots: {
+        ...(opts.maxPendingHandshakes !== undefined ? { maxPending: opts.maxPendingHandshakes } : {}),
+        ...(opts.maxPendingPerSource !== undefined ? { maxPerSource: opts.maxPendingPerSource } : {}),
+      },
       ...(opts.advertise ? { advertise: opts.advertise.map((a, i) => ({ id: i + 1, host: a.host, port: a.port })) } : {}),
       onSession: (session) => this.onSession(session),
       onReject: (info) => this.log.warn({ remote: info.remote, code: errorName(info.code) }, `refused connection: ${info.reason}`),
@@ -94,15 +109,35 @@ export class PlaitServer {
   private onConnection(socket: net.Socket): void {
     this.counters.connections++;
     socket.on('error', () => undefined); // reported through the channel's close
-    if (this.acceptor.handshakesInProgress >= this.maxPending) {
-      // A flood of half-open handshakes must not starve real clients of memory.
-      this.counters.droppedPending++;
-      socket.destroy();
-      return;
-    }
     // Keep the kernel's unsent queue short (see the client); no-op where unsupported.
     loadSockOpts().setNotsentLowat(socket, 128 * 1024);
-    void this.acceptor.accept(new SocketChannel(socket));
+    // The acceptor bounds pending handshakes (per source and overall) by evicting idle ones.
+    void this.acceptor.accept(new SocketChannel(socket), socket.remoteAddress).then((ok) => {
+      if (!ok) this.dropRefused(socket);
+    });
+  }
+
+  /**
+   * A refused connection: the acceptor stopped reading it and queued the
+   * REJECT and FIN. Destroy it as soon as that is handed to the kernel (a
+   * flooder's unread input then resets it), or after a short linger if its
+   * peer does not even take our bytes.
+   */
+  private dropRefused(socket: net.Socket): void {
+    const count = (): void => void (this.counters.preauthBytes += socket.bytesRead);
+    if (socket.destroyed) {
+      count();
+      return;
+    }
+    socket.pause();
+    const linger = setTimeout(() => socket.destroy(), REFUSED_LINGER_MS);
+    linger.unref();
+    socket.once('close', () => {
+      clearTimeout(linger);
+      count();
+    });
+    if (socket.writableFinished) socket.destroy();
+    else socket.once('finish', () => socket.destroy());
   }
 
   private onSession(session: Session) {
