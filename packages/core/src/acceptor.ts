@@ -15,6 +15,7 @@ import { rejectForError, ServerHandshake, type JoinableSession } from './handsha
 import type { SecretKeys, SessionKeys } from './keys.js';
 import { RecordOpener, RecordSealer } from './record.js';
 import { NonceLog, ReplayCache } from './replay-cache.js';
+import type { MemoryBudget } from './memory-budget.js';
 import { Session, type SessionEvents } from './session.js';
 
 export interface AcceptorOptions {
@@ -33,6 +34,8 @@ export interface AcceptorOptions {
   handshakeSlots?: Partial<HandshakeSlotLimits>;
   /** A connection was refused during the handshake (for logs and counters). */
   onReject?(info: { code: ErrorCode; reason: string; remote: string }): void;
+  /** Process-wide stream and byte budget, shared by every session (memory-budget.ts). */
+  budget?: MemoryBudget;
 }
 
 /**
@@ -217,7 +220,7 @@ export class Acceptor {
             return false;
           case 'session': {
             hc.send(step.reply);
-            const session = new Session({ role: 'server', keys: step.keys, config, clock });
+            const session = new Session({ role: 'server', keys: step.keys, config, clock, ...(this.opts.budget ? { budget: this.opts.budget } : {}) });
             const entry = new Entry(session, config.joinNonces);
             const key = hex(step.keys.token);
             this.sessions.set(key, entry);

@@ -24,6 +24,21 @@ export interface Config {
   sessionRecvBudget: number;
   /** Per-stream bytes (unsent + unacknowledged) before write() pushes back. */
   streamSendBuffer: number;
+  /**
+   * All streams' unsent + unacknowledged bytes together before write() pushes
+   * back: without it, N streams whose readers never read hold N x
+   * streamSendBuffer (4 MiB each) on the sender.
+   */
+  sessionSendBudget: number;
+  /**
+   * A stream may always buffer this many bytes, even over the session or
+   * process budget, so one greedy stream cannot starve the others (fairness).
+   */
+  streamSendMin: number;
+  /** Open streams across all sessions of a process (server); more are refused with RESET LIMIT. */
+  processMaxStreams: number;
+  /** Buffered stream bytes (send + receive) across all sessions of a process before backpressure. */
+  processBufferBudget: number;
   /** Open streams per session. */
   maxStreams: number;
   /** Subflows per session. */
@@ -79,6 +94,10 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   streamWindow: 4 * 1024 * 1024,
   sessionRecvBudget: 64 * 1024 * 1024,
   streamSendBuffer: 4 * 1024 * 1024,
+  sessionSendBudget: 64 * 1024 * 1024,
+  streamSendMin: 64 * 1024,
+  processMaxStreams: 16384,
+  processBufferBudget: 1024 * 1024 * 1024,
   maxStreams: 4096,
   maxSubflows: 8,
   reassemblyParts: 4096,
@@ -123,6 +142,16 @@ export function verifyConfig(c: Config): void {
   if (c.streamWindow * 2 > c.sessionRecvBudget) fail('streamWindow may be at most half of sessionRecvBudget');
   // Two whole handshake messages must fit, or a legitimate peer could be refused.
   if (c.preauthBufferBytes < 2 * (3 + WIRE.HANDSHAKE_MAX_BODY)) fail(`preauthBufferBytes must be >= ${2 * (3 + WIRE.HANDSHAKE_MAX_BODY)}`);
+  // The same for sending: one stream with a stalled peer must leave room
+  // in the session budget for its siblings.
+  if (c.streamSendBuffer * 2 > c.sessionSendBudget) fail('streamSendBuffer may be at most half of sessionSendBudget');
+  // The fair minimum is a floor under the per-stream limit, not above it.
+  if (c.streamSendMin > c.streamSendBuffer) fail('streamSendMin must be <= streamSendBuffer');
+  // A process cap below one session's own limits would make those limits unreachable.
+  if (c.processMaxStreams < c.maxStreams) fail('processMaxStreams must be >= maxStreams');
+  if (c.processBufferBudget < c.sessionSendBudget + c.sessionRecvBudget) {
+    fail('processBufferBudget must be >= sessionSendBudget + sessionRecvBudget');
+  }
   if (c.recordTarget > WIRE.RECORD_MAX_PLAINTEXT) fail(`recordTarget must be <= ${WIRE.RECORD_MAX_PLAINTEXT}`);
   if (c.minRtoMs > c.maxRtoMs) fail('minRtoMs must be <= maxRtoMs');
   if (c.minInflight > c.initialInflight) fail('minInflight must be <= initialInflight');

@@ -45,6 +45,8 @@ export const ResetCode = {
   PROTOCOL: 9,
   SESSION_CLOSED: 10,
   INTERNAL: 11,
+  /** The peer sent data beyond the credit it was granted on this stream (PROTOCOL.md 6.1). */
+  FLOW_CONTROL: 12,
 } as const;
 export type ResetCode = (typeof ResetCode)[keyof typeof ResetCode];
 

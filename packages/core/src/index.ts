@@ -14,6 +14,7 @@ export * from './path-metrics.js';
 export * from './stream.js';
 export * from './subflow.js';
 export * from './session.js';
+export * from './memory-budget.js';
 export * from './connector.js';
 export * from './acceptor.js';
 export * from './handshake-slots.js';

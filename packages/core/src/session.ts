@@ -7,6 +7,7 @@ import { ErrorCode, errorName, PlaitError, ProtocolError, ResetCode } from './er
 import { DATA_HEADER_SIZE, decodeFrames, FrameType, frameSize, writeDataHeader, writeFrame, type Frame } from './frames.js';
 import { IntervalSet } from './id-set.js';
 import type { SessionKeys } from './keys.js';
+import type { MemoryBudget } from './memory-budget.js';
 import type { RecordOpener, RecordSealer } from './record.js';
 import { EarliestArrivalScheduler, type Scheduler } from './scheduler.js';
 import { Stream, type StreamHost } from './stream.js';
@@ -53,6 +54,8 @@ export interface SessionStats {
   streamsOpened: number;
   subflows: SubflowStats[];
   recvBufferedBytes: number;
+  /** Unsent + unacknowledged bytes of all streams (the session send budget's measure). */
+  sendBufferedBytes: number;
   counters: Record<string, number>;
 }
 
@@ -82,6 +85,26 @@ const COUNTERS = [
   'decryptFailures',
   'streamsRefusedLimit',
   'recvPauses',
+  /** A peer stream refused (RESET LIMIT) because the process was at processMaxStreams. */
+  'streamsRefusedProcessLimit',
+  /** write() pushed back because the session send budget was full (the stream was over streamSendMin). */
+  'sendBlockedSession',
+  /** write() pushed back because the process byte budget was under pressure. */
+  'sendBlockedProcess',
+  /** Reading paused because the process byte budget was under pressure (this session held a window or more). */
+  'recvPausesProcess',
+  /** Streams reset with PROTOCOL for a bad header, data past the final size, or a bad WINDOW (stream scope). */
+  'streamsResetProtocol',
+  /** Streams reset with FLOW_CONTROL: the peer sent beyond the credit we granted (stream scope). */
+  'streamsResetFlowControl',
+  /** Subflows closed for a malformed frame, a bad ACK or an unexpected `ok` (subflow scope). */
+  'subflowsClosedProtocol',
+  /** Frames naming stream 0, or DATA for an id of our parity we never opened: dropped. */
+  'framesUnknownStream',
+  /** ACKs naming a subflow id we do not have (closed, or never existed): ignored. */
+  'acksUnknownSubflow',
+  /** Streams aborted after their data (resetAfterData): the RESET waited for the acknowledgement. */
+  'resetsAfterData',
 ] as const;
 type Counter = (typeof COUNTERS)[number];
 
@@ -115,6 +138,13 @@ export class Session implements StreamHost {
   peerAddresses: readonly { id: number; host: string; port: number }[] = [];
   private recvBuffered = 0;
   private recvPaused = false;
+  /** Unsent + unacknowledged bytes of all streams (session send budget). */
+  private sendBuffered = 0;
+  /** Writers pushed back, in the order they blocked (woken fairly, oldest first). */
+  private readonly sendWaiters = new Set<Stream>();
+  private wakingSenders = false;
+  private readonly budget: MemoryBudget | undefined;
+  private readonly unsubscribeBudget: (() => void) | undefined;
   private pumpScheduled = false;
   private tickTimer: Timer | undefined;
   private closedState = false;
@@ -122,7 +152,16 @@ export class Session implements StreamHost {
   private lastHeard: number;
   readonly counters: Record<Counter, number> = Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Record<Counter, number>;
 
-  constructor(opts: { role: Role; keys: SessionKeys; config: Config; clock: Clock; scheduler?: Scheduler; events?: SessionEvents }) {
+  constructor(opts: {
+    role: Role;
+    keys: SessionKeys;
+    config: Config;
+    clock: Clock;
+    scheduler?: Scheduler;
+    events?: SessionEvents;
+    /** Process-wide stream and byte budget shared with other sessions (server). */
+    budget?: MemoryBudget;
+  }) {
     this.role = opts.role;
     this.keys = opts.keys;
     this.config = opts.config;
@@ -131,6 +170,16 @@ export class Session implements StreamHost {
     this.events = opts.events ?? {};
     this.nextLocalId = this.role === 'client' ? 1 : 2;
     this.lastHeard = this.clock.now();
+    this.budget = opts.budget;
+    this.unsubscribeBudget = opts.budget?.onRelief(() => {
+      this.wakeSenders();
+      if (this.recvPaused) this.checkRecvBudget();
+    });
+  }
+
+  /** Unsent + unacknowledged bytes of all streams. */
+  get sendBufferedBytes(): number {
+    return this.sendBuffered;
   }
 
   /**
@@ -240,22 +289,41 @@ export class Session implements StreamHost {
       this.lastHeard = sf.lastRecvAt;
       sf.recvRecords++;
       this.counters.recordsReceived++;
+      // Decode the whole record before acting on any of it: a malformed
+      // frame means this subflow's framing can no longer be trusted, and the
+      // record is then dropped as a whole (the peer resends it elsewhere).
+      const frames: Frame[] = [];
       try {
-        let eliciting = false;
-        decodeFrames(plaintext, (f) => {
-          if (f.type !== FrameType.ACK) eliciting = true;
-          this.handleFrame(sf, f);
-        });
-        if (eliciting) sf.needAck = true;
+        decodeFrames(plaintext, (f) => frames.push(f));
       } catch (e) {
-        // Frames are authenticated: a bad one means a broken peer, not noise.
-        this.close(e instanceof PlaitError ? e : new PlaitError(ErrorCode.INTERNAL, String(e)));
+        this.subflowProtocolError(sf, e);
         return;
       }
-      if ((sf.state as string) === 'closed' || this.closedState) return;
+      let eliciting = false;
+      for (const f of frames) {
+        if (f.type !== FrameType.ACK) eliciting = true;
+        try {
+          this.handleFrame(sf, f);
+        } catch (e) {
+          // Stream-scope errors became RESETs in the handlers; a protocol
+          // error reaching here is subflow scope (PROTOCOL.md "Error scope").
+          // Anything else is a bug: end the session rather than loop on it.
+          if (e instanceof ProtocolError) this.subflowProtocolError(sf, e);
+          else this.close(e instanceof PlaitError ? e : new PlaitError(ErrorCode.INTERNAL, String(e)));
+          return;
+        }
+        if ((sf.state as string) === 'closed' || this.closedState) return;
+      }
+      if (eliciting) sf.needAck = true;
     }
     if (sf.needAck) this.schedulePump();
     this.checkRecvBudget();
+  }
+
+  /** A protocol violation scoped to one subflow: close it, reinject its data, keep the session. */
+  private subflowProtocolError(sf: Subflow, e: unknown): void {
+    this.counters.subflowsClosedProtocol++;
+    this.subflowError(sf, e);
   }
 
   private subflowError(sf: Subflow, e: unknown): void {
@@ -270,20 +338,36 @@ export class Session implements StreamHost {
         this.onDataFrame(f.stream, f.offset, f.payload, f.fin);
         return;
       case FrameType.ACK: {
+        // `subflow` is the id from `ok`; the ACK may ride on any subflow.
         const target = this.subflows.find((s) => s.id === f.subflow && s.state !== 'pending-ok');
         if (target) this.onAck(target, f.records);
+        else this.counters.acksUnknownSubflow++; // a subflow that just closed: harmless
         return;
       }
       case FrameType.WINDOW: {
+        if (f.stream === 0) {
+          this.counters.framesUnknownStream++;
+          return;
+        }
         const s = this.streams.get(f.stream);
         if (s) {
           const before = s.send.bufferedBytes;
-          s.onWindow(f.ackOffset, f.maxOffset, f.finReceived);
+          try {
+            s.onWindow(f.ackOffset, f.maxOffset, f.finReceived);
+          } catch (e) {
+            if (!(e instanceof ProtocolError)) throw e;
+            this.streamProtocolError(s, e);
+            return;
+          }
           if (s.send.bufferedBytes !== before || s.finAcked) this.schedulePump();
         }
         return;
       }
       case FrameType.RESET: {
+        if (f.stream === 0) {
+          this.counters.framesUnknownStream++;
+          return;
+        }
         const s = this.streams.get(f.stream);
         if (s) {
           this.forgetStream(s);
@@ -339,15 +423,26 @@ export class Session implements StreamHost {
   private onDataFrame(id: number, offset: number, payload: Uint8Array, fin: boolean): void {
     let s = this.streams.get(id);
     if (!s) {
+      if (id === 0) {
+        this.counters.framesUnknownStream++; // id 0 is never used
+        return;
+      }
       if (!this.isPeerId(id)) {
         if (id < this.nextLocalId) return; // late frame of a stream we finished
-        throw new ProtocolError(ErrorCode.PROTOCOL, `data for stream ${id} that we never opened`);
+        // Our parity, never opened: a broken peer. Dropped, not answered:
+        // a RESET would retire an id we have yet to use.
+        this.counters.framesUnknownStream++;
+        return;
       }
-      if (id === 0 || this.closedPeerIds.has(id >>> 1)) return; // finished or reset: a duplicate
+      if (this.closedPeerIds.has(id >>> 1)) return; // finished or reset: a duplicate
       if (this.streams.size >= this.config.maxStreams) {
         this.counters.streamsRefusedLimit++;
-        this.closedPeerIds.add(id >>> 1);
-        this.queueControl({ type: FrameType.RESET, code: ResetCode.LIMIT, stream: id, reason: `more than ${this.config.maxStreams} streams` });
+        this.refusePeerStream(id, `more than ${this.config.maxStreams} streams`);
+        return;
+      }
+      if (this.budget && !this.budget.tryAddStream()) {
+        this.counters.streamsRefusedProcessLimit++;
+        this.refusePeerStream(id, 'server at its process-wide stream limit');
         return;
       }
       s = new Stream(this, id, false);
@@ -355,7 +450,14 @@ export class Session implements StreamHost {
       this.streamsOpened++;
     }
     const heldBefore = s.reassembly.nextOffset + s.reassembly.bufferedBytes;
-    const opened = s.onData(offset, payload, fin);
+    let opened: OpenHeader | undefined;
+    try {
+      opened = s.onData(offset, payload, fin);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.streamProtocolError(s, e);
+      return;
+    }
     if (!s.isClosed) this.syncRecvBuffered(s);
     // Bytes the reassembly buffer did not take were already there: duplicates.
     const accepted = s.reassembly.nextOffset + s.reassembly.bufferedBytes - heldBefore;
@@ -364,6 +466,23 @@ export class Session implements StreamHost {
       if (this.events.stream) this.events.stream(s, opened);
       else s.reset(ResetCode.NOT_ALLOWED, 'this side accepts no streams');
     }
+  }
+
+  private refusePeerStream(id: number, reason: string): void {
+    this.closedPeerIds.add(id >>> 1);
+    this.queueControl({ type: FrameType.RESET, code: ResetCode.LIMIT, stream: id, reason });
+  }
+
+  /**
+   * A violation confined to one stream (bad header, data past the final
+   * size or the credit, a WINDOW acknowledging unsent bytes): reset that
+   * stream; the session and its other streams go on.
+   */
+  private streamProtocolError(s: Stream, e: ProtocolError): void {
+    const flow = e.code === ErrorCode.FLOW_CONTROL;
+    if (flow) this.counters.streamsResetFlowControl++;
+    else this.counters.streamsResetProtocol++;
+    s.reset(flow ? ResetCode.FLOW_CONTROL : ResetCode.PROTOCOL, e.message.slice(0, 200));
   }
 
   private onAck(sf: Subflow, records: number): void {
@@ -446,6 +565,9 @@ export class Session implements StreamHost {
     }
     const id = this.nextLocalId;
     if (id > 0xffff_fffe) throw new PlaitError(ErrorCode.LIMIT, 'stream ids exhausted; reconnect');
+    if (this.budget && !this.budget.tryAddStream()) {
+      throw new PlaitError(ErrorCode.LIMIT, `too many open streams in this process (processMaxStreams ${this.budget.maxStreams})`);
+    }
     this.nextLocalId += 2;
     const s = new Stream(this, id, true, target);
     this.streams.set(id, s);
@@ -466,13 +588,83 @@ export class Session implements StreamHost {
   }
 
   streamResetLocal(s: Stream, code: number, reason: string): void {
+    if (s.isResetPending) this.counters.resetsAfterData++;
     this.queueControl({ type: FrameType.RESET, code, stream: s.id, reason });
     this.forgetStream(s);
   }
 
   streamReleased(bytes: number): void {
-    this.recvBuffered -= bytes;
+    this.addRecvBuffered(-bytes);
     if (this.recvPaused) this.checkRecvBudget();
+  }
+
+  // --------------------------------------------------------- send budget
+
+  streamSendBuffered(_s: Stream, delta: number): void {
+    this.sendBuffered += delta;
+    this.budget?.addBytes(delta);
+    if (delta < 0 && this.sendWaiters.size > 0) this.wakeSenders();
+  }
+
+  /**
+   * Every stream may hold streamSendMin (so none starves); above that it may
+   * grow to streamSendBuffer only while the session's total is under
+   * sessionSendBudget and the process budget is not under pressure.
+   */
+  streamMayWrite(s: Stream): boolean {
+    return this.sendRoomFor(s) !== 'none';
+  }
+
+  private sendRoomFor(s: Stream): 'own' | 'shared' | 'none' {
+    const held = s.send.bufferedBytes;
+    if (held >= this.config.streamSendBuffer) return 'none';
+    if (held < this.config.streamSendMin) return 'own';
+    if (this.sendBuffered >= this.config.sessionSendBudget) return 'none';
+    if (this.budget?.pressed) return 'none';
+    return 'shared';
+  }
+
+  streamBlocked(s: Stream): void {
+    if (s.send.bufferedBytes < this.config.streamSendBuffer) {
+      if (this.sendBuffered >= this.config.sessionSendBudget) this.counters.sendBlockedSession++;
+      else if (this.budget?.pressed) this.counters.sendBlockedProcess++;
+    }
+    // To the back of the queue: the oldest waiters are woken first.
+    this.sendWaiters.delete(s);
+    this.sendWaiters.add(s);
+  }
+
+  /**
+   * Wake blocked writers that may write again, oldest first. Each writer
+   * woken into shared room is assumed to take about one socket read (64
+   * KiB), so a burst of freed bytes wakes a few writers, not all of them:
+   * the budget is overshot by a few reads, never by one read per stream.
+   */
+  private wakeSenders(): void {
+    if (this.wakingSenders || this.closedState) return;
+    this.wakingSenders = true;
+    try {
+      let shared = this.config.sessionSendBudget - this.sendBuffered;
+      const seen = new Set<Stream>();
+      for (const s of this.sendWaiters) {
+        if (seen.has(s)) break; // blocked again during this round: it had its turn
+        seen.add(s);
+        if (s.isClosed || !s.writerBlocked) {
+          this.sendWaiters.delete(s);
+          continue;
+        }
+        const room = this.sendRoomFor(s);
+        if (room === 'none') continue;
+        if (room === 'shared') {
+          if (shared <= 0) continue;
+          shared -= WAKE_QUANTUM;
+        }
+        this.sendWaiters.delete(s);
+        s.wakeWriter();
+      }
+    } finally {
+      this.wakingSenders = false;
+    }
   }
 
   streamFinished(s: Stream): void {
@@ -481,9 +673,11 @@ export class Session implements StreamHost {
 
   private forgetStream(s: Stream): void {
     if (!this.streams.delete(s.id)) return;
-    this.recvBuffered -= s.recvBufferedAccounted;
+    this.budget?.removeStream();
+    this.addRecvBuffered(-s.recvBufferedAccounted);
     s.recvBufferedAccounted = 0;
     this.readyStreams.delete(s);
+    this.sendWaiters.delete(s);
     if (this.isPeerId(s.id)) this.closedPeerIds.add(s.id >>> 1);
   }
 
@@ -497,8 +691,13 @@ export class Session implements StreamHost {
   /** Fold a stream's current receive-side holding into the session total. */
   private syncRecvBuffered(s: Stream): void {
     const now = s.recvBuffered;
-    this.recvBuffered += now - s.recvBufferedAccounted;
+    this.addRecvBuffered(now - s.recvBufferedAccounted);
     s.recvBufferedAccounted = now;
+  }
+
+  private addRecvBuffered(delta: number): void {
+    this.recvBuffered += delta;
+    this.budget?.addBytes(delta);
   }
 
   /** Recompute the receive budget after application releases (cheap: incremental). */
@@ -510,13 +709,17 @@ export class Session implements StreamHost {
         s.recvBufferedAccounted = s.recvBuffered;
         total += s.recvBufferedAccounted;
       }
-      this.recvBuffered = total;
+      this.addRecvBuffered(total - this.recvBuffered);
     }
-    if (!this.recvPaused && this.recvBuffered > this.config.sessionRecvBudget) {
+    // Under process pressure only sessions holding a window or more pause:
+    // one that buffers little is not the cause and keeps going.
+    const processOver = this.budget?.pressed === true && this.recvBuffered >= this.config.streamWindow;
+    if (!this.recvPaused && (this.recvBuffered > this.config.sessionRecvBudget || processOver)) {
       this.recvPaused = true;
-      this.counters.recvPauses++;
+      if (processOver) this.counters.recvPausesProcess++;
+      else this.counters.recvPauses++;
       for (const sf of this.subflows) sf.channel.pause();
-    } else if (this.recvPaused && this.recvBuffered <= this.config.sessionRecvBudget / 2) {
+    } else if (this.recvPaused && this.recvBuffered <= this.config.sessionRecvBudget / 2 && !processOver) {
       this.recvPaused = false;
       for (const sf of this.subflows) sf.channel.resume();
     }
@@ -758,6 +961,7 @@ export class Session implements StreamHost {
       }
     }
     this.closedState = true;
+    this.unsubscribeBudget?.();
     this.tickTimer?.cancel();
     this.tickTimer = undefined;
     for (const sf of [...this.subflows]) {
@@ -768,8 +972,12 @@ export class Session implements StreamHost {
     this.subflows.length = 0;
     const reason = error ? error.message : 'session closed';
     for (const s of [...this.streams.values()]) s.abort(ResetCode.SESSION_CLOSED, reason);
+    // Give back this session's share of the process budget (send bytes went back as the streams aborted).
+    for (let i = 0; i < this.streams.size; i++) this.budget?.removeStream();
+    this.addRecvBuffered(-this.recvBuffered);
     this.streams.clear();
     this.readyStreams.clear();
+    this.sendWaiters.clear();
     this.events.closed?.(error);
   }
 
@@ -781,6 +989,7 @@ export class Session implements StreamHost {
       openStreams: this.streams.size,
       streamsOpened: this.streamsOpened,
       recvBufferedBytes: this.recvBuffered,
+      sendBufferedBytes: this.sendBuffered,
       counters: { ...this.counters },
       subflows: this.subflows.map((sf) => {
         sf.refreshView(now, this.config);
@@ -808,6 +1017,9 @@ export class Session implements StreamHost {
 }
 
 const round = (x: number): number => Math.round(x * 100) / 100;
+
+/** Bytes a woken writer is assumed to add (one socket read), when sharing freed room. */
+const WAKE_QUANTUM = 64 * 1024;
 
 function kernelOf(ch: ByteChannel): { kernel?: KernelPathInfo } {
   const k = ch.kernelInfo?.();

@@ -33,6 +33,12 @@ export interface StreamHost {
   streamFinished(stream: Stream): void;
   /** The application released `bytes` it held (session receive budget). */
   streamReleased(bytes: number): void;
+  /** Send-side bytes held by the stream changed by `delta` (session and process send budgets). */
+  streamSendBuffered(stream: Stream, delta: number): void;
+  /** May the stream accept more writes now (its own, the session's and the process's budgets)? */
+  streamMayWrite(stream: Stream): boolean;
+  /** write() returned false: call the stream's `wakeWriter()` once it may write again. */
+  streamBlocked(stream: Stream): void;
 }
 
 type Phase = 'header' | 'open' | 'closed';
@@ -59,6 +65,8 @@ export class Stream {
   finAcked = false;
   private acceptedLocally: boolean;
   private wantDrain = false;
+  /** resetAfterData(): the RESET to send once every written byte is acknowledged. */
+  private pendingReset: { code: number; reason: string } | undefined;
 
   // ---- receive direction
   readonly reassembly: Reassembly;
@@ -96,11 +104,21 @@ export class Stream {
     this.target = target;
     this.reassembly = new Reassembly(host.config.reassemblyParts);
     this.acceptedLocally = local;
-    if (local && target) this.send.append(encodeStreamHeader(target));
+    if (local && target) this.appendSend(encodeStreamHeader(target));
   }
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** resetAfterData() was called and the RESET waits for the data before it to be acknowledged. */
+  get isResetPending(): boolean {
+    return this.pendingReset !== undefined && !this.closed;
+  }
+
+  /** A writer blocked by backpressure is waiting for `drain`. */
+  get writerBlocked(): boolean {
+    return this.wantDrain;
   }
 
   /** Set (or add to) the stream's event handlers. */
@@ -116,11 +134,34 @@ export class Stream {
     if (this.closed) return false;
     if (!this.acceptedLocally) throw new Error('accept() the stream before writing to it');
     if (this.finQueued) throw new Error('write after end()');
-    this.send.append(chunk);
+    if (this.pendingReset) return false; // aborting: nothing more goes out
+    this.appendSend(chunk);
     this.host.streamReady(this);
-    const ok = this.send.bufferedBytes < this.host.config.streamSendBuffer;
-    if (!ok) this.wantDrain = true;
+    const ok = this.host.streamMayWrite(this);
+    if (!ok) {
+      this.wantDrain = true;
+      this.host.streamBlocked(this);
+    }
     return ok;
+  }
+
+  /** The session has room again for this blocked writer: emit `drain`. */
+  wakeWriter(): void {
+    if (!this.wantDrain || this.closed) return;
+    this.wantDrain = false;
+    this.handlers.drain?.();
+  }
+
+  private appendSend(chunk: Uint8Array): void {
+    this.send.append(chunk);
+    if (chunk.length > 0) this.host.streamSendBuffered(this, chunk.length);
+  }
+
+  private releaseSendTo(offset: number): void {
+    const before = this.send.bufferedBytes;
+    this.send.releaseTo(offset);
+    const freed = before - this.send.bufferedBytes;
+    if (freed > 0) this.host.streamSendBuffered(this, -freed);
   }
 
   /** Half-close: no more data from this side. */
@@ -135,7 +176,7 @@ export class Stream {
   accept(): void {
     if (this.acceptedLocally || this.closed) return;
     this.acceptedLocally = true;
-    this.send.append(encodeStreamHeader({}));
+    this.appendSend(encodeStreamHeader({}));
     this.host.streamReady(this);
   }
 
@@ -146,6 +187,30 @@ export class Stream {
     this.terminate(true);
     this.handlers.reset?.(code, reason, false);
     this.emitClose();
+  }
+
+  /**
+   * Abort, but only after every byte written so far (and a queued FIN) has
+   * reached the peer: the RESET is queued once the peer has acknowledged all
+   * of it, so it cannot overtake that data (a target that sends and then
+   * resets). Meanwhile writes return false and arriving data is dropped
+   * without granting more credit. If the peer never grants the credit to
+   * send the rest, the stream waits like any other with unsent data.
+   */
+  resetAfterData(code: number = ResetCode.CANCEL, reason = ''): void {
+    if (this.closed || this.pendingReset) return;
+    this.pendingReset = { code, reason };
+    this.inbox = [];
+    this.maybeSendPendingReset();
+  }
+
+  private maybeSendPendingReset(): void {
+    const r = this.pendingReset;
+    if (!r || this.closed) return;
+    // Not accepted yet: the peer has seen nothing from us, the RESET may go at once.
+    if (this.acceptedLocally && this.peerAckOffset < this.send.writtenOffset) return;
+    if (this.finSent && !this.finAcked) return;
+    this.reset(r.code, r.reason);
   }
 
   /** The application has passed on `n` payload bytes: grant the peer more credit. */
@@ -194,7 +259,7 @@ export class Stream {
     if (ackOffset > this.sentOffset) throw new ProtocolError(ErrorCode.PROTOCOL, `stream ${this.id}: peer acknowledged unsent bytes`);
     if (ackOffset > this.peerAckOffset) {
       this.peerAckOffset = ackOffset;
-      this.send.releaseTo(ackOffset);
+      this.releaseSendTo(ackOffset);
     }
     if (maxOffset > this.peerMaxOffset) {
       this.peerMaxOffset = maxOffset;
@@ -204,10 +269,8 @@ export class Stream {
       this.finAcked = true;
       this.maybeFinished();
     }
-    if (this.wantDrain && this.send.bufferedBytes < this.host.config.streamSendBuffer) {
-      this.wantDrain = false;
-      this.handlers.drain?.();
-    }
+    // (A blocked writer is woken by the session, which shares room fairly.)
+    this.maybeSendPendingReset();
   }
 
   // ----------------------------------------------------- session: receiving
@@ -275,6 +338,12 @@ export class Stream {
 
   private deliverPayload(chunk: Uint8Array): void {
     this.deliveredOffset += chunk.length;
+    if (this.pendingReset) {
+      // Aborting: nobody will read it. Count it released (no new credit) so
+      // it leaves the receive budget (the session re-counts after onData).
+      this.releasedOffset = this.deliveredOffset;
+      return;
+    }
     if (this.handlers.data && this.inbox.length === 0) this.handlers.data(chunk);
     else this.inbox.push(chunk);
   }
@@ -343,6 +412,6 @@ export class Stream {
       this.inbox = [];
     }
     this.recvPhase = 'closed';
-    this.send.releaseTo(this.send.writtenOffset);
+    this.releaseSendTo(this.send.writtenOffset);
   }
 }

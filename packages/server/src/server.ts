@@ -3,6 +3,7 @@ import {
   Acceptor,
   errorName,
   makeConfig,
+  MemoryBudget,
   realClock,
   ResetCode,
   type Config,
@@ -52,6 +53,8 @@ const SILENT: ServerLogger = { info: () => undefined, warn: () => undefined, deb
 /** The plait server: accepts subflows, joins them into sessions, connects streams to targets. */
 export class PlaitServer {
   readonly acceptor: Acceptor;
+  /** Streams and buffered bytes across all sessions (processMaxStreams, processBufferBudget). */
+  readonly budget: MemoryBudget;
   private readonly tcp: net.Server;
   private readonly log: ServerLogger;
   private readonly policy: EgressPolicy;
@@ -65,6 +68,7 @@ export class PlaitServer {
     this.log = opts.log ?? SILENT;
     this.policy = opts.policy ?? new EgressPolicy({});
     const config = makeConfig(opts.config);
+    this.budget = new MemoryBudget(config);
     this.acceptor = new Acceptor({
       secretKeys: opts.secretKeys,
       config,
@@ -78,6 +82,8 @@ export class PlaitServer {
       ...(opts.advertise ? { advertise: opts.advertise.map((a, i) => ({ id: i + 1, host: a.host, port: a.port })) } : {}),
       onSession: (session) => this.onSession(session),
       onReject: (info) => this.log.warn({ remote: info.remote, code: errorName(info.code) }, `refused connection: ${info.reason}`),
+      // One budget for all sessions: many clients together stay bounded too.
+      budget: this.budget,
     });
     this.tcp = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
   }
