@@ -8,7 +8,9 @@ import {
   makeConfig,
   PlaitError,
   realClock,
+  RemoteError,
   ResetCode,
+  type Clock,
   type Config,
   type SecretKeys,
   type Session,
@@ -18,7 +20,8 @@ import {
 import { loadSockOpts, SocketChannel, StreamDuplex } from '@plait/node';
 import { lookup } from 'node:dns/promises';
 import { DialError, type Target } from './dialer.js';
-import { backoffMs, localSources, planPaths, type PathSpec, type RemoteAddr, type SourceOptions } from './path-manager.js';
+import { backoffMs, interfaceAddresses, localSources, planPaths, type PathSpec, type RemoteAddr, type SourceOptions } from './path-manager.js';
+import { classifyPathError, type PathProblem } from './path-problem.js';
 
 export interface ClientLogger {
   info(obj: object, msg: string): void;
@@ -41,6 +44,14 @@ export interface PlaitClientOptions {
   pollMs?: number;
   /** TCP connect timeout per subflow (ms). */
   connectTimeoutMs?: number;
+  /**
+   * With no session yet, start the HELLO on the next path this long after
+   * the previous one (happy eyeballs): a dead first link costs this, not a
+   * handshake timeout (ms).
+   */
+  helloStaggerMs?: number;
+  /** Wall clock for HELLO timestamps (tests give a skewed one). */
+  clock?: Clock;
   log?: ClientLogger;
 }
 
@@ -55,6 +66,8 @@ interface Slot {
   subflow: Subflow | undefined;
   socket: net.Socket | undefined;
   lastError: string | undefined;
+  /** Why the path is down, as last logged (a new kind or message is logged again). */
+  problem: PathProblem | undefined;
   removed: boolean;
   replaceTimer: NodeJS.Timeout | undefined;
 }
@@ -68,11 +81,17 @@ export interface PathStats {
   state: SlotState;
   attempts: number;
   lastError: string | undefined;
+  /** Machine-readable kind of `lastError` (refused, unresolvable, auth-failed, clock-skew, ...). */
+  problem: string | undefined;
 }
 
 export interface ClientStats {
   session: SessionStats | undefined;
   paths: PathStats[];
+  /** Offset added to our clock for HELLO timestamps, learned from a verified refusal (ms). */
+  clockOffsetMs: number;
+  /** While every path is down: since when (Unix ms of the last sign of life) and until when the session is kept. */
+  outage: { sinceMs: number; keepUntilMs: number } | undefined;
 }
 
 /** A subflow still suspect this long gets a fresh connection tried beside it (ms). */
@@ -92,33 +111,72 @@ const SILENT: ClientLogger = { info: () => undefined, warn: () => undefined, err
 export class PlaitClient {
   private readonly config: Config;
   private readonly log: ClientLogger;
+  private readonly clock: Clock;
   private session: Session | undefined;
-  private helloInFlight: Promise<void> | undefined;
   private readonly slots = new Map<string, Slot>();
   private readonly remotes: RemoteAddr[];
   private readonly addrIds = new Map<string, number>();
-  private sessionWaiters: (() => void)[] = [];
-  private graceTimer: NodeJS.Timeout | undefined;
+  private sessionWaiters: { resolve(s: Session): void; reject(e: Error): void }[] = [];
   private pollTimer: NodeJS.Timeout | undefined;
   private everConnected = false;
   private closed = false;
   private startResolve: (() => void) | undefined;
   private startReject: ((e: Error) => void) | undefined;
-  readonly counters = { sessions: 0, subflowsOpened: 0, subflowFailures: 0, subflowsReplaced: 0, dials: 0, dialFailures: 0 };
+  /** HELLOs racing on different paths while there is no session (happy eyeballs). */
+  private helloRacers = 0;
+  private helloWaiters: ((granted: boolean) => void)[] = [];
+  private staggerTimer: NodeJS.Timeout | undefined;
+  /** Added to our wall clock for HELLO timestamps; learned from a verified STALE_TIMESTAMP. */
+  private clockOffsetMs = 0;
+  /** Every path down: the session is kept until `lastHeardAt + grace`. */
+  private outage: { timer: NodeJS.Timeout; loggedAt: number } | undefined;
+  /** `--via` interfaces seen missing, so each change is logged once. */
+  private readonly missingVias = new Set<string>();
+  readonly counters = {
+    sessions: 0,
+    subflowsOpened: 0,
+    subflowFailures: 0,
+    subflowsReplaced: 0,
+    dials: 0,
+    dialFailures: 0,
+    /** Refusals on a path that did not prove the secret (forged, or a middlebox): that path only. */
+    unverifiedRefusals: 0,
+    /** Clock offsets adopted from verified STALE_TIMESTAMP refusals. */
+    clockCorrections: 0,
+    /** HELLOs that completed after another path had already made the session. */
+    helloRaceLosers: 0,
+    /** Sessions ended because no path worked for the whole grace. */
+    outagesExpired: 0,
+  };
 
   constructor(private readonly opts: PlaitClientOptions) {
     this.config = makeConfig(opts.config);
     this.log = opts.log ?? SILENT;
+    this.clock = opts.clock ?? realClock;
     this.remotes = opts.servers.map((s) => ({ host: s.host, port: s.port, id: 0 }));
     if (opts.scheduler) createScheduler(opts.scheduler); // fail early on a bad name
   }
 
-  /** Start connecting; resolves once the first session is up, rejects if the secret is refused. */
+  private get graceMs(): number {
+    return this.opts.graceMs ?? 30_000;
+  }
+
+  /** Start connecting; resolves once the first session is up, rejects if the secret is refused on every path. */
   start(): Promise<void> {
     const p = new Promise<void>((resolve, reject) => {
       this.startResolve = resolve;
       this.startReject = reject;
     });
+    const sockopts = loadSockOpts();
+    if (!sockopts.available) {
+      const lost = this.opts.sources.vias.length > 0 || this.opts.sources.backups.some((b) => net.isIP(b) === 0)
+        ? '--via binds by source address only (no SO_BINDTODEVICE, so routing must send each address out of its link), '
+        : '';
+      this.log.warn(
+        { reason: sockopts.reason },
+        `kernel socket options unavailable: ${lost}no TCP_NOTSENT_LOWAT (more queueing on slow links), no TCP_INFO in /stats`,
+      );
+    }
     this.refreshPaths();
     if (this.opts.sources.vias.length > 0 || this.opts.sources.backups.some((b) => net.isIP(b) === 0)) {
       this.pollTimer = setInterval(() => this.refreshPaths(), this.opts.pollMs ?? 2_000);
@@ -127,12 +185,15 @@ export class PlaitClient {
     return p;
   }
 
-  /** Open a stream to `target` through the server (a frontend's Dialer). */
+  /**
+   * Open a stream to `target` through the server (a frontend's Dialer).
+   * The dial timeout counts only time in which some path works: a stream
+   * opened during an outage waits for the session, as long as it is kept.
+   */
   dial = async (target: Target): Promise<Duplex> => {
     this.counters.dials++;
     const timeoutMs = this.opts.dialTimeoutMs ?? 15_000;
-    const deadline = Date.now() + timeoutMs;
-    const session = await this.awaitSession(timeoutMs);
+    const session = await this.awaitSession(timeoutMs + this.graceMs);
     let stream;
     try {
       stream = session.openStream(target);
@@ -142,11 +203,21 @@ export class PlaitClient {
       throw new DialError(closed ? ResetCode.SESSION_CLOSED : ResetCode.LIMIT, e instanceof Error ? e.message : String(e));
     }
     return new Promise<Duplex>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      // Sample every so often; only time with a usable subflow counts.
+      const stepMs = Math.min(250, timeoutMs);
+      let waited = 0;
+      let timer: NodeJS.Timeout;
+      const tick = (): void => {
+        if (session.hasUsableSubflow) waited += stepMs;
+        if (waited < timeoutMs) {
+          timer = setTimeout(tick, stepMs);
+          return;
+        }
         stream.reset(ResetCode.TIMEOUT, 'dial timed out');
         this.counters.dialFailures++;
         reject(new DialError(ResetCode.TIMEOUT, `no answer from the server within ${timeoutMs / 1000} s`));
-      }, Math.max(0, deadline - Date.now()));
+      };
+      timer = setTimeout(tick, stepMs);
       stream.setHandlers({
         accept: () => {
           clearTimeout(timer);
@@ -162,8 +233,9 @@ export class PlaitClient {
   };
 
   stats(): ClientStats {
+    const session = this.session;
     return {
-      session: this.session?.stats(),
+      session: session?.stats(),
       paths: [...this.slots.values()].map((s) => ({
         key: s.spec.key,
         local: s.spec.local.address ?? '(default)',
@@ -173,7 +245,16 @@ export class PlaitClient {
         state: s.state,
         attempts: s.attempt,
         lastError: s.lastError,
+        problem: s.problem?.kind,
       })),
+      clockOffsetMs: Math.round(this.clockOffsetMs),
+      outage:
+        this.outage && session
+          ? {
+              sinceMs: Math.round(Date.now() - (this.clock.now() - session.lastHeardAt)),
+              keepUntilMs: Math.round(Date.now() + (session.lastHeardAt + this.graceMs - this.clock.now())),
+            }
+          : undefined,
     };
   }
 
@@ -184,12 +265,13 @@ export class PlaitClient {
   close(): void {
     this.closed = true;
     clearInterval(this.pollTimer);
-    clearTimeout(this.graceTimer);
+    clearTimeout(this.staggerTimer);
+    this.endOutage(undefined);
     for (const slot of this.slots.values()) this.dropSlot(slot);
     this.session?.close();
     this.session = undefined;
-    for (const w of this.sessionWaiters) w();
-    this.sessionWaiters = [];
+    this.rejectWaiters(new DialError(ResetCode.SESSION_CLOSED, 'client closed'));
+    this.releaseHelloWaiters();
   }
 
   // --------------------------------------------------------------- paths
@@ -197,6 +279,7 @@ export class PlaitClient {
   /** Recompute the wanted paths; open new ones, drop vanished ones. */
   refreshPaths(): void {
     if (this.closed) return;
+    this.noteMissingVias();
     const wanted = planPaths(localSources(this.opts.sources), this.remotes);
     const keys = new Set(wanted.map((p) => p.key));
     for (const slot of [...this.slots.values()]) {
@@ -217,12 +300,27 @@ export class PlaitClient {
         subflow: undefined,
         socket: undefined,
         lastError: undefined,
+        problem: undefined,
         removed: false,
         replaceTimer: undefined,
       };
       this.slots.set(spec.key, slot);
       this.log.info({ path: spec.key, backup: spec.local.backup, origin: spec.local.origin }, 'new path');
       this.kick(slot);
+    }
+  }
+
+  /** Say once when a `--via` (or `--backup IFACE`) interface is missing or has no address, and when it comes back. */
+  private noteMissingVias(): void {
+    const names = [...this.opts.sources.vias, ...this.opts.sources.backups.filter((b) => net.isIP(b) === 0)];
+    for (const name of names) {
+      const missing = interfaceAddresses(name).length === 0;
+      if (missing && !this.missingVias.has(name)) {
+        this.missingVias.add(name);
+        this.log.warn({ iface: name }, `interface ${name} does not exist or has no usable address; waiting for it to appear`);
+      } else if (!missing && this.missingVias.delete(name)) {
+        this.log.info({ iface: name }, `interface ${name} is back`);
+      }
     }
   }
 
@@ -250,13 +348,14 @@ export class PlaitClient {
     void this.connectSlot(slot);
   }
 
-  private retryLater(slot: Slot, why: string): void {
+  /** Try the path again after `waitMs`, or after the next backoff step. */
+  private retryLater(slot: Slot, why: string, waitMs?: number): void {
     if (slot.removed || this.closed) return;
     slot.state = 'backoff';
     slot.subflow = undefined;
     slot.socket = undefined;
     slot.lastError = why;
-    const wait = backoffMs(slot.attempt++);
+    const wait = waitMs ?? backoffMs(slot.attempt++);
     this.log.debug({ path: slot.spec.key, retryInMs: wait }, `path down: ${why}`);
     clearTimeout(slot.timer);
     slot.timer = setTimeout(() => {
@@ -266,12 +365,71 @@ export class PlaitClient {
     slot.timer.unref();
   }
 
+  /** Log a path's problem at warn level once per change; repeats go to debug. */
+  private reportProblem(slot: Slot, problem: PathProblem): void {
+    const prev = slot.problem;
+    slot.problem = problem;
+    const fields = { path: slot.spec.key, problem: problem.kind };
+    if (prev && prev.kind === problem.kind && prev.message === problem.message) this.log.debug(fields, `path down: ${problem.message}`);
+    else if (problem.kind === 'auth-failed') this.log.error(fields, `path down: ${problem.message}`);
+    else this.log.warn(fields, `path down: ${problem.message}`);
+  }
+
+  // ------------------------------------------------- HELLO race (no session yet)
+
+  /**
+   * Wait for this path's turn to send a HELLO. The first racer goes at once;
+   * each further one after `helloStaggerMs`, or at once when a racer fails.
+   * Returns early when a session appears (the path then joins it).
+   */
+  private helloTurn(): Promise<boolean> {
+    if (this.helloRacers === 0 && this.helloWaiters.length === 0) {
+      this.helloRacers++;
+      return Promise.resolve(true);
+    }
+    return new Promise<boolean>((resolve) => {
+      this.helloWaiters.push(resolve);
+      this.armStagger();
+    });
+  }
+
+  /** Let the next waiting path race (it counts as a racer from now on). */
+  private grantNext(): void {
+    const next = this.helloWaiters.shift();
+    if (!next) return;
+    this.helloRacers++;
+    next(true);
+  }
+
+  private armStagger(): void {
+    if (this.staggerTimer || this.helloWaiters.length === 0) return;
+    if (this.helloRacers === 0) {
+      this.grantNext();
+      this.armStagger();
+      return;
+    }
+    this.staggerTimer = setTimeout(() => {
+      this.staggerTimer = undefined;
+      this.grantNext();
+      this.armStagger();
+    }, this.opts.helloStaggerMs ?? 300);
+    this.staggerTimer.unref();
+  }
+
+  /** A session exists (or the client closed): waiting paths join instead. */
+  private releaseHelloWaiters(): void {
+    clearTimeout(this.staggerTimer);
+    this.staggerTimer = undefined;
+    for (const w of this.helloWaiters.splice(0)) w(false);
+  }
+
   private async connectSlot(slot: Slot): Promise<void> {
-    let helloDone: (() => void) | undefined;
+    let racing = false;
     try {
-      // One HELLO at a time: other paths wait for the session, then JOIN it.
-      while (!this.session && this.helloInFlight) await this.helloInFlight;
-      if (!this.session) this.helloInFlight = new Promise<void>((r) => (helloDone = r));
+      if (!this.session) {
+        racing = await this.helloTurn();
+        if (slot.removed || this.closed) return;
+      }
       const socket = await this.tcpConnect(slot.spec);
       slot.socket = socket;
       if (slot.removed || this.closed) {
@@ -280,51 +438,101 @@ export class PlaitClient {
       }
       const channel = new SocketChannel(socket);
       const backup = slot.spec.local.backup;
-      if (helloDone) {
+      const existing = this.session;
+      if (!existing) {
         const { session, subflow } = await connectSession(channel, {
           secretKeys: this.opts.secretKeys,
           config: this.config,
-          clock: realClock,
+          clock: this.clock,
           backup,
           addrId: slot.addrId,
+          clockOffsetMs: this.clockOffsetMs,
           ...(this.opts.scheduler ? { scheduler: createScheduler(this.opts.scheduler) } : {}),
         });
+        if (this.session || slot.removed || this.closed) {
+          // Another path won the race: drop this spare session (the server
+          // hears an orderly close) and join the winner from this path.
+          this.counters.helloRaceLosers++;
+          session.close();
+          this.retryLater(slot, 'another path made the session first', 0);
+          return;
+        }
         this.adoptSession(session);
         this.subflowUp(slot, subflow);
       } else {
-        const session = this.session;
-        if (!session) throw new Error('session went away');
-        const subflow = await joinSession(session, channel, { clock: realClock, backup, addrId: slot.addrId });
-        if (session !== this.session || slot.removed) {
-          session.closeSubflow(subflow, 'stale', true);
+        const subflow = await joinSession(existing, channel, {
+          clock: this.clock,
+          backup,
+          addrId: slot.addrId,
+          secretKeys: this.opts.secretKeys,
+        });
+        if (existing !== this.session || slot.removed) {
+          existing.closeSubflow(subflow, 'stale', true);
           return;
         }
         this.subflowUp(slot, subflow);
       }
     } catch (e) {
-      this.counters.subflowFailures++;
-      const msg = e instanceof Error ? e.message : String(e);
-      const code = e instanceof PlaitError ? e.code : undefined;
-      if (code === ErrorCode.AUTH_FAILED) {
-        this.log.error({ path: slot.spec.key }, `authentication failed: ${msg} (check that client and server use the same secret)`);
-        if (!this.everConnected) {
-          this.startReject?.(new PlaitError(ErrorCode.AUTH_FAILED, `authentication failed: ${msg}`));
-          this.startReject = this.startResolve = undefined;
-        }
-      } else if (code === ErrorCode.UNKNOWN_TOKEN && this.session) {
-        // The server forgot our session (restart or expiry): start a new one.
-        this.log.warn({}, 'server no longer knows the session; starting a new one');
-        this.session.close(new PlaitError(ErrorCode.UNKNOWN_TOKEN, 'server forgot the session'), false);
-      } else {
-        this.log.debug({ path: slot.spec.key, err: msg }, 'subflow attempt failed');
-      }
-      this.retryLater(slot, msg);
+      this.onAttemptFailed(slot, e);
     } finally {
-      if (helloDone) {
-        this.helloInFlight = undefined;
-        helloDone();
+      if (racing) {
+        this.helloRacers--;
+        // A failed racer hands its turn on at once (happy eyeballs).
+        if (!this.session) this.armStagger();
       }
     }
+  }
+
+  private onAttemptFailed(slot: Slot, e: unknown): void {
+    this.counters.subflowFailures++;
+    const msg = e instanceof Error ? e.message : String(e);
+    const code = e instanceof PlaitError ? e.code : undefined;
+    const verified = e instanceof RemoteError && e.verified;
+    if (e instanceof RemoteError && !verified) this.counters.unverifiedRefusals++;
+
+    if (code === ErrorCode.STALE_TIMESTAMP && e instanceof RemoteError && verified && e.serverTime !== undefined) {
+      // The server proved the secret and told us its time: adopt the offset
+      // (routers without a real-time clock boot with a wrong date) and retry now.
+      const offset = e.serverTime - this.clock.wallNow();
+      const changed = Math.abs(offset - this.clockOffsetMs) > 1_000;
+      this.clockOffsetMs = offset;
+      this.counters.clockCorrections++;
+      this.reportProblem(slot, classifyPathError(e, slot.spec, offset));
+      this.retryLater(slot, slot.problem!.message, changed ? 0 : undefined);
+      return;
+    }
+    if (code === ErrorCode.UNKNOWN_TOKEN && verified && this.session) {
+      // An authenticated statement: the server forgot our session (restart
+      // or expiry). Its streams are gone; start a new session at once.
+      this.log.warn({ path: slot.spec.key }, 'the server no longer knows the session (it restarted or expired it); starting a new one');
+      this.session.close(new PlaitError(ErrorCode.UNKNOWN_TOKEN, 'the server no longer knows the session'), false);
+      slot.problem = undefined;
+      this.retryLater(slot, msg, 0);
+      return;
+    }
+    // Anything else fails this path only: a REJECT that proves nothing, a
+    // reset, a timeout. The session ends only by the server's authenticated
+    // word, or when no path has worked for the whole grace.
+    const problem = classifyPathError(e, slot.spec);
+    this.reportProblem(slot, problem);
+    this.retryLater(slot, problem.message);
+    if (!this.session) this.failWaitersIfHopeless();
+  }
+
+  /**
+   * With no session, when every path has failed at least once: refuse
+   * waiting dials now (with the reasons) instead of letting SOCKS clients
+   * hang; and give up starting if every path says the secret is wrong.
+   */
+  private failWaitersIfHopeless(): void {
+    const slots = [...this.slots.values()];
+    if (slots.length === 0 || slots.some((s) => s.state !== 'backoff' || !s.problem)) return;
+    const reasons = [...new Set(slots.map((s) => s.problem!.message))].join('; ');
+    if (!this.everConnected && slots.every((s) => s.problem!.kind === 'auth-failed')) {
+      this.startReject?.(new PlaitError(ErrorCode.AUTH_FAILED, `authentication failed on every path: ${reasons}`));
+      this.startReject = this.startResolve = undefined;
+    }
+    this.rejectWaiters(new DialError(ResetCode.NETWORK_UNREACHABLE, `no session to the plait server: ${reasons}`));
   }
 
   /**
@@ -345,10 +553,11 @@ export class PlaitClient {
     try {
       const socket = await this.tcpConnect(slot.spec, REPLACE_CONNECT_TIMEOUT_MS);
       const fresh = await joinSession(session, new SocketChannel(socket), {
-        clock: realClock,
+        clock: this.clock,
         backup: slot.spec.local.backup,
         addrId: slot.addrId,
         timeoutMs: REPLACE_CONNECT_TIMEOUT_MS * 2,
+        secretKeys: this.opts.secretKeys,
       });
       if (slot.subflow !== sf || session !== this.session || slot.removed || sf.state !== 'suspect') {
         session.closeSubflow(fresh, 'not needed any more', true);
@@ -360,6 +569,10 @@ export class PlaitClient {
       this.log.info({ path: slot.spec.key, old: sf.id, subflow: fresh.id }, 'stuck subflow replaced by a fresh connection');
     } catch (e) {
       this.log.debug({ path: slot.spec.key, err: e instanceof Error ? e.message : String(e) }, 'replacement attempt failed');
+      if (e instanceof RemoteError && e.code === ErrorCode.UNKNOWN_TOKEN && e.verified && session === this.session) {
+        this.onAttemptFailed(slot, e);
+        return;
+      }
       if (slot.subflow === sf && sf.state === 'suspect') this.scheduleReplacement(slot, sf, 0);
     }
   }
@@ -369,10 +582,11 @@ export class PlaitClient {
     slot.subflow = subflow;
     slot.attempt = 0;
     slot.lastError = undefined;
+    if (slot.problem) this.log.info({ path: slot.spec.key }, `path working again (was: ${slot.problem.message})`);
+    slot.problem = undefined;
     this.counters.subflowsOpened++;
-    clearTimeout(this.graceTimer);
-    this.graceTimer = undefined;
     this.log.info({ path: slot.spec.key, subflow: subflow.id, backup: subflow.backup }, 'subflow up');
+    if (this.session) this.checkOutage(this.session);
   }
 
   private async tcpConnect(spec: PathSpec, timeoutMs = this.opts.connectTimeoutMs ?? 10_000): Promise<net.Socket> {
@@ -396,7 +610,7 @@ export class PlaitClient {
         });
         const timer = setTimeout(() => {
           s.destroy();
-          reject(new Error(`connect to ${spec.remote.host}:${spec.remote.port} timed out`));
+          reject(Object.assign(new Error(`connect to ${spec.remote.host}:${spec.remote.port} timed out`), { code: 'ETIMEDOUT' }));
         }, timeoutMs);
         s.once('connect', () => {
           clearTimeout(timer);
@@ -433,24 +647,21 @@ export class PlaitClient {
           this.log.warn({ subflow: sf.id, path: slot?.spec.key }, `subflow suspect: ${reason}`);
           if (slot) this.scheduleReplacement(slot, sf, REPLACE_AFTER_MS);
         }
+        this.checkOutage(session);
       },
-      subflowUp: (sf) => this.log.debug({ subflow: sf.id }, 'subflow usable'),
+      subflowUp: (sf) => {
+        this.log.debug({ subflow: sf.id }, 'subflow usable');
+        this.checkOutage(session);
+      },
       addresses: (addrs) => this.addRemotes(addrs),
-      idle: () => {
-        const grace = this.opts.graceMs ?? 30_000;
-        this.log.warn({}, `all subflows down; keeping streams for ${grace / 1000} s while reconnecting`);
-        clearTimeout(this.graceTimer);
-        this.graceTimer = setTimeout(() => {
-          if (session.subflowCount === 0) session.close(new PlaitError(ErrorCode.TIMEOUT, `no path to the server for ${grace / 1000} s`), false);
-        }, grace);
-        this.graceTimer.unref();
-      },
+      idle: () => this.checkOutage(session),
       closed: (err) => {
         if (this.session !== session) return;
         this.session = undefined;
+        this.endOutage(undefined);
         this.log.warn({}, `session closed${err ? `: ${err.message}` : ''}`);
         for (const slot of this.slots.values()) {
-          if (slot.state === 'up') this.retryLater(slot, 'session closed');
+          if (slot.state === 'up') this.retryLater(slot, 'session closed', 0);
         }
       },
     });
@@ -458,9 +669,57 @@ export class PlaitClient {
     this.addRemotes(session.peerAddresses);
     this.startResolve?.();
     this.startResolve = this.startReject = undefined;
+    this.releaseHelloWaiters();
     const waiters = this.sessionWaiters;
     this.sessionWaiters = [];
-    for (const w of waiters) w();
+    for (const w of waiters) w.resolve(session);
+  }
+
+  /**
+   * Start or end the outage watch. While no subflow is usable the session
+   * and its streams are kept for the grace, counted from the last record
+   * the server sent (not from when the last subflow was declared dead).
+   */
+  private checkOutage(session: Session): void {
+    if (session !== this.session || session.isClosed) return;
+    if (session.hasUsableSubflow) {
+      this.endOutage(session);
+      return;
+    }
+    if (this.outage) return;
+    const silentMs = this.clock.now() - session.lastHeardAt;
+    const leftMs = Math.max(0, this.graceMs - silentMs);
+    this.log.warn(
+      { silentMs: Math.round(silentMs) },
+      `all paths down; keeping the session and its streams for ${(leftMs / 1000).toFixed(1)} s more (${this.graceMs / 1000} s from the last sign of life) while reconnecting`,
+    );
+    this.outage = { timer: this.outageTimer(session, leftMs), loggedAt: this.clock.now() };
+  }
+
+  private outageTimer(session: Session, ms: number): NodeJS.Timeout {
+    const t = setTimeout(() => {
+      if (!this.outage || session !== this.session) return;
+      const left = session.lastHeardAt + this.graceMs - this.clock.now();
+      if (session.hasUsableSubflow) {
+        this.endOutage(session);
+      } else if (left > 0) {
+        // Something arrived on a suspect path meanwhile: the grace restarts from it.
+        this.outage.timer = this.outageTimer(session, left);
+      } else {
+        this.outage = undefined;
+        this.counters.outagesExpired++;
+        session.close(new PlaitError(ErrorCode.TIMEOUT, `no path to the server for ${this.graceMs / 1000} s`), false);
+      }
+    }, Math.max(0, ms) + 1);
+    t.unref();
+    return t;
+  }
+
+  private endOutage(session: Session | undefined): void {
+    if (!this.outage) return;
+    clearTimeout(this.outage.timer);
+    if (session) this.log.info({}, `service restored after ${((this.clock.now() - this.outage.loggedAt) / 1000).toFixed(1)} s with every path down`);
+    this.outage = undefined;
   }
 
   private addRemotes(addrs: readonly { id: number; host: string; port: number }[]): void {
@@ -474,17 +733,32 @@ export class PlaitClient {
     if (added) this.refreshPaths();
   }
 
+  private rejectWaiters(e: Error): void {
+    const waiters = this.sessionWaiters;
+    this.sessionWaiters = [];
+    for (const w of waiters) w.reject(e);
+  }
+
   private awaitSession(timeoutMs: number): Promise<Session> {
     if (this.session) return Promise.resolve(this.session);
+    if (this.closed) return Promise.reject(new DialError(ResetCode.SESSION_CLOSED, 'client closed'));
     return new Promise<Session>((resolve, reject) => {
+      const waiter = {
+        resolve: (s: Session) => {
+          clearTimeout(timer);
+          resolve(s);
+        },
+        reject: (e: Error) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
       const timer = setTimeout(() => {
+        this.sessionWaiters = this.sessionWaiters.filter((w) => w !== waiter);
         reject(new DialError(ResetCode.NETWORK_UNREACHABLE, 'no session to the plait server (is it reachable?)'));
       }, timeoutMs);
-      this.sessionWaiters.push(() => {
-        clearTimeout(timer);
-        if (this.session) resolve(this.session);
-        else reject(new DialError(ResetCode.SESSION_CLOSED, 'client closed'));
-      });
+      this.sessionWaiters.push(waiter);
+      this.failWaitersIfHopeless();
     });
   }
 }
