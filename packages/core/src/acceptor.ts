@@ -280,12 +280,21 @@ export class Acceptor {
       idle: () => {
         ev.idle?.();
         entry.graceTimer?.cancel();
-        // Keep the streams for the client to come back on another path.
-        entry.graceTimer = this.opts.clock.setTimeout(() => {
-          if (entry.session.subflowCount > 0) return;
+        // Keep the streams for the client to come back on another path, for
+        // the grace counted from the client's last authenticated record (as
+        // the client counts it), not from when the last subflow was dropped.
+        const expire = (): void => {
+          entry.graceTimer = undefined;
+          if (entry.session.subflowCount > 0 || entry.session.isClosed) return;
+          const left = entry.session.lastHeardAt + this.opts.graceMs - this.opts.clock.now();
+          if (left > 0) {
+            entry.graceTimer = this.opts.clock.setTimeout(expire, left);
+            return;
+          }
           this.counters.expired!++;
           entry.session.close(new PlaitError(ErrorCode.TIMEOUT, `no subflow for ${this.opts.graceMs / 1000} s`), false);
-        }, this.opts.graceMs);
+        };
+        entry.graceTimer = this.opts.clock.setTimeout(expire, Math.max(0, entry.session.lastHeardAt + this.opts.graceMs - this.opts.clock.now()));
       },
       closed: (err) => {
         entry.graceTimer?.cancel();
