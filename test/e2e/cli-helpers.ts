@@ -60,6 +60,18 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+/** Hold a port busy on `host` (for "already in use" tests); close() frees it. */
+export function occupyPort(host = '127.0.0.1'): Promise<{ port: number; close(): Promise<void> }> {
+  return new Promise((resolvePort, reject) => {
+    const srv = net.createServer((s) => s.destroy());
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      resolvePort({ port, close: () => new Promise<void>((r) => srv.close(() => r())) });
+    });
+  });
+}
+
 // ------------------------------------------------------------ processes
 
 export interface Proc {
@@ -354,6 +366,8 @@ export interface ServerOpts {
   allowPrivate?: boolean;
   extraArgs?: string[];
   host?: string;
+  /** Extra environment for the process (e.g. PLAIT_PROXY_AUTH). */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** `plait server --listen 127.0.0.1:0 ...`: the bound port is read from the startup log line. */
@@ -364,7 +378,7 @@ export async function startServer(opts: ServerOpts): Promise<ServerHandle> {
     const args = ['server', '--listen', `${host}:0`, '--secret', opts.secret, '--stats', `127.0.0.1:${statsPort}`];
     if (opts.allowPrivate) args.push('--allow-private');
     args.push(...(opts.extraArgs ?? []));
-    const proc = spawnPlait(args, { name: 'plait server' });
+    const proc = spawnPlait(args, { name: 'plait server', ...(opts.env ? { env: opts.env } : {}) });
     try {
       const port = await waitUntil('plait server to listen', () => {
         failIfExited(proc);
@@ -405,6 +419,8 @@ export interface ClientOpts {
   extraArgs?: string[];
   /** Wait until the session has this many active subflows (default: one per bind x server). */
   waitSubflows?: number;
+  /** Extra environment for the process (e.g. PLAIT_PROXY_AUTH). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startClient(opts: ClientOpts): Promise<ClientHandle> {
@@ -431,7 +447,7 @@ export async function startClient(opts: ClientOpts): Promise<ClientHandle> {
       args.push('--forward', `${lp}:${f}`);
     }
     args.push(...(opts.extraArgs ?? []));
-    const proc = spawnPlait(args, { name: 'plait client' });
+    const proc = spawnPlait(args, { name: 'plait client', ...(opts.env ? { env: opts.env } : {}) });
     const want = opts.waitSubflows ?? Math.max(1, binds.length) * opts.servers.length;
     try {
       await waitUntil(`client session with ${want} active subflow(s)`, async () => {

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { Command, CommanderError, Option } from 'commander';
-import { schedulerNames } from '@plait/core';
+import { Command, CommanderError } from 'commander';
 import { runClient, type ClientFlags } from './run-client.js';
 import { runDemo, type DemoFlags } from './run-demo.js';
 import { runServer, type ServerFlags } from './run-server.js';
@@ -25,38 +24,40 @@ export function buildProgram(): Command {
     .command('server')
     .description('accept sessions from plait clients and connect their streams to targets')
     .requiredOption('--listen <host:port>', 'address to accept subflows on')
-    .option('--secret <secret>', 'pre-shared secret (or PLAIT_SECRET)')
-    .option('--secret-file <file>', 'read the secret from a file')
+    .option('--secret-file <file>', 'read the secret from a file (mode 600; surrounding whitespace trimmed)')
+    .option('--secret <secret>', 'pre-shared secret (visible in ps: prefer --secret-file or PLAIT_SECRET)')
     .option('--stats <host:port>', 'serve GET /stats (JSON) and /metrics (Prometheus)')
     .option('--allow-private', 'allow targets on loopback, private and link-local networks', false)
     .option('--allow <cidr>', 'allow targets in this range (repeatable)', collect, [])
     .option('--advertise <host:port>', 'extra server address for clients to add subflows to (repeatable)', collect, [])
-    .option('--max-sessions <n>', 'sessions held at once', '256')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .option('--max-sessions <n>', 'sessions held at once (1-100000)', '256')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace, silent', 'info')
     .action(async (flags: ServerFlags) => void (await runServer(flags)));
 
   program
     .command('client')
     .description('bond local links into one session to a plait server; serve SOCKS5 / HTTP CONNECT / forwards')
     .option('--server <host:port>', 'plait server address (repeatable)', collect, [])
-    .option('--secret <secret>', 'pre-shared secret (or PLAIT_SECRET)')
-    .option('--secret-file <file>', 'read the secret from a file')
+    .option('--secret-file <file>', 'read the secret from a file (mode 600; surrounding whitespace trimmed)')
+    .option('--secret <secret>', 'pre-shared secret (visible in ps: prefer --secret-file or PLAIT_SECRET)')
     .option('--bind <addr>', 'open a subflow from this local address (repeatable)', collect, [])
     .option('--via <iface>', "open subflows from this interface's addresses, following changes (repeatable)", collect, [])
     .option('--backup <addr|iface>', 'use this path only when no regular one works (repeatable)', collect, [])
     .option('--socks <host:port>', 'SOCKS5 listen address')
-    .option('--socks-auth <user:pass>', 'require SOCKS5 username/password (RFC 1929)')
     .option('--http <host:port>', 'HTTP CONNECT proxy listen address')
+    .option('--proxy-auth-file <file>', 'require USER:PASS (read from this file) on the SOCKS5 and HTTP proxies (or PLAIT_PROXY_AUTH)')
+    .option('--proxy-auth <user:pass>', 'require USER:PASS on the SOCKS5 and HTTP proxies (visible in ps: prefer --proxy-auth-file)')
+    .option('--socks-auth <user:pass>', 'old name of --proxy-auth (applies to the HTTP proxy too)')
     .option('--forward <lport:host:port>', 'forward a local port to HOST:PORT via the server (repeatable)', collect, [])
     .option('--stats <host:port>', 'serve GET /stats (JSON) and /metrics (Prometheus)')
-    .addOption(new Option('--scheduler <name>', 'how frames are spread over subflows').choices(schedulerNames).default('earliest-arrival'))
-    .option('--log-level <level>', 'fatal, error, warn, info, debug', 'info')
+    .option('--scheduler <name>', 'how frames are spread over subflows: earliest-arrival, round-robin, redundant', 'earliest-arrival')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace, silent', 'info')
     .action(async (flags: ClientFlags) => void (await runClient(flags)));
 
   program
     .command('demo')
     .description('run a server and a client bonding 127.0.0.1 + 127.0.0.2 on this machine, with live link stats')
-    .option('--socks <host:port>', 'SOCKS5 listen address (default 127.0.0.1:1080 or the next free port)')
+    .option('--socks <host:port>', 'SOCKS5 listen address, loopback only (default 127.0.0.1:1080 or the next free port)')
     .option('--interval <seconds>', 'seconds between stats tables', '3')
     .option('--duration <seconds>', 'exit after this many seconds (default: run until Ctrl-C)')
     .action(async (flags: DemoFlags) => runDemo(flags));

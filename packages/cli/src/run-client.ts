@@ -1,7 +1,19 @@
 import type * as net from 'node:net';
 import { deriveSecretKeys } from '@plait/core';
 import { listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient } from '@plait/client';
-import { parseAddress, parseHostPort, resolveSecret, UsageError } from './args.js';
+import {
+  isLoopbackHost,
+  listenFor,
+  parseAddress,
+  parseBackup,
+  parseHostPort,
+  parseInterfaceName,
+  parseLogLevel,
+  parseScheduler,
+  resolveProxyAuth,
+  resolveSecret,
+  UsageError,
+} from './args.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
 
@@ -13,7 +25,9 @@ export interface ClientFlags {
   via: string[];
   backup: string[];
   socks?: string;
+  proxyAuth?: string;
   socksAuth?: string;
+  proxyAuthFile?: string;
   http?: string;
   forward: string[];
   stats?: string;
@@ -21,20 +35,24 @@ export interface ClientFlags {
   logLevel: string;
 }
 
+const addrText = (a: net.AddressInfo): string => (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+
 export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
+  // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
+  const logLevel = parseLogLevel(flags.logLevel);
   if (flags.server.length === 0) throw new UsageError('--server: at least one plait server address is required');
-  const servers = flags.server.map((s) => parseHostPort('--server', s));
-  const secret = resolveSecret(flags);
+  const servers = flags.server.map((s) => parseHostPort('--server', s, { connect: true }));
+  const { secret, warnings } = resolveSecret(flags);
   const binds = flags.bind.map((b) => parseAddress('--bind', b));
+  const vias = flags.via.map((v) => parseInterfaceName('--via', v));
+  const backups = flags.backup.map(parseBackup);
+  const scheduler = parseScheduler(flags.scheduler);
   const socks = flags.socks ? parseHostPort('--socks', flags.socks) : undefined;
   const http = flags.http ? parseHostPort('--http', flags.http) : undefined;
   const stats = flags.stats ? parseHostPort('--stats', flags.stats) : undefined;
-  let auth: { username: string; password: string } | undefined;
-  if (flags.socksAuth !== undefined) {
-    const i = flags.socksAuth.indexOf(':');
-    if (i <= 0) throw new UsageError('--socks-auth: expected USER:PASS');
-    auth = { username: flags.socksAuth.slice(0, i), password: flags.socksAuth.slice(i + 1) };
-  }
+  const proxyAuth = resolveProxyAuth(flags);
+  warnings.push(...proxyAuth.warnings);
+  const auth = proxyAuth.auth;
   const forwards = flags.forward.map((f) => {
     try {
       return parseForwardSpec(f);
@@ -43,41 +61,66 @@ export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
     }
   });
   if (!socks && !http && forwards.length === 0) throw new UsageError('--socks: give at least one of --socks, --http or --forward');
+  // Anyone who can reach a non-loopback proxy or forward can use the session (and the server's egress).
+  for (const [flag, at] of [
+    ['--socks', socks],
+    ['--http', http],
+  ] as const) {
+    if (at && !auth && !isLoopbackHost(at.host)) {
+      warnings.push(`${flag}: listening on ${at.host} without credentials lets anyone who can reach it use the proxy; set --proxy-auth-file or PLAIT_PROXY_AUTH`);
+    }
+  }
+  for (const f of forwards) {
+    if (!isLoopbackHost(f.listenHost)) {
+      warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
+    }
+  }
 
-  const log = makeLogger(flags.logLevel);
+  const log = makeLogger(logLevel);
+  for (const w of warnings) log.warn({}, w);
   const client = new PlaitClient({
     servers,
     secretKeys: deriveSecretKeys(secret),
-    sources: { binds, vias: flags.via, backups: flags.backup },
-    scheduler: flags.scheduler,
+    sources: { binds, vias, backups },
+    scheduler,
     log,
   });
+  // Bind everything first and announce after, so a busy port fails with its one line only.
   const listeners: net.Server[] = [];
+  const announce: (() => void)[] = [];
   if (socks) {
-    listeners.push(await listenSocks5(socks.host, socks.port, auth ? { auth } : {}, client.dial));
-    log.info({ socks: `${socks.host}:${socks.port}` }, 'SOCKS5 proxy listening');
+    const l = await listenFor('--socks', socks, () => listenSocks5(socks.host, socks.port, auth ? { auth } : {}, client.dial));
+    listeners.push(l);
+    announce.push(() => log.info({ socks: addrText(l.address() as net.AddressInfo), auth: auth !== undefined }, 'SOCKS5 proxy listening'));
   }
   if (http) {
-    listeners.push(await listenHttpConnect(http.host, http.port, client.dial));
-    log.info({ http: `${http.host}:${http.port}` }, 'HTTP CONNECT proxy listening');
+    const l = await listenFor('--http', http, () => listenHttpConnect(http.host, http.port, client.dial, auth ? { auth } : {}));
+    listeners.push(l);
+    announce.push(() => log.info({ http: addrText(l.address() as net.AddressInfo), auth: auth !== undefined }, 'HTTP CONNECT proxy listening'));
   }
   for (const f of forwards) {
-    listeners.push(await listenForward(f, client.dial));
-    log.info({ listen: `${f.listenHost}:${f.listenPort}`, target: `${f.target.host}:${f.target.port}` }, 'port forward listening');
+    const l = await listenFor('--forward', { host: f.listenHost, port: f.listenPort }, () => listenForward(f, client.dial));
+    listeners.push(l);
+    announce.push(() => log.info({ listen: addrText(l.address() as net.AddressInfo), target: `${f.target.host}:${f.target.port}` }, 'port forward listening'));
   }
   const started = Date.now();
   if (stats) {
-    await startStatsServer(stats.host, stats.port, () => {
-      const st = client.stats();
-      return {
-        role: 'client',
-        uptimeSeconds: Math.round((Date.now() - started) / 1000),
-        sessions: st.session ? [st.session] : [],
-        counters: { ...client.counters },
-        paths: st.paths,
-      };
-    });
+    const l = await listenFor('--stats', stats, () =>
+      startStatsServer(stats.host, stats.port, () => {
+        const st = client.stats();
+        return {
+          role: 'client',
+          uptimeSeconds: Math.round((Date.now() - started) / 1000),
+          sessions: st.session ? [st.session] : [],
+          counters: { ...client.counters },
+          paths: st.paths,
+        };
+      }),
+    );
+    listeners.push(l);
+    announce.push(() => log.info({ stats: addrText(l.address() as net.AddressInfo) }, 'stats at /stats and /metrics'));
   }
+  for (const a of announce) a();
   try {
     await client.start();
   } catch (e) {

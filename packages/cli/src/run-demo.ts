@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { deriveSecretKeys, type SessionStats } from '@plait/core';
 import { listenSocks5, PlaitClient } from '@plait/client';
 import { EgressPolicy, PlaitServer } from '@plait/server';
-import { parseHostPort, parsePositiveInt } from './args.js';
+import { isLoopbackHost, listenFor, parseHostPort, parseSeconds, UsageError } from './args.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
 
@@ -75,9 +75,14 @@ export function linkTable(st: SessionStats | undefined): string {
 }
 
 export async function runDemo(flags: DemoFlags): Promise<void> {
-  const interval = parsePositiveInt('--interval', flags.interval);
-  const duration = flags.duration !== undefined ? parsePositiveInt('--duration', flags.duration) : undefined;
+  const interval = parseSeconds('--interval', flags.interval);
+  const duration = flags.duration !== undefined ? parseSeconds('--duration', flags.duration) : undefined;
   const socksWanted = flags.socks ? parseHostPort('--socks', flags.socks) : undefined;
+  // The demo's server allows private targets and its proxy has no password:
+  // bound elsewhere, it would open this machine's private services to the network.
+  if (socksWanted && !isLoopbackHost(socksWanted.host)) {
+    throw new UsageError(`--socks: the demo proxies to this machine's private services, so it listens on loopback only (127.0.0.1, ::1, localhost), not ${socksWanted.host}`);
+  }
   const log = makeLogger('warn');
   const secretKeys = deriveSecretKeys(randomBytes(32).toString('base64url'));
 
@@ -93,7 +98,7 @@ export async function runDemo(flags: DemoFlags): Promise<void> {
     log,
   });
   const socksServer = socksWanted
-    ? await listenSocks5(socksWanted.host, socksWanted.port, {}, client.dial)
+    ? await listenFor('--socks', socksWanted, () => listenSocks5(socksWanted.host, socksWanted.port, {}, client.dial))
     : await listenNextFree(1080, 20, (p) => listenSocks5('127.0.0.1', p, {}, client.dial));
   const socks = socksServer.address() as net.AddressInfo;
   const stats = await startStatsServer('127.0.0.1', 0, () => {

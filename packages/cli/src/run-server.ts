@@ -1,6 +1,7 @@
+import type * as net from 'node:net';
 import { deriveSecretKeys } from '@plait/core';
 import { EgressPolicy, parseCidr, PlaitServer } from '@plait/server';
-import { parseHostPort, parsePositiveInt, resolveSecret, UsageError } from './args.js';
+import { listenFor, parseCount, parseHostPort, parseLogLevel, resolveSecret, UsageError } from './args.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
 
@@ -16,9 +17,14 @@ export interface ServerFlags {
   logLevel: string;
 }
 
+/** More sessions than this is a typo, not a plan (each holds buffers and subflows). */
+const MAX_SESSIONS = 100_000;
+
 export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
-  const listen = parseHostPort('--listen', flags.listen, '0.0.0.0');
-  const secret = resolveSecret(flags);
+  // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
+  const logLevel = parseLogLevel(flags.logLevel);
+  const listen = parseHostPort('--listen', flags.listen, { defaultHost: '0.0.0.0' });
+  const { secret, warnings } = resolveSecret(flags);
   const stats = flags.stats ? parseHostPort('--stats', flags.stats) : undefined;
   for (const c of flags.allow) {
     try {
@@ -27,9 +33,10 @@ export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
       throw new UsageError(`--allow: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
-  const advertise = flags.advertise.map((a) => parseHostPort('--advertise', a));
-  const maxSessions = parsePositiveInt('--max-sessions', flags.maxSessions);
-  const log = makeLogger(flags.logLevel);
+  const advertise = flags.advertise.map((a) => parseHostPort('--advertise', a, { connect: true }));
+  const maxSessions = parseCount('--max-sessions', flags.maxSessions, MAX_SESSIONS);
+  const log = makeLogger(logLevel);
+  for (const w of warnings) log.warn({}, w);
   const server = new PlaitServer({
     listen,
     secretKeys: deriveSecretKeys(secret),
@@ -38,20 +45,32 @@ export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
     advertise,
     log,
   });
-  const addr = await server.listen();
-  log.info({ listen: `${addr.address}:${addr.port}`, allowPrivate: flags.allowPrivate, allow: flags.allow }, 'plait server listening');
+  const addr = await listenFor('--listen', listen, () => server.listen());
   const started = Date.now();
+  let statsServer: net.Server | undefined;
   if (stats) {
-    await startStatsServer(stats.host, stats.port, () => ({
-      role: 'server',
-      uptimeSeconds: Math.round((Date.now() - started) / 1000),
-      sessions: server.sessions().map((s) => s.stats()),
-      counters: { ...server.counters, ...server.acceptor.counters },
-    }));
-    log.info({ stats: `${stats.host}:${stats.port}` }, 'stats at /stats and /metrics');
+    try {
+      statsServer = await listenFor('--stats', stats, () =>
+        startStatsServer(stats.host, stats.port, () => ({
+          role: 'server',
+          uptimeSeconds: Math.round((Date.now() - started) / 1000),
+          sessions: server.sessions().map((s) => s.stats()),
+          counters: { ...server.counters, ...server.acceptor.counters },
+        })),
+      );
+    } catch (e) {
+      await server.close();
+      throw e;
+    }
+  }
+  log.info({ listen: `${addr.address}:${addr.port}`, allowPrivate: flags.allowPrivate, allow: flags.allow }, 'plait server listening');
+  if (stats && statsServer) {
+    const a = statsServer.address() as net.AddressInfo;
+    log.info({ stats: `${a.address}:${a.port}` }, 'stats at /stats and /metrics');
   }
   const stop = (): void => {
     log.info({}, 'shutting down');
+    statsServer?.close();
     void server.close().then(() => process.exit(0));
     setTimeout(() => process.exit(0), 2000).unref();
   };

@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import { isIP } from 'node:net';
 import type { SessionStats } from '@plait/core';
 
 export interface StatsSnapshot {
@@ -11,16 +12,51 @@ export interface StatsSnapshot {
   paths?: unknown[];
 }
 
+/** Hex digits of a session token shown in stats, as in the logs. */
+const TOKEN_PREFIX_HEX = 8;
+
+/**
+ * The snapshot as served: each session token cut to its 8-hex prefix. The
+ * full token names a session for JOIN; a prefix is enough to tell sessions
+ * apart and to match a client's stats with the server's.
+ */
+export function publicSnapshot(s: StatsSnapshot): StatsSnapshot {
+  return { ...s, sessions: s.sessions.map((st) => ({ ...st, token: st.token.slice(0, TOKEN_PREFIX_HEX) })) };
+}
+
+/**
+ * DNS rebinding defense: a web page that rebinds its own name to 127.0.0.1
+ * reaches this port with its own name in Host, so only an IP literal
+ * (v4, or [v6]) or localhost, with an optional port, is served. A request
+ * without Host (HTTP/1.0) is served: browsers always send one, so it is no
+ * rebinding vector, and Node already answers 400 to HTTP/1.1 without Host.
+ */
+export function isAllowedStatsHost(host: string | undefined): boolean {
+  if (host === undefined) return true;
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/.exec(host);
+  if (!m) return false;
+  if (m[3] !== undefined && Number(m[3]) > 65535) return false;
+  if (m[1] !== undefined) return isIP(m[1]) === 6;
+  const name = m[2]!.toLowerCase();
+  return isIP(name) === 4 || name === 'localhost' || name === 'localhost.';
+}
+
 /** Serve GET /stats (JSON) and GET /metrics (Prometheus text) for `snapshot()`. */
 export function startStatsServer(host: string, port: number, snapshot: () => StatsSnapshot): Promise<http.Server> {
   const server = http.createServer((req, res) => {
+    if (!isAllowedStatsHost(req.headers.host)) {
+      res
+        .writeHead(403, { 'content-type': 'text/plain' })
+        .end('plait stats: the Host header must be an IP address or localhost (DNS rebinding protection)\n');
+      return;
+    }
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET' }).end();
       return;
     }
     if (path === '/stats') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(snapshot(), null, 2) + '\n');
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(publicSnapshot(snapshot()), null, 2) + '\n');
     } else if (path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(toPrometheus(snapshot()));
     } else {
@@ -29,7 +65,10 @@ export function startStatsServer(host: string, port: number, snapshot: () => Sta
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve(server));
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
   });
 }
 
@@ -42,7 +81,8 @@ const labels = (l: Record<string, string | number | boolean>): string =>
   '}';
 
 /** The same numbers as /stats, in the Prometheus text exposition format. */
-export function toPrometheus(s: StatsSnapshot): string {
+export function toPrometheus(full: StatsSnapshot): string {
+  const s = publicSnapshot(full);
   const out: string[] = [];
   const family = (name: string, type: 'gauge' | 'counter', help: string, rows: [Record<string, string | number | boolean>, number][]): void => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -51,7 +91,7 @@ export function toPrometheus(s: StatsSnapshot): string {
   family('plait_uptime_seconds', 'gauge', 'Seconds since start.', [[{ role: s.role }, s.uptimeSeconds]]);
   family('plait_sessions', 'gauge', 'Open sessions.', [[{ role: s.role }, s.sessions.length]]);
   for (const [k, v] of Object.entries(s.counters)) family(`plait_${snake(k)}_total`, 'counter', `Counter ${k}.`, [[{ role: s.role }, v]]);
-  const sess = (st: SessionStats) => ({ session: st.token.slice(0, 8) });
+  const sess = (st: SessionStats) => ({ session: st.token });
   family('plait_open_streams', 'gauge', 'Open streams per session.', s.sessions.map((st) => [sess(st), st.openStreams]));
   family('plait_streams_opened_total', 'counter', 'Streams opened per session.', s.sessions.map((st) => [sess(st), st.streamsOpened]));
   const sub = (st: SessionStats, field: (x: SessionStats['subflows'][number]) => number): [Record<string, string | number | boolean>, number][] =>

@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import type * as net from 'node:net';
 import { ResetCode } from '@plait/core';
@@ -8,6 +9,8 @@ export interface HttpConnectOptions {
   handshakeTimeoutMs?: number;
   /** Largest accepted request header block, request line included (default 16 KiB). */
   maxHeaderBytes?: number;
+  /** Require these credentials in a `Proxy-Authorization: Basic` header (RFC 7617), else answer 407. */
+  auth?: { username: string; password: string };
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -21,6 +24,7 @@ const REASONS: Record<number, string> = {
   400: 'Bad Request',
   403: 'Forbidden',
   405: 'Method Not Allowed',
+  407: 'Proxy Authentication Required',
   408: 'Request Timeout',
   431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
@@ -39,6 +43,35 @@ function errorResponse(status: number, body: string, extraHeaders: string[] = []
     '',
     text,
   ].join('\r\n');
+}
+
+/** Compares without leaking where (or whether the lengths) differ. */
+function safeEqual(a: Buffer, b: Buffer): boolean {
+  return timingSafeEqual(createHash('sha256').update(a).digest(), createHash('sha256').update(b).digest());
+}
+
+const BASIC = /^basic +([A-Za-z0-9+/]+={0,2})$/i;
+
+/**
+ * Whether the header block's Proxy-Authorization carries `auth`: 'ok',
+ * 'denied' (missing or wrong), or 'ambiguous' (more than one such header).
+ * User name and password are both compared in constant time, always.
+ */
+export function checkProxyAuthorization(headerLines: string[], auth: { username: string; password: string }): 'ok' | 'denied' | 'ambiguous' {
+  const values: string[] = [];
+  for (const line of headerLines) {
+    const colon = line.indexOf(':');
+    if (line.slice(0, colon).toLowerCase() === 'proxy-authorization') values.push(line.slice(colon + 1).trim());
+  }
+  if (values.length > 1) return 'ambiguous';
+  const m = BASIC.exec(values[0] ?? '');
+  const decoded = m ? Buffer.from(m[1]!, 'base64') : Buffer.alloc(0);
+  const colon = decoded.indexOf(0x3a);
+  const user = colon < 0 ? decoded : decoded.subarray(0, colon);
+  const pass = colon < 0 ? Buffer.alloc(0) : decoded.subarray(colon + 1);
+  const userOk = safeEqual(user, Buffer.from(auth.username, 'utf8'));
+  const passOk = safeEqual(pass, Buffer.from(auth.password, 'utf8'));
+  return m !== null && colon >= 0 && userOk && passOk ? 'ok' : 'denied';
 }
 
 /** HTTP status for a failed dial, with a short explanation. */
@@ -173,6 +206,18 @@ export function serveHttpConnect(socket: net.Socket, opts: HttpConnectOptions, d
       if (m[1] !== 'CONNECT') {
         respond(405, 'this proxy only supports CONNECT', ['Allow: CONNECT']);
         return;
+      }
+      // Checked before the target is even parsed: a stranger learns nothing about it.
+      if (opts.auth) {
+        const verdict = checkProxyAuthorization(lines.slice(1), opts.auth);
+        if (verdict === 'ambiguous') {
+          respond(400, 'more than one Proxy-Authorization header');
+          return;
+        }
+        if (verdict === 'denied') {
+          respond(407, 'proxy credentials required', ['Proxy-Authenticate: Basic realm="plait"']);
+          return;
+        }
       }
       const target = parseAuthority(m[2] ?? '');
       if (!target) {

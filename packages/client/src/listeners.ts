@@ -1,7 +1,7 @@
 import * as net from 'node:net';
 import type { Dialer } from './dialer.js';
 import { serveForward, type ForwardSpec } from './forward.js';
-import { serveHttpConnect } from './http-connect.js';
+import { serveHttpConnect, type HttpConnectOptions } from './http-connect.js';
 import { serveSocks5, type Socks5Options } from './socks5.js';
 
 /** Listen on host:port, handing each connection to `serve`; resolves with the bound server. */
@@ -24,8 +24,8 @@ export function listenSocks5(host: string, port: number, opts: Socks5Options, di
   return listenTcp(host, port, (s) => serveSocks5(s, opts, dial));
 }
 
-export function listenHttpConnect(host: string, port: number, dial: Dialer): Promise<net.Server> {
-  return listenTcp(host, port, (s) => serveHttpConnect(s, {}, dial));
+export function listenHttpConnect(host: string, port: number, dial: Dialer, opts: HttpConnectOptions = {}): Promise<net.Server> {
+  return listenTcp(host, port, (s) => serveHttpConnect(s, opts, dial));
 }
 
 export function listenForward(spec: ForwardSpec, dial: Dialer): Promise<net.Server> {

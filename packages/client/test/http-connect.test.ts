@@ -249,3 +249,62 @@ describe('parseAuthority', () => {
     it(`rejects ${JSON.stringify(s)}`, () => expect(parseAuthority(s)).toBeNull());
   }
 });
+
+describe('serveHttpConnect with proxy credentials', () => {
+  const auth = { username: 'alice', password: 'open:sesame é' };
+  const basic = (cred: string): string => `Basic ${Buffer.from(cred, 'utf8').toString('base64')}`;
+  const request = (headers: string[]): string => ['CONNECT t.example:443 HTTP/1.1', 'Host: t.example:443', ...headers, '', ''].join('\r\n');
+
+  it('answers 407 with Proxy-Authenticate: Basic realm="plait" and never dials, for missing or wrong credentials', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({ auth }, d.dial);
+    for (const headers of [
+      [],
+      [`Proxy-Authorization: ${basic('alice:open:sesame')}`],
+      [`Proxy-Authorization: ${basic('alice:open:sesame éx')}`],
+      [`Proxy-Authorization: ${basic('bob:open:sesame é')}`],
+      [`Proxy-Authorization: ${basic('alice')}`],
+      [`Proxy-Authorization: Bearer ${Buffer.from('alice:open:sesame é').toString('base64')}`],
+      ['Proxy-Authorization: Basic !!!notbase64'],
+      // Credentials in the wrong header do not count.
+      [`Authorization: ${basic('alice:open:sesame é')}`],
+    ]) {
+      const res = parseResponse(await exchange(port, request(headers)));
+      expect(res.status, headers.join()).toBe(407);
+      expect(res.headers.get('proxy-authenticate')).toBe('Basic realm="plait"');
+    }
+    expect(d.targets).toEqual([]);
+  });
+
+  it('answers 400 to two Proxy-Authorization headers (which one would count is ambiguous)', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({ auth }, d.dial);
+    const res = parseResponse(await exchange(port, request([`Proxy-Authorization: ${basic('x:y')}`, `Proxy-Authorization: ${basic('alice:open:sesame é')}`])));
+    expect(res.status).toBe(400);
+    expect(d.targets).toEqual([]);
+  });
+
+  it('tunnels with the right credentials (scheme and header name in any case, UTF-8 password)', async () => {
+    for (const header of [`Proxy-Authorization: ${basic('alice:open:sesame é')}`, `proxy-authorization:   basic ${Buffer.from('alice:open:sesame é').toString('base64')}  `]) {
+      const d = echoDialer();
+      const { port } = await proxy({ auth }, d.dial);
+      const sock = await connect(port);
+      const r = reader(sock);
+      sock.write(request([header]));
+      expect((await r.take(ESTABLISHED.length)).toString()).toBe(ESTABLISHED);
+      sock.end('ping');
+      expect((await r.rest()).toString()).toBe('ping');
+      expect(d.targets).toEqual([{ host: 't.example', port: 443 }]);
+    }
+  });
+
+  it('without configured credentials, a Proxy-Authorization header is ignored', async () => {
+    const d = echoDialer();
+    const { port } = await proxy({}, d.dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(request([`Proxy-Authorization: ${basic('any:thing')}`]));
+    expect((await r.take(ESTABLISHED.length)).toString()).toBe(ESTABLISHED);
+    sock.destroy();
+  });
+});
