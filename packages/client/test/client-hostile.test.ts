@@ -326,4 +326,20 @@ describe('say why a path is down', () => {
     );
     expect(err?.message).toMatch(/refused the connection/);
   });
+
+  it('a missing --via interface is said once, and nothing is dialled from it', async () => {
+    const env = await startServer();
+    const { log, lines } = recordingLog();
+    const client = startClient({
+      servers: [{ host: '127.0.0.1', port: env.port }],
+      secretKeys,
+      sources: { binds: ['127.0.0.1'], vias: ['plaitnone0'], backups: [] },
+      pollMs: 50,
+      log,
+    });
+    await client.start();
+    await new Promise((r) => setTimeout(r, 300)); // several re-reads of the interfaces
+    expect(lines.filter((l) => l.level === 'warn' && /interface plaitnone0 does not exist/.test(l.msg)).length).toBe(1);
+    expect(client.stats().paths.map((p) => p.local)).toEqual(['127.0.0.1']);
+  });
 });
