@@ -11,7 +11,8 @@
 #     -n RUNS     throughput runs per direction (default 1)
 #     -f SECS     failover download duration (default 30; blackhole link 1 at 1/3, restore at 2/3)
 #     -d DIRS     upload,download (default both)
-#     -p PARTS    comma list of throughput,failover,kfailover,latency,anchor (default all;
+#     -p PARTS    comma list of throughput,failover,kfailover,latency,startup,anchor (default all;
+#                 startup = each link dead in turn when the client starts: time to the first byte,
 #                 kfailover = kernel MPTCP failover measured the same way as plait's,
 #                 anchor = the testbed's own bench_failover.sh once, for the kernel's figure)
 #     -s SCHED    plait --scheduler (default: plait's default)
@@ -21,7 +22,7 @@
 #     -B          rebuild plait first (npx tsc -b); by default only if dist/ is missing
 #     -L          run the live build in packages/*/dist (default: a snapshot of it taken at the
 #                 start, so a rebuild by someone else mid-run cannot mix two versions)
-#   env: PLAIT_TESTBED (default /work/shared/testbed), NETBED_BIN (default /tmp/netbed-bin)
+#   env: PLAIT_TESTBED (default ../shared/testbed beside the repository), NETBED_BIN (default /tmp/netbed-bin)
 #
 # Method: every goodput figure (single-path TCP, kernel MPTCP, plait) comes from the
 # same receiver (scripts/testbed-tools.mjs), which timestamps deliveries in 10 ms
@@ -39,7 +40,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 TOOLS="$HERE/testbed-tools.mjs"
 PLAIT="$REPO/packages/cli/bin/plait.js"
-TB="${PLAIT_TESTBED:-/work/shared/testbed}"
+TB="${PLAIT_TESTBED:-$(cd "$REPO/../shared/testbed" 2>/dev/null && pwd || echo /work/shared/testbed)}"
 export NETBED_BIN="${NETBED_BIN:-/tmp/netbed-bin}"
 NB="$TB/netbed.sh"
 TS="$(date +%Y%m%d-%H%M%S)"
@@ -47,7 +48,7 @@ RESDIR="$REPO/bench-results"
 OUTJSON="$RESDIR/testbed-$TS.json"
 RAW="$RESDIR/testbed-$TS"
 
-SECS=20 WARM=2 RUNS=1 FOSECS=30 DIRS="upload,download" PARTS="throughput,failover,kfailover,latency,anchor"
+SECS=20 WARM=2 RUNS=1 FOSECS=30 DIRS="upload,download" PARTS="throughput,failover,kfailover,latency,startup,anchor"
 SCHED="" IPERF=1 ANCHOR_MPTCP=0 FORCE=0 BUILD=0 LIVE=0
 usage() { sed -n '2,32p' "$0"; exit 2; }
 while getopts "t:w:n:f:d:p:s:IMFBLh" o; do
@@ -183,6 +184,8 @@ DISTSUM=$(distsum "${SNAP:-$REPO}")
 DISTTIME=$(find "$REPO"/packages/{core,node,client,server,cli}/dist -name '*.js' -printf '%TY-%Tm-%Td %TH:%TM:%.2TS\n' 2>/dev/null | sort | tail -1)
 SECRET="$(node "$PLAIT" keygen 2>/dev/null | tail -1)"
 [[ -n $SECRET ]] || { echo "bench-testbed: plait keygen failed" >&2; exit 1; }
+SECRETFILE="$RAW/secret"   # a file, not argv: argv is readable by every local user
+( umask 077; printf '%s\n' "$SECRET" > "$SECRETFILE" )
 
 bed_up() {
   local specs=("$@")
@@ -228,10 +231,10 @@ plait_up() { # plait_up TAG NLINKS: fresh server + client + pollers
   local binds=()
   for ((k=1; k<=n; k++)); do binds+=(--bind "10.77.$k.1"); done
   local sched=(); [[ -n $SCHED ]] && sched=(--scheduler "$SCHED")
-  bg srv "$tag.plait-server" node "$PLAIT" server --listen 10.77.1.2:7000 --secret "$SECRET" --allow-private --stats 127.0.0.1:7101 --log-level info
+  bg srv "$tag.plait-server" node "$PLAIT" server --listen 10.77.1.2:7000 --secret-file "$SECRETFILE" --allow-private --stats 127.0.0.1:7101 --log-level info
   PSRV=$LASTPID
   sleep 0.6
-  bg cli "$tag.plait-client" node "$PLAIT" client --server 10.77.1.2:7000 --secret "$SECRET" "${binds[@]}" \
+  bg cli "$tag.plait-client" node "$PLAIT" client --server 10.77.1.2:7000 --secret-file "$SECRETFILE" "${binds[@]}" \
     --forward 8001:127.0.0.1:9001 --forward 8002:127.0.0.1:9002 --forward 8003:127.0.0.1:9003 --stats 127.0.0.1:7100 "${sched[@]}" --log-level info
   PCLI=$LASTPID
   fg cli 15 "$tag.wait-session" node "$TOOLS" wait-session --url http://127.0.0.1:7100/stats --subflows "$n" --timeout 12 \
@@ -381,6 +384,35 @@ measure_latency() { # SPECSTR N
   man "{\"plaitAliveAtEnd\":$PALIVE,\"otherBenchRunning\":$(others),\"kind\":\"latency\",\"spec\":\"$spec\",\"secs\":$SECS,\"pingIdle\":\"$tag.ping-idle.log\",\"pingLoad\":\"$tag.ping-load.log\",\"rrIdle\":\"$tag.rr-idle.json\",\"rrLoad\":\"$tag.rr-load.json\",\"bulkRecv\":\"$tag.bulk-cli.json\",\"bulkSend\":\"$tag.bulk-srv.json\",\"pollSrv\":\"$tag.poll-srv.jsonl\",\"pollCli\":\"$tag.poll-cli.jsonl\",\"cpu\":$PCPU}"
 }
 
+measure_startup() { # SPECSTR N: link K blackholed before the client starts, for each K
+  local spec=$1 n=$2 k tag t0 fb
+  for ((k=1; k<=n; k++)); do
+    tag="startup-dead$k"
+    say "$tag: link $k blackholed; client started; time to the first echoed byte through a forward"
+    "$NB" blackhole "$k" >> "$RAW/$tag.events.log" 2>&1
+    bg srv "$tag.plait-server" node "$PLAIT" server --listen 10.77.1.2:7000 --secret-file "$SECRETFILE" --allow-private --log-level info
+    local psrv=$LASTPID
+    bg srv "$tag.echo" node "$TOOLS" serve --listen 127.0.0.1:9003 --mode echo
+    local epid=$LASTPID
+    sleep 0.8
+    local binds=() j
+    for ((j=1; j<=n; j++)); do binds+=(--bind "10.77.$j.1"); done
+    t0=$(date +%s%3N)
+    bg cli "$tag.plait-client" node "$PLAIT" client --server 10.77.1.2:7000 --secret-file "$SECRETFILE" "${binds[@]}" --forward 8003:127.0.0.1:9003 --log-level info
+    local pcli=$LASTPID
+    fg cli 40 "$tag.first-byte" node "$TOOLS" first-byte --to 127.0.0.1:8003 --since "$t0" --timeout 30 --out "$RAW/$tag.json"
+    fb=$(node -e 'try{const r=require(process.argv[1]);console.log(r.ok?r.firstByteMs:"none")}catch{console.log("none")}' "$RAW/$tag.json")
+    say "$tag: first byte ${fb} ms after the client started (link $k dead)"
+    STARTUP_RESULTS+=("{\"deadLink\":$k,\"firstByteMs\":$( [[ $fb == none ]] && echo null || echo "$fb" )}")
+    stop "$pcli" "$psrv" "$epid"
+    "$NB" restore "$k" >> "$RAW/$tag.events.log" 2>&1
+    sleep 1
+  done
+  echo "{\"kind\":\"startup\",\"spec\":\"$spec\",\"results\":[$(IFS=,; echo "${STARTUP_RESULTS[*]}")]}" > "$RAW/startup.json"
+  STARTUP_RESULTS=()
+}
+STARTUP_RESULTS=()
+
 # ------------------------------------------------------------------ main
 CC="?"
 GITREV=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo "?")
@@ -404,6 +436,7 @@ for si in "${!SPECLISTS[@]}"; do
   has "$PARTS" failover && measure_failover plait "$SPECSTR" "$N"
   has "$PARTS" kfailover && measure_failover mptcp "$SPECSTR" "$N"
   has "$PARTS" latency && measure_latency "$SPECSTR" "$N"
+  has "$PARTS" startup && measure_startup "$SPECSTR" "$N"
   # make manifest paths relative to RAW0
   sed -i "s#\"\\([a-z0-9.-]*\\.\\(json\\|jsonl\\|log\\)\\)\"#\"spec$((si+1))/\\1\"#g" "$MAN"
   cat "$MAN" >> "$RAW0/manifest.all"; : > "$MAN"

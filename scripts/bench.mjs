@@ -45,7 +45,7 @@ function freePort() {
 }
 
 function run(argv, label) {
-  const c = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const c = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PLAIT_SECRET: SECRET } });
   let err = '';
   c.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
   c.on('exit', (code) => {
@@ -84,11 +84,11 @@ async function stats(port) {
 /** plait server + client; the client forwards local ports to the given targets over paths to `servers`. */
 async function startPlait({ servers, binds = ['127.0.0.1'], forwards, extra = [], wantSubflows }) {
   const srvPort = servers.serverPort;
-  const server = run([CLI, 'server', '--listen', `127.0.0.1:${srvPort}`, '--secret', SECRET, '--allow-private', '--log-level', 'warn'], 'server');
+  const server = run([CLI, 'server', '--listen', `127.0.0.1:${srvPort}`, '--allow-private', '--log-level', 'warn'], 'server');
   await waitPort(srvPort);
   const statsPort = await freePort();
   const fwd = [];
-  const cargs = [CLI, 'client', '--secret', SECRET, '--stats', `127.0.0.1:${statsPort}`, '--log-level', 'warn', ...extra];
+  const cargs = [CLI, 'client', '--stats', `127.0.0.1:${statsPort}`, '--log-level', 'warn', ...extra];
   for (const s of servers.addrs) cargs.push('--server', s);
   for (const b of binds) cargs.push('--bind', b);
   for (const f of forwards) {

@@ -6,6 +6,7 @@
 //
 //   serve   --listen H:P --mode sink|source|echo [--secs T] [--once] [--out FILE]
 //   connect --to H:P [--bind ADDR] --mode send|recv|rr [--secs T] [--out FILE]
+//   first-byte --to H:P --since EPOCH_MS [--timeout S] [--out FILE]   (startup: first echo through a forward)
 //           [--interval MS] [--size BYTES]          (rr: request/response round trips)
 //   poll    [--url URL] [--ifaces nbc1,nbc2] [--ss] [--interval MS] --out FILE.jsonl
 //           (until SIGTERM; one JSON line per tick)
@@ -238,6 +239,34 @@ function cmdConnect(a) {
     else throw new Error(`bad --mode ${a.mode}`);
   });
   sock.once('error', (e) => { if (!sock.connecting) return; console.error(`connect ${a.to}: ${e.message}`); process.exit(3); });
+}
+
+// first-byte: time from --since (epoch ms, when the client was started) until one
+// byte makes the round trip through an echo forward; retries while the client
+// is still coming up (listener not open yet, stream refused).
+function cmdFirstByte(a) {
+  const { host, port } = hostPort(a.to);
+  const since = Number(a.since ?? Date.now());
+  const deadline = Date.now() + Number(a.timeout ?? 30) * 1000;
+  let attempts = 0;
+  const done = (ok, why) => {
+    const res = { ok, firstByteMs: ok ? Date.now() - since : null, attempts, ...(why ? { why } : {}) };
+    if (a.out) fs.writeFileSync(a.out, JSON.stringify(res) + '\n');
+    console.log(JSON.stringify(res));
+    process.exit(ok ? 0 : 1);
+  };
+  const attempt = () => {
+    if (Date.now() > deadline) return done(false, 'timeout');
+    attempts++;
+    const sock = net.connect({ host, port, noDelay: true });
+    let settled = false;
+    const retry = () => { if (settled) return; settled = true; sock.destroy(); setTimeout(attempt, 50); };
+    sock.once('connect', () => sock.write('x'));
+    sock.once('data', () => { settled = true; sock.destroy(); done(true); });
+    sock.once('error', retry);
+    sock.once('close', retry);
+  };
+  attempt();
 }
 
 function getJson(url, timeoutMs = 300) {
@@ -656,6 +685,7 @@ const a = parseArgs(process.argv.slice(2));
 const cmd = a._[0];
 if (cmd === 'serve') cmdServe(a);
 else if (cmd === 'connect') cmdConnect(a);
+else if (cmd === 'first-byte') cmdFirstByte(a);
 else if (cmd === 'poll') cmdPoll(a);
 else if (cmd === 'wait-session') cmdWaitSession(a);
 else if (cmd === 'report') cmdReport(a);
