@@ -323,6 +323,10 @@ describe('9. bad input: exit 2 and one line naming the flag', () => {
     ['--interval', ['demo', '--interval', '0']],
     ['--duration', ['demo', '--duration', 'abc']],
     ['--duration', ['demo', '--duration', '99999999']],
+    // Commander's own errors, in the same form.
+    ['--sock', ['client', '--server', '127.0.0.1:1', '--sock', '1080']],
+    ['--socks', ['client', '--server', '127.0.0.1:1', '--socks']],
+    ['--listen', ['server']],
   ];
   it.each(cases)('%s: %j', async (flag, args) => {
     const r = await run(args);

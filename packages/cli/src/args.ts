@@ -110,6 +110,35 @@ export function isLoopbackHost(host: string): boolean {
   return isIP(v4) === 4 && v4.startsWith('127.');
 }
 
+/**
+ * Warnings for subflow sources this machine does not have right now. Not
+ * errors: an LTE stick or a DHCP lease may bring them later, and the client
+ * keeps trying.
+ */
+export function sourceWarnings(
+  sources: { binds: string[]; vias: string[]; backups: string[] },
+  interfaces: NodeJS.Dict<{ address: string }[]>,
+): string[] {
+  const names = new Set(Object.keys(interfaces));
+  const addrs = new Set(
+    Object.values(interfaces)
+      .flatMap((l) => l ?? [])
+      .map((a) => a.address.toLowerCase()),
+  );
+  const out: string[] = [];
+  const checkAddr = (flag: string, a: string): void => {
+    // All of 127.0.0.0/8 is local (Linux lists only 127.0.0.1 on lo).
+    if (!addrs.has(a.toLowerCase()) && !isLoopbackHost(a)) out.push(`${flag}: ${a} is not an address of this machine now; subflows from it fail until it is`);
+  };
+  const checkIface = (flag: string, n: string): void => {
+    if (!names.has(n)) out.push(`${flag}: there is no interface ${n} now; its subflows start when it appears`);
+  };
+  for (const b of sources.binds) checkAddr('--bind', b);
+  for (const v of sources.vias) checkIface('--via', v);
+  for (const b of sources.backups) (isIP(b) ? checkAddr : checkIface)('--backup', b);
+  return out;
+}
+
 // ------------------------------------------------------------------ secrets
 
 /** A secret or credentials file bigger than this is a wrong path, not a secret. */

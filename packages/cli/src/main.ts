@@ -5,12 +5,27 @@ import { runDemo, type DemoFlags } from './run-demo.js';
 import { runServer, type ServerFlags } from './run-server.js';
 import { collect, UsageError } from './args.js';
 
+/**
+ * Commander's usage errors in the CLI's one-line form, `--flag: what is
+ * wrong`, so every bad invocation reads the same way.
+ */
+export function commanderMessage(raw: string): string {
+  const str = raw.replace(/^error: /, '').trim();
+  let m = /^unknown option '([^']+)'(?:\s*\(Did you mean (\S+?)\?\))?/.exec(str);
+  if (m) return `${m[1]}: unknown option${m[2] ? ` (did you mean ${m[2]}?)` : ''}`;
+  m = /^option '(-[\w-]+)(?:, (--[\w-]+))?(?: <([^>]+)>)?' argument missing/.exec(str);
+  if (m) return `${m[2] ?? m[1]}: a value is required${m[3] ? ` (${m[3].toUpperCase()})` : ''}`;
+  m = /^required option '(-[\w-]+)(?:, (--[\w-]+))?(?: <([^>]+)>)?' not specified/.exec(str);
+  if (m) return `${m[2] ?? m[1]}: this option is required${m[3] ? ` (${m[3].toUpperCase()})` : ''}`;
+  return str.split('\n').join(' ');
+}
+
 export function buildProgram(): Command {
   const program = new Command('plait')
     .description('Bond several network links into one fast, resilient tunnel (multipath SOCKS5 / HTTP CONNECT proxy).')
     .version('0.1.0')
     .showHelpAfterError(false)
-    .configureOutput({ outputError: (str, write) => write(`plait: ${str.replace(/^error: /, '')}`) })
+    .configureOutput({ outputError: (str, write) => write(`plait: ${commanderMessage(str)}\n`) })
     .exitOverride();
 
   program

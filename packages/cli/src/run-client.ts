@@ -1,4 +1,5 @@
 import type * as net from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { deriveSecretKeys } from '@plait/core';
 import { listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient } from '@plait/client';
 import {
@@ -12,6 +13,7 @@ import {
   parseScheduler,
   resolveProxyAuth,
   resolveSecret,
+  sourceWarnings,
   UsageError,
 } from './args.js';
 import { makeLogger } from './log.js';
@@ -61,6 +63,7 @@ export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
     }
   });
   if (!socks && !http && forwards.length === 0) throw new UsageError('--socks: give at least one of --socks, --http or --forward');
+  warnings.push(...sourceWarnings({ binds, vias, backups }, networkInterfaces()));
   // Anyone who can reach a non-loopback proxy or forward can use the session (and the server's egress).
   for (const [flag, at] of [
     ['--socks', socks],

@@ -15,6 +15,7 @@ import {
   parseSeconds,
   resolveProxyAuth,
   resolveSecret,
+  sourceWarnings,
   UsageError,
 } from '../src/args.js';
 
@@ -78,6 +79,21 @@ describe('interfaces and backups', () => {
     expect(parseBackup('fe80::1')).toBe('fe80::1');
     expect(parseBackup('wwan0')).toBe('wwan0');
     expect(usage(() => parseBackup('has space'))).toMatch(/^--backup: /);
+  });
+});
+
+describe('sourceWarnings', () => {
+  const ifaces = { lo: [{ address: '127.0.0.1' }, { address: '::1' }], eth0: [{ address: '192.168.1.20' }, { address: 'fe80::1' }] };
+  it('is quiet for present addresses and interfaces', () => {
+    expect(sourceWarnings({ binds: ['127.0.0.1', '127.0.0.2', '192.168.1.20'], vias: ['eth0'], backups: ['lo', 'FE80::1'] }, ifaces)).toEqual([]);
+  });
+  it('names the flag of each absent source', () => {
+    const w = sourceWarnings({ binds: ['10.9.9.9'], vias: ['wlan0'], backups: ['wwan0', '10.8.8.8'] }, ifaces);
+    expect(w).toHaveLength(4);
+    expect(w[0]).toMatch(/^--bind: 10\.9\.9\.9 is not an address of this machine/);
+    expect(w[1]).toMatch(/^--via: there is no interface wlan0/);
+    expect(w[2]).toMatch(/^--backup: there is no interface wwan0/);
+    expect(w[3]).toMatch(/^--backup: 10\.8\.8\.8 is not an address/);
   });
 });
 
