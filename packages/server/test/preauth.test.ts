@@ -89,6 +89,7 @@ function idleFlood(port: number, local: string, count: number, reopenMs: number)
     const s = net.connect({ host: '127.0.0.1', port, localAddress: local });
     socks.add(s);
     s.on('error', () => undefined);
+    s.resume(); // read (and discard) the REJECT, so the close is noticed and the slot re-taken
     s.on('close', () => {
       socks.delete(s);
       if (!stopped) setTimeout(open, reopenMs).unref();
