@@ -75,6 +75,15 @@ function rejectCounter(code: number): string {
   return 'reject' + errorName(code).toLowerCase().replace(/(^|_)([a-z0-9])/g, (_m, _u: string, c: string) => c.toUpperCase());
 }
 
+/** The one counter a handshake that failed with `code` bumps (besides `rejected`). */
+function refusalCounter(code: ErrorCode, evictedBy: EvictionReason | undefined, beforeFirstMessage: boolean): string {
+  if (evictedBy === 'source') return 'preauthEvictedSource';
+  if (evictedBy === 'global') return 'preauthEvictedGlobal';
+  if (code === ErrorCode.TIMEOUT) return beforeFirstMessage ? 'preauthTimeoutFirst' : 'preauthTimeout';
+  if (code === ErrorCode.LIMIT) return 'preauthOverflow';
+  return rejectCounter(code);
+}
+
 class Entry implements JoinableSession {
   readonly nonces: NonceLog;
   graceTimer: Timer | undefined;
@@ -157,9 +166,9 @@ export class Acceptor {
     });
     let evictedBy: EvictionReason | undefined;
     this.pending.set(id, (reason) => {
-      evictedBy = reason;
       const why = reason === 'source' ? 'too many pending handshakes from your address' : 'too many pending handshakes';
-      hc.abort(new PlaitError(ErrorCode.BUSY, `server busy: ${why}, try again`));
+      // Count it as an eviction only if nothing else (a close, bad input) ended it first.
+      if (hc.abort(new PlaitError(ErrorCode.BUSY, `server busy: ${why}, try again`))) evictedBy = reason;
     });
     const hs = new ServerHandshake<Entry>({
       secretKeys: this.opts.secretKeys,
@@ -183,18 +192,7 @@ export class Acceptor {
         } catch (e) {
           const step = rejectForError(e);
           if (step.code !== ErrorCode.CLOSED) hc.send(step.message);
-          const cause =
-            evictedBy === 'source'
-              ? 'preauthEvictedSource'
-              : evictedBy === 'global'
-                ? 'preauthEvictedGlobal'
-                : step.code === ErrorCode.TIMEOUT
-                  ? messages === 0
-                    ? 'preauthTimeoutFirst'
-                    : 'preauthTimeout'
-                  : step.code === ErrorCode.LIMIT
-                    ? 'preauthOverflow'
-                    : rejectCounter(step.code);
+          const cause = refusalCounter(step.code, evictedBy, messages === 0);
           this.refuse(channel, step.code, e instanceof Error ? e.message : String(e), cause);
           return false;
         }

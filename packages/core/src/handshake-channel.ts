@@ -55,9 +55,14 @@ export class HandshakeChannel {
     return this.received;
   }
 
-  /** Fail the handshake from outside (e.g. evicted): pending and later waits reject with `err`. */
-  abort(err: Error): void {
+  /**
+   * Fail the handshake from outside (e.g. evicted): pending and later waits
+   * reject with `err`. False if it had already failed (that failure stands).
+   */
+  abort(err: Error): boolean {
+    if (this.failure) return false;
     this.fail(err);
+    return true;
   }
 
   /**
