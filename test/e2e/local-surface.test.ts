@@ -302,6 +302,8 @@ describe('9. bad input: exit 2 and one line naming the flag', () => {
     ['--listen', ['server', '--listen', '127.0.0.1:70000']],
     ['--max-sessions', [...server, '--max-sessions', '0']],
     ['--max-sessions', [...server, '--max-sessions', '12x']],
+    ['--max-pending', [...server, '--max-pending', '0']],
+    ['--max-pending-per-source', [...server, '--max-pending', '10', '--max-pending-per-source', '20']],
     ['--allow', [...server, '--allow', '10.0.0.1/8']],
     ['--allow', [...server, '--allow', 'intranet']],
     ['--advertise', [...server, '--advertise', 'nonsense']],

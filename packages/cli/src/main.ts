@@ -46,6 +46,8 @@ export function buildProgram(): Command {
     .option('--allow <cidr>', 'allow targets in this range (repeatable)', collect, [])
     .option('--advertise <host:port>', 'extra server address for clients to add subflows to (repeatable)', collect, [])
     .option('--max-sessions <n>', 'sessions held at once (1-100000)', '256')
+    .option('--max-pending <n>', 'connections still proving the secret, held at once (1-100000)', '512')
+    .option('--max-pending-per-source <n>', 'the same per source address (IPv6: per /64) (1-100000)', '64')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace, silent', 'info')
     .action(async (flags: ServerFlags) => void (await runServer(flags)));
 

@@ -14,6 +14,8 @@ export interface ServerFlags {
   allow: string[];
   advertise: string[];
   maxSessions: string;
+  maxPending: string;
+  maxPendingPerSource: string;
   logLevel: string;
 }
 
@@ -35,6 +37,9 @@ export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
   }
   const advertise = flags.advertise.map((a) => parseHostPort('--advertise', a, { connect: true }));
   const maxSessions = parseCount('--max-sessions', flags.maxSessions, MAX_SESSIONS);
+  const maxPendingHandshakes = parseCount('--max-pending', flags.maxPending, MAX_SESSIONS);
+  const maxPendingPerSource = parseCount('--max-pending-per-source', flags.maxPendingPerSource, MAX_SESSIONS);
+  if (maxPendingPerSource > maxPendingHandshakes) throw new UsageError('--max-pending-per-source: may not exceed --max-pending');
   const log = makeLogger(logLevel);
   for (const w of warnings) log.warn({}, w);
   const server = new PlaitServer({
@@ -42,6 +47,8 @@ export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
     secretKeys: deriveSecretKeys(secret),
     policy: new EgressPolicy({ allowPrivate: flags.allowPrivate, allow: flags.allow }),
     maxSessions,
+    maxPendingHandshakes,
+    maxPendingPerSource,
     advertise,
     log,
   });
