@@ -1,11 +1,30 @@
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { ResetCode } from '@plait/core';
+import { StreamDuplex, StreamResetError } from './stream-duplex.js';
+
+/** Longest wait for a socket to hand its queued bytes to the kernel before it is reset anyway. */
+const FLUSH_BEFORE_RESET_MS = 5_000;
+/**
+ * Pause between the last byte handed to the kernel and the RST. A receiving
+ * kernel that gets the RST before its application read the bytes drops them
+ * (measured on Linux: a byte and an immediate RST reach a Node reader as a
+ * bare ECONNRESET), so the reset trails the data a little, as it did at the
+ * target, whose RST came at least one event-loop turn after its write.
+ */
+const RESET_TRAIL_MS = 20;
 
 /**
  * Joins two duplexes: each one's readable side is piped into the other's
  * writable side with backpressure. The end of one direction is passed on as
  * `end()` (half-close), not as a teardown; an error, or a close before both
  * directions finished, destroys both.
+ *
+ * A reset keeps its place after the data: when a socket fails (a target
+ * that sends a byte and then resets), the stream on the other side sends
+ * what was read first and resets after it (StreamDuplex.abortAfterData);
+ * when the peer resets a stream, the socket on the other side writes the
+ * bytes that came before the reset and is reset after them.
  *
  * Sockets must allow half-open connections for half-close to work
  * (otherwise Node ends their writable side as soon as the peer's FIN
@@ -17,27 +36,33 @@ export function pipeBoth(a: Duplex, b: Duplex): void {
   a.allowHalfOpen = true;
   b.allowHalfOpen = true;
   let tornDown = false;
-  const teardown = (): void => {
+  const teardown = (from: Duplex | undefined, err: unknown): void => {
     if (tornDown) return;
     tornDown = true;
-    // An abnormal end must not look like a clean one to the application:
-    // a socket is reset (RST), not closed with a FIN.
-    abort(a);
-    abort(b);
+    for (const d of [a, b]) {
+      if (d === from) abort(d);
+      else if (from && d instanceof StreamDuplex && from instanceof Socket) {
+        // The socket failed after sending data we may not have passed on yet.
+        const code = err instanceof Error && 'code' in err ? String(err.code) : 'closed';
+        d.abortAfterData(ResetCode.CANCEL, `connection ${code}`);
+      } else if (err instanceof StreamResetError && err.remote && d instanceof Socket) {
+        resetAfterFlush(d);
+      } else abort(d);
+    }
   };
   const watch = (self: Duplex): void => {
-    self.on('error', teardown);
+    self.on('error', (err: unknown) => teardown(self, err));
     self.once('close', () => {
       // Closed after both directions completed: the other side has been (or
       // is being) ended by the pipe and must be left to flush what it holds.
       if (self.readableEnded && self.writableFinished) return;
-      teardown();
+      teardown(undefined, undefined);
     });
   };
   watch(a);
   watch(b);
   if (a.destroyed || b.destroyed) {
-    teardown();
+    teardown(undefined, undefined);
     return;
   }
   a.pipe(b);
@@ -47,4 +72,21 @@ export function pipeBoth(a: Duplex, b: Duplex): void {
 function abort(d: Duplex): void {
   if (d instanceof Socket && !d.destroyed && d.readyState !== 'opening') d.resetAndDestroy();
   else d.destroy();
+}
+
+/** Reset a socket once the bytes queued in it have been handed to the kernel (an RST discards what is still queued). */
+function resetAfterFlush(s: Socket): void {
+  if (s.destroyed) return;
+  const trail = (): void => void setTimeout(() => abort(s), RESET_TRAIL_MS).unref();
+  if (s.writableLength === 0) {
+    trail();
+    return;
+  }
+  const timer = setTimeout(() => abort(s), FLUSH_BEFORE_RESET_MS);
+  timer.unref();
+  // A write's callback runs once every write before it has completed.
+  s.write(Buffer.alloc(0), () => {
+    clearTimeout(timer);
+    trail();
+  });
 }
