@@ -211,8 +211,11 @@ class Scanner {
       case 0xc6: return (this.need(p, 4), this.skip(p + 4, this.dv.getUint32(p))); // bin 32
       case 0xcc: case 0xd0: return this.skip(p, 1); // (u)int 8
       case 0xcd: case 0xd1: return this.skip(p, 2); // (u)int 16
-      case 0xca: case 0xce: case 0xd2: return this.skip(p, 4); // float32, (u)int 32
-      case 0xcb: case 0xcf: case 0xd3: return this.skip(p, 8); // float64, (u)int 64
+      case 0xce: case 0xd2: return this.skip(p, 4); // (u)int 32
+      case 0xcf: case 0xd3: return this.skip(p, 8); // (u)int 64
+      // No field is fractional; a float port 80.0 would pass an integer
+      // check after decoding, so floats are refused at the wire type.
+      case 0xca: case 0xcb: throw protocol('MessagePack floats are not allowed');
       case 0xdc: return (this.need(p, 2), this.array(p + 2, this.dv.getUint16(p), depth + 1));
       case 0xdd: return (this.need(p, 4), this.array(p + 4, this.dv.getUint32(p), depth + 1));
       case 0xde: return (this.need(p, 2), this.map(p + 2, this.dv.getUint16(p), depth + 1));
@@ -259,8 +262,13 @@ function pack(value: Record<string, unknown>): Uint8Array {
 
 // ---------------------------------------------------------------- CONTROL
 
+/** An `addrs` host: an IPv6 literal is written bare (`::1`), never in brackets. */
+function isAddrHost(v: unknown): v is string {
+  return isHost(v) && !v.startsWith('[');
+}
+
 function checkAddr(a: PeerAddr): PeerAddr {
-  if (!isU8(a.id) || !isHost(a.host) || !isPort(a.port)) throw internal(`invalid addr ${JSON.stringify(a)}`);
+  if (!isU8(a.id) || !isAddrHost(a.host) || !isPort(a.port)) throw internal(`invalid addr ${JSON.stringify(a)}`);
   return { id: a.id, host: a.host, port: a.port };
 }
 
@@ -270,7 +278,9 @@ export function encodeControl(m: ControlMessage): Uint8Array {
     case 'ok': {
       if (!isU32(m.subflow)) throw internal(`invalid subflow ${m.subflow}`);
       const o: Record<string, unknown> = { t: 'ok', subflow: m.subflow };
-      if (m.addrs !== undefined) o.addrs = m.addrs.map(checkAddr);
+      if (m.addrs !== undefined) {
+        o.addrs = m.addrs.map(checkAddr);
+      }
       return pack(o);
     }
     case 'close': {
@@ -312,7 +322,7 @@ export function decodeControl(body: Uint8Array): ControlMessage {
         const id = own(rec, 'id');
         const host = own(rec, 'host');
         const port = own(rec, 'port');
-        if (!isU8(id) || !isHost(host) || !isPort(port)) throw protocol('CONTROL ok: bad addr');
+        if (!isU8(id) || !isAddrHost(host) || !isPort(port)) throw protocol('CONTROL ok: bad addr');
         addrs.push({ id, host, port });
       }
       return { t: 'ok', subflow, addrs };

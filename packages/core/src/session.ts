@@ -397,8 +397,11 @@ export class Session implements StreamHost {
         this.probe(sf, this.clock.now());
         this.events.subflowUp?.(sf);
         if (m.addrs && m.addrs.length > 0) {
-          this.peerAddresses = m.addrs;
-          this.events.addresses?.(m.addrs);
+          // addr_id names one address: a repeated id keeps its first entry.
+          const seen = new Set<number>();
+          const addrs = m.addrs.filter((x) => !seen.has(x.id) && seen.add(x.id));
+          this.peerAddresses = addrs;
+          this.events.addresses?.(addrs);
         }
         this.schedulePump();
         return;

@@ -8,7 +8,9 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ResetCode } from '../src/errors.js';
+import { decodeControl, encodeControl } from '../src/control.js';
 import { encodeFrames, FrameType, type Frame } from '../src/frames.js';
+import { Packr } from 'msgpackr';
 import type { Session } from '../src/session.js';
 import type { Stream } from '../src/stream.js';
 import type { Subflow } from '../src/subflow.js';
@@ -40,6 +42,8 @@ function header(body: number[]): Uint8Array {
 const str = (s: string): number[] => [0xa0 | s.length, ...Buffer.from(s)];
 /** {host: 'h', port: 1.5}: a float port. */
 const FLOAT_PORT = header([0x82, ...str('host'), ...str('h'), ...str('port'), 0xcb, ...Buffer.from([0x3f, 0xf8, 0, 0, 0, 0, 0, 0])]);
+/** {host: 'h', port: 80.0}: an integral float is still a float. */
+const FLOAT_80 = header([0x82, ...str('host'), ...str('h'), ...str('port'), 0xcb, ...Buffer.from([0x40, 0x54, 0, 0, 0, 0, 0, 0])]);
 /** {host: 'h', port: 70000}: above u16. */
 const BIG_PORT = header([0x82, ...str('host'), ...str('h'), ...str('port'), 0xce, 0x00, 0x01, 0x11, 0x70]);
 /** 0xc1 is never valid MessagePack. */
@@ -60,6 +64,7 @@ async function roundTrip(pair: { clock: { advance(ms: number): Promise<void> }; 
 describe('error scope: stream', () => {
   for (const [name, bytes] of [
     ['a float port', FLOAT_PORT],
+    ['a port written as float 80.0', FLOAT_80],
     ['a port above 65535', BIG_PORT],
     ['bad MessagePack', BAD_MSGPACK],
     ['an oversized header', OVERSIZE],
@@ -162,5 +167,16 @@ describe('frames for unknown ids are ignored', () => {
     expect(c.acksUnknownSubflow).toBe(1);
     expect(c.subflowsClosedProtocol + c.streamsResetProtocol).toBe(0);
     await roundTrip(pair);
+  });
+});
+
+describe('addrs rules', () => {
+  const packr = new Packr({ useRecords: false });
+  it('an IPv6 address in addrs is written bare; a bracketed one is PROTOCOL', () => {
+    const ok = decodeControl(encodeControl({ t: 'ok', subflow: 1, addrs: [{ id: 1, host: '2001:db8::1', port: 443 }] }));
+    expect(ok).toEqual({ t: 'ok', subflow: 1, addrs: [{ id: 1, host: '2001:db8::1', port: 443 }] });
+    const bad = packr.pack({ t: 'ok', subflow: 1, addrs: [{ id: 1, host: '[2001:db8::1]', port: 443 }] });
+    expect(() => decodeControl(bad)).toThrow(/bad addr/);
+    expect(() => encodeControl({ t: 'ok', subflow: 1, addrs: [{ id: 1, host: '[::1]', port: 443 }] })).toThrow(/invalid addr/);
   });
 });
