@@ -54,6 +54,8 @@ export interface SessionStats {
   streamsOpened: number;
   subflows: SubflowStats[];
   recvBufferedBytes: number;
+  /** Receive credit the streams have outstanding: the most the peer may still send before we read. */
+  recvCreditBytes: number;
   /** Unsent + unacknowledged bytes of all streams (the session send budget's measure). */
   sendBufferedBytes: number;
   counters: Record<string, number>;
@@ -137,6 +139,8 @@ export class Session implements StreamHost {
   /** Extra addresses the server advertised (client side; ADD_ADDR). */
   peerAddresses: readonly { id: number; host: string; port: number }[] = [];
   private recvBuffered = 0;
+  /** Receive credit all streams have outstanding (Σ granted - released): what the peer may send us. */
+  private recvCredit = 0;
   private recvPaused = false;
   /** Unsent + unacknowledged bytes of all streams (session send budget). */
   private sendBuffered = 0;
@@ -596,6 +600,20 @@ export class Session implements StreamHost {
     this.forgetStream(s);
   }
 
+  streamCreditChanged(delta: number): void {
+    this.recvCredit += delta;
+  }
+
+  /**
+   * Credit beyond each stream's INITIAL_WINDOW floor is shared under half the
+   * receive budget; the other half is room for the floors themselves, so
+   * reading pauses (stalling every stream) only when over a hundred streams
+   * have stopped reading, not when a few have.
+   */
+  streamCreditRoom(wanted: number): number {
+    return Math.max(0, Math.min(wanted, this.config.sessionRecvBudget / 2 - this.recvCredit));
+  }
+
   streamReleased(bytes: number): void {
     this.addRecvBuffered(-bytes);
     if (this.recvPaused) this.checkRecvBudget();
@@ -992,6 +1010,7 @@ export class Session implements StreamHost {
       openStreams: this.streams.size,
       streamsOpened: this.streamsOpened,
       recvBufferedBytes: this.recvBuffered,
+      recvCreditBytes: this.recvCredit,
       sendBufferedBytes: this.sendBuffered,
       counters: { ...this.counters },
       subflows: this.subflows.map((sf) => {

@@ -33,6 +33,18 @@ export interface StreamHost {
   streamFinished(stream: Stream): void;
   /** The application released `bytes` it held (session receive budget). */
   streamReleased(bytes: number): void;
+  /**
+   * Receive credit this stream has outstanding (granted, not yet released by
+   * the application) changed by `delta`: what the peer may have in flight
+   * to us. The session totals it.
+   */
+  streamCreditChanged(delta: number): void;
+  /**
+   * Credit beyond the INITIAL_WINDOW floor this stream may add now (at most
+   * `wanted`): shared under the session receive budget, so streams whose
+   * readers stopped cannot take all of it from the ones still reading.
+   */
+  streamCreditRoom(wanted: number): number;
   /** Send-side bytes held by the stream changed by `delta` (session and process send budgets). */
   streamSendBuffered(stream: Stream, delta: number): void;
   /** May the stream accept more writes now (its own, the session's and the process's budgets)? */
@@ -83,6 +95,8 @@ export class Stream {
   finalSize: number | undefined;
   /** This stream's share of the session's receive total, as last counted. */
   recvBufferedAccounted = 0;
+  /** Outstanding receive credit as last reported to the host (streamCreditChanged). */
+  private creditReported = 0;
   finDelivered = false;
   finAdvertised = false;
   private inbox: Uint8Array[] = [];
@@ -105,6 +119,35 @@ export class Stream {
     this.reassembly = new Reassembly(host.config.reassemblyParts);
     this.acceptedLocally = local;
     if (local && target) this.appendSend(encodeStreamHeader(target));
+    this.syncCredit();
+  }
+
+  /** Outstanding receive credit as the session counts it (what it subtracts when the stream goes). */
+  get creditOutstanding(): number {
+    return this.creditReported;
+  }
+
+  private syncCredit(): void {
+    const now = this.closed ? 0 : Math.max(0, this.recvMaxOffset - this.releasedOffset);
+    if (now === this.creditReported) return;
+    this.host.streamCreditChanged(now - this.creditReported);
+    this.creditReported = now;
+  }
+
+  /**
+   * Open the window again after the application released bytes. Every
+   * stream keeps INITIAL_WINDOW of credit whatever the others do (a reader
+   * is never stalled by its siblings); the rest, up to streamWindow, only
+   * while the session has room (streamCreditRoom).
+   */
+  private growCredit(): void {
+    this.syncCredit();
+    const floor = this.releasedOffset + WIRE.INITIAL_WINDOW;
+    const want = this.releasedOffset + this.host.config.streamWindow;
+    let max = Math.max(this.recvMaxOffset, floor);
+    if (want > max) max += this.host.streamCreditRoom(want - max);
+    this.recvMaxOffset = max;
+    this.syncCredit();
   }
 
   get isClosed(): boolean {
@@ -221,9 +264,11 @@ export class Stream {
     const freed = Math.min(this.releasedOffset - before, this.recvBufferedAccounted);
     this.recvBufferedAccounted -= freed;
     this.host.streamReleased(freed);
-    this.recvMaxOffset = Math.max(this.recvMaxOffset, this.releasedOffset + this.host.config.streamWindow);
-    // Tell the peer once a quarter window has opened up, not for every byte.
-    if (this.recvMaxOffset - this.advertisedMax >= this.host.config.streamWindow / 4) this.host.streamWindowDirty(this);
+    this.growCredit();
+    // Tell the peer once a quarter of the current window has opened up, not
+    // for every byte (a quarter of the window *now*: a stream held to its
+    // floor must still get its updates).
+    if (this.recvMaxOffset - this.advertisedMax >= (this.recvMaxOffset - this.releasedOffset) / 4) this.host.streamWindowDirty(this);
   }
 
   /** Bytes this stream holds on the receive side (reordering plus unreleased). */
@@ -333,7 +378,7 @@ export class Stream {
     // Header bytes never reach the application, so they count as released.
     this.deliveredOffset += n;
     this.releasedOffset += n;
-    this.recvMaxOffset = Math.max(this.recvMaxOffset, this.releasedOffset + this.host.config.streamWindow);
+    this.growCredit();
   }
 
   private deliverPayload(chunk: Uint8Array): void {
@@ -342,6 +387,7 @@ export class Stream {
       // Aborting: nobody will read it. Count it released (no new credit) so
       // it leaves the receive budget (the session re-counts after onData).
       this.releasedOffset = this.deliveredOffset;
+      this.syncCredit();
       return;
     }
     if (this.handlers.data && this.inbox.length === 0) this.handlers.data(chunk);
@@ -413,5 +459,6 @@ export class Stream {
     }
     this.recvPhase = 'closed';
     this.releaseSendTo(this.send.writtenOffset);
+    this.syncCredit();
   }
 }

@@ -61,7 +61,44 @@ describe('flow control', () => {
 });
 
 describe('session receive budget', () => {
-  it('pauses reading when stalled streams together exceed the budget, and resumes when they drain', async () => {
+  it('readers that stop after a while hold little credit between them: a live sibling never stalls and reading never pauses', async () => {
+    const window = 1024 * 1024;
+    const budget = 4 * window;
+    const pair = await makePair({
+      links: [{ delayMs: 5, bytesPerMs: 8000 }],
+      config: { streamWindow: window, streamSendBuffer: window, sessionRecvBudget: budget },
+      onServerStream: (s, t) => {
+        s.accept();
+        firehose(s, t.port === 99 ? 8 * 1024 * 1024 : 16 * 1024 * 1024);
+      },
+    });
+    // Eight streams read 2 MiB each (their windows grow), then their readers stop.
+    const stopped: { s: Stream; bytes: number }[] = [];
+    for (let i = 0; i < 8; i++) {
+      const s = pair.client.openStream({ host: 'h', port: i + 1 });
+      const h = { s, bytes: 0 };
+      s.setHandlers({
+        data: (c) => {
+          h.bytes += c.length;
+          if (h.bytes <= 2 * 1024 * 1024) s.release(c.length);
+        },
+      });
+      s.end();
+      stopped.push(h);
+    }
+    await pair.clock.advance(3000);
+    // Together they would hold 8 windows (8 MiB, twice the budget) on the old rule.
+    const live = pair.client.openStream({ host: 'h', port: 99 });
+    const got = collect(live);
+    live.end();
+    await settle(pair.clock, new Promise<void>((r) => live.setHandlers({ close: () => r() })), 120_000);
+    expect(got.total().length).toBe(8 * 1024 * 1024);
+    const stats = pair.client.stats();
+    expect(stats.counters.recvPauses).toBe(0);
+    expect(stats.recvBufferedBytes).toBeLessThanOrEqual(budget / 2 + 9 * 262144);
+  });
+
+  it('pauses reading as a last resort when the floors of the streams alone exceed the budget, and resumes when they drain', async () => {
     const window = 512 * 1024;
     const pair = await makePair({
       links: [{ delayMs: 5, bytesPerMs: 4000 }],
@@ -71,9 +108,9 @@ describe('session receive budget', () => {
         firehose(s, 2 * window);
       },
     });
-    // Four streams whose readers stall: together they could hold four windows.
+    // Eight streams whose readers never read: their 256 KiB floors alone are twice the budget.
     const held: { s: Stream; bytes: number; done: boolean }[] = [];
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 8; i++) {
       const s = pair.client.openStream({ host: 'h', port: i + 1 });
       const h = { s, bytes: 0, done: false };
       s.setHandlers({ data: (c) => void (h.bytes += c.length), end: () => void (h.done = true) });
