@@ -140,8 +140,6 @@ export function verifyConfig(c: Config): void {
   // One stalled stream must never be able to fill the whole session budget
   // and so stall its siblings (a slow reader slows only itself).
   if (c.streamWindow * 2 > c.sessionRecvBudget) fail('streamWindow may be at most half of sessionRecvBudget');
-  // Two whole handshake messages must fit, or a legitimate peer could be refused.
-  if (c.preauthBufferBytes < 2 * (3 + WIRE.HANDSHAKE_MAX_BODY)) fail(`preauthBufferBytes must be >= ${2 * (3 + WIRE.HANDSHAKE_MAX_BODY)}`);
   // The same for sending: one stream with a stalled peer must leave room
   // in the session budget for its siblings.
   if (c.streamSendBuffer * 2 > c.sessionSendBudget) fail('streamSendBuffer may be at most half of sessionSendBudget');
@@ -152,6 +150,8 @@ export function verifyConfig(c: Config): void {
   if (c.processBufferBudget < c.sessionSendBudget + c.sessionRecvBudget) {
     fail('processBufferBudget must be >= sessionSendBudget + sessionRecvBudget');
   }
+  // Two whole handshake messages must fit, or a legitimate peer could be refused.
+  if (c.preauthBufferBytes < 2 * (3 + WIRE.HANDSHAKE_MAX_BODY)) fail(`preauthBufferBytes must be >= ${2 * (3 + WIRE.HANDSHAKE_MAX_BODY)}`);
   if (c.recordTarget > WIRE.RECORD_MAX_PLAINTEXT) fail(`recordTarget must be <= ${WIRE.RECORD_MAX_PLAINTEXT}`);
   if (c.minRtoMs > c.maxRtoMs) fail('minRtoMs must be <= maxRtoMs');
   if (c.minInflight > c.initialInflight) fail('minInflight must be <= initialInflight');
