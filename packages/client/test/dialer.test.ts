@@ -50,6 +50,7 @@ describe('socksReplyFor', () => {
     [ResetCode.PROTOCOL, 0x01],
     [ResetCode.SESSION_CLOSED, 0x01],
     [ResetCode.INTERNAL, 0x01],
+    [ResetCode.FLOW_CONTROL, 0x01],
   ];
   it('covers every RESET code', () => {
     expect(table.map(([c]) => c).sort((x, y) => x - y)).toEqual(Object.values(ResetCode).sort((x, y) => x - y));
