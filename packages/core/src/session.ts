@@ -125,6 +125,8 @@ export class Session implements StreamHost {
 
   private readonly streams = new Map<number, Stream>();
   private readonly closedPeerIds = new IntervalSet();
+  /** Highest stream id the peer has opened (DATA). */
+  private peerIdHigh = 0;
   private nextLocalId: number;
   private streamsOpened = 0;
 
@@ -376,9 +378,13 @@ export class Session implements StreamHost {
         if (s) {
           this.forgetStream(s);
           s.onRemoteReset(f.code, f.reason);
-        } else if (this.isPeerId(f.stream)) {
+        } else if (this.isPeerId(f.stream) && f.stream <= this.peerIdHigh + 4 * this.config.maxStreams) {
           // The reset may overtake the stream's first data: remember the id.
-          this.closedPeerIds.add(f.stream >>> 1);
+          // Not for ids far beyond any the peer has opened: no honest RESET
+          // runs that far ahead, and each remembered id costs memory.
+          this.rememberFinishedPeerId(f.stream);
+        } else {
+          this.counters.framesUnknownStream++;
         }
         return;
       }
@@ -455,6 +461,7 @@ export class Session implements StreamHost {
       s = new Stream(this, id, false);
       this.streams.set(id, s);
       this.streamsOpened++;
+      if (id > this.peerIdHigh) this.peerIdHigh = id;
     }
     const heldBefore = s.reassembly.nextOffset + s.reassembly.bufferedBytes;
     let opened: OpenHeader | undefined;
@@ -476,7 +483,7 @@ export class Session implements StreamHost {
   }
 
   private refusePeerStream(id: number, reason: string): void {
-    this.closedPeerIds.add(id >>> 1);
+    this.rememberFinishedPeerId(id);
     this.queueControl({ type: FrameType.RESET, code: ResetCode.LIMIT, stream: id, reason });
   }
 
@@ -699,7 +706,20 @@ export class Session implements StreamHost {
     s.recvBufferedAccounted = 0;
     this.readyStreams.delete(s);
     this.sendWaiters.delete(s);
-    if (this.isPeerId(s.id)) this.closedPeerIds.add(s.id >>> 1);
+    if (this.isPeerId(s.id)) this.rememberFinishedPeerId(s.id);
+  }
+
+  /**
+   * Remember a finished peer stream id (frames for it are ignored from now
+   * on). An honest peer opens ids in order, so they merge into a few ranges;
+   * a peer that leaves more gaps than four times maxStreams is broken or
+   * hostile and would make us remember without bound: end the session.
+   */
+  private rememberFinishedPeerId(id: number): void {
+    this.closedPeerIds.add(id >>> 1);
+    if (this.closedPeerIds.intervals > 4 * this.config.maxStreams && !this.closedState) {
+      this.close(new ProtocolError(ErrorCode.PROTOCOL, `peer left over ${4 * this.config.maxStreams} gaps in its stream ids`));
+    }
   }
 
   private queueControl(f: Frame): void {

@@ -55,6 +55,9 @@ export interface StreamHost {
 
 type Phase = 'header' | 'open' | 'closed';
 
+/** Heap a held out-of-order piece costs beyond its bytes (typed array, its store, array slots), measured at ~100 B. */
+const PART_COST = 128;
+
 /**
  * One proxied connection inside a session: two byte directions, each with its
  * own offsets, credit window and reassembly. No I/O here.
@@ -271,9 +274,13 @@ export class Stream {
     if (this.recvMaxOffset - this.advertisedMax >= (this.recvMaxOffset - this.releasedOffset) / 4) this.host.streamWindowDirty(this);
   }
 
-  /** Bytes this stream holds on the receive side (reordering plus unreleased). */
+  /**
+   * Memory this stream holds on the receive side (reordering plus
+   * unreleased), charging each held out-of-order piece its bookkeeping too:
+   * a peer sending 1-byte pieces must pay for what they really cost.
+   */
   get recvBuffered(): number {
-    return this.reassembly.nextOffset - this.releasedOffset + this.reassembly.bufferedBytes;
+    return this.reassembly.nextOffset - this.releasedOffset + this.reassembly.bufferedBytes + PART_COST * this.reassembly.parts;
   }
 
   // ------------------------------------------------------- session: sending

@@ -163,7 +163,7 @@ describe('frames for unknown ids are ignored', () => {
     ]);
     await pair.clock.advance(50);
     const c = pair.server().counters;
-    expect(c.framesUnknownStream).toBe(4);
+    expect(c.framesUnknownStream).toBe(5);
     expect(c.acksUnknownSubflow).toBe(1);
     expect(c.subflowsClosedProtocol + c.streamsResetProtocol).toBe(0);
     await roundTrip(pair);
