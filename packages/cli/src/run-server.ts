@@ -1,5 +1,6 @@
 import type * as net from 'node:net';
 import { deriveSecretKeys } from '@plait/core';
+import { loadSockOpts } from '@plait/node';
 import { EgressPolicy, parseCidr, PlaitServer } from '@plait/server';
 import { listenFor, parseCount, parseHostPort, parseLogLevel, resolveSecret, UsageError } from './args.js';
 import { makeLogger } from './log.js';
@@ -42,6 +43,10 @@ export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
   if (maxPendingPerSource > maxPendingHandshakes) throw new UsageError('--max-pending-per-source: may not exceed --max-pending');
   const log = makeLogger(logLevel);
   for (const w of warnings) log.warn({}, w);
+  const sockopts = loadSockOpts();
+  if (!sockopts.available) {
+    log.warn({ reason: sockopts.reason }, 'kernel socket options unavailable: no TCP_NOTSENT_LOWAT (more queueing on slow links), no TCP_INFO in /stats');
+  }
   const server = new PlaitServer({
     listen,
     secretKeys: deriveSecretKeys(secret),
