@@ -1033,8 +1033,9 @@ export class Session implements StreamHost {
       recvCreditBytes: this.recvCredit,
       sendBufferedBytes: this.sendBuffered,
       counters: { ...this.counters },
+      // Read-only: the measurements as of now, the cap as the sender last set
+      // it. (refreshView would advance the pacing cycle: a scrape must not.)
       subflows: this.subflows.map((sf) => {
-        sf.refreshView(now, this.config);
         return {
           id: sf.id,
           addrId: sf.addrId,
@@ -1042,9 +1043,9 @@ export class Session implements StreamHost {
           remote: sf.channel.remoteLabel,
           state: sf.state,
           backup: sf.backup,
-          rttMs: round(sf.srtt),
-          minRttMs: round(sf.minRtt),
-          rateBytesPerSec: Math.round(sf.rate * 1000),
+          rttMs: round(sf.metrics.srtt),
+          minRttMs: round(sf.metrics.minRtt(now)),
+          rateBytesPerSec: Math.round(sf.metrics.rate(now) * 1000),
           inflightBytes: sf.inflight,
           capBytes: Math.round(sf.cap),
           bytesSent: sf.bytesSent,
