@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
-import { createHash, randomBytes } from 'node:crypto';
-import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { deriveSecretKeys, encodeHandshake, ErrorCode, MsgType, PlaitError, realClock, type Clock } from '@plait/core';
 import { EgressPolicy, PlaitServer } from '@plait/server';
 import { startEchoServer, startLinkRelay, type LinkRelay } from '@plait/testkit';
+import { echoRoundTrip, sha, waitFor } from './socket-helpers.js';
 import { PlaitClient, type ClientLogger } from '../src/client.js';
 
 /**
@@ -79,29 +79,8 @@ function startClient(opts: ConstructorParameters<typeof PlaitClient>[0]): PlaitC
   return client;
 }
 
-async function echoRoundTrip(conn: Duplex, data: Buffer): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let got = 0;
-  return new Promise((resolve, reject) => {
-    conn.on('data', (c: Buffer) => {
-      chunks.push(c);
-      got += c.length;
-      if (got >= data.length) resolve(Buffer.concat(chunks));
-    });
-    conn.on('error', reject);
-    conn.write(data);
-  });
-}
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-async function waitFor(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('a hostile path costs only that path', () => {
   it('a forged REJECT UNKNOWN_TOKEN on a second path does not end the session; a transfer on the healthy path completes', async () => {

@@ -1,13 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
-import { createHash, randomBytes } from 'node:crypto';
-import type { Duplex } from 'node:stream';
+import { randomBytes } from 'node:crypto';
 import { deriveSecretKeys, ResetCode } from '@plait/core';
 import { EgressPolicy, PlaitServer } from '@plait/server';
+import { echoRoundTrip, sha, waitFor } from './socket-helpers.js';
 import { PlaitClient } from '../src/client.js';
 import { DialError } from '../src/dialer.js';
 import { startLinkRelay, type LinkRelay } from '@plait/testkit';
-import { startEchoServer, type EchoServer } from '@plait/testkit';
+import { startEchoServer } from '@plait/testkit';
 
 const secretKeys = deriveSecretKeys('client-test-secret-0123456789');
 const cleanups: (() => unknown)[] = [];
@@ -47,21 +47,7 @@ function startClient(
   return client;
 }
 
-async function echoRoundTrip(conn: Duplex, data: Buffer): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let got = 0;
-  return new Promise((resolve, reject) => {
-    conn.on('data', (c: Buffer) => {
-      chunks.push(c);
-      got += c.length;
-      if (got >= data.length) resolve(Buffer.concat(chunks));
-    });
-    conn.on('error', reject);
-    conn.write(data);
-  });
-}
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('PlaitClient against a real server', () => {
   it('--via lo: a subflow bound to the interface (SO_BINDTODEVICE), with the kernel view in stats', async () => {
@@ -210,13 +196,6 @@ describe('PlaitClient against a real server', () => {
   });
 });
 
-async function waitFor(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {

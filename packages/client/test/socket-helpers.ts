@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import * as net from 'node:net';
 
 /** Socket helpers shared by the frontend tests. */
@@ -94,3 +96,30 @@ export function within<T>(p: Promise<T> | undefined, ms: number): Promise<T> {
   if (!p) return Promise.reject(new Error('no promise'));
   return Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`not settled within ${ms} ms`)))]);
 }
+
+/** Write `data` to an echo connection and resolve with what came back (as many bytes). */
+export async function echoRoundTrip(conn: Duplex, data: Buffer): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let got = 0;
+  return new Promise((resolve, reject) => {
+    conn.on('data', (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+      if (got >= data.length) resolve(Buffer.concat(chunks));
+    });
+    conn.on('error', reject);
+    conn.write(data);
+  });
+}
+
+export const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Poll `cond` every 20 ms until it holds; throw after `ms`. */
+export async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
