@@ -1,4 +1,5 @@
 import type { ByteChannel } from './channel.js';
+import type { CipherName } from './cipher.js';
 import type { Clock, Timer } from './clock.js';
 import type { Config } from './config.js';
 import { ErrorCode, errorName, PlaitError, RemoteError } from './errors.js';
@@ -36,6 +37,8 @@ export interface AcceptorOptions {
   onReject?(info: { code: ErrorCode; reason: string; remote: string }): void;
   /** Process-wide stream and byte budget, shared by every session (memory-budget.ts). */
   budget?: MemoryBudget;
+  /** Record ciphers a client may choose (plait server --cipher); default both. */
+  ciphers?: readonly CipherName[];
 }
 
 /**
@@ -68,6 +71,7 @@ const HANDSHAKE_REJECT_CODES: readonly ErrorCode[] = [
   ErrorCode.BUSY,
   ErrorCode.PROTOCOL,
   ErrorCode.CLOSED,
+  ErrorCode.CIPHER,
 ];
 
 /** Counter name for a refusal with `code`: rejectAuthFailed, rejectBadMessage, ... */
@@ -90,6 +94,8 @@ class Entry implements JoinableSession {
   constructor(
     readonly session: Session,
     joinNonces: number,
+    /** Chosen by the HELLO; its JOINs must repeat it. */
+    readonly cipher: CipherName,
   ) {
     this.nonces = new NonceLog(joinNonces);
   }
@@ -177,6 +183,7 @@ export class Acceptor {
       replayCache: this.replay,
       lookupSession: (token) => this.sessions.get(hex(token)),
       canCreateSession: () => this.sessions.size < this.opts.maxSessions,
+      ...(this.opts.ciphers ? { ciphers: this.opts.ciphers } : {}),
     });
     const start = clock.now();
     const deadline = start + config.handshakeTimeoutMs;
@@ -219,14 +226,14 @@ export class Acceptor {
           case 'session': {
             hc.send(step.reply);
             const session = new Session({ role: 'server', keys: step.keys, config, clock, ...(this.opts.budget ? { budget: this.opts.budget } : {}) });
-            const entry = new Entry(session, config.joinNonces);
+            const entry = new Entry(session, config.joinNonces, step.cipher);
             const key = hex(step.keys.token);
             this.sessions.set(key, entry);
             session.setEvents(this.wrapEvents(entry, key, this.opts.onSession(session)));
             session.addSubflow({
               channel,
-              sealer: new RecordSealer(step.subflowKeys.send),
-              opener: new RecordOpener(step.subflowKeys.recv),
+              sealer: new RecordSealer(step.subflowKeys.send, step.cipher),
+              opener: new RecordOpener(step.subflowKeys.recv, undefined, step.cipher),
               backup: step.backup,
               addrId: step.addrId,
               leftover: hc.detach(),
@@ -241,8 +248,8 @@ export class Acceptor {
             entry.graceTimer = undefined;
             entry.session.addSubflow({
               channel,
-              sealer: new RecordSealer(step.subflowKeys.send),
-              opener: new RecordOpener(step.subflowKeys.recv),
+              sealer: new RecordSealer(step.subflowKeys.send, step.cipher),
+              opener: new RecordOpener(step.subflowKeys.recv, undefined, step.cipher),
               backup: step.backup,
               addrId: step.addrId,
               leftover: hc.detach(),

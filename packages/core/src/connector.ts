@@ -1,7 +1,8 @@
 import type { ByteChannel } from './channel.js';
+import { DEFAULT_CIPHER, type CipherName } from './cipher.js';
 import type { Clock, Timer } from './clock.js';
 import type { Config } from './config.js';
-import { ErrorCode, PlaitError } from './errors.js';
+import { ErrorCode, PlaitError, RemoteError } from './errors.js';
 import { MsgType } from './handshake-messages.js';
 import { HandshakeChannel } from './handshake-channel.js';
 import { startHello, startJoin } from './handshake.js';
@@ -23,6 +24,16 @@ export interface ConnectOptions {
   events?: SessionEvents;
   /** Added to our wall clock for the HELLO timestamp (skew learned from a verified refusal). */
   clockOffsetMs?: number;
+  /** Record cipher for the session (default AES-256-GCM); its JOINs use the same. */
+  cipher?: CipherName;
+}
+
+/** Each client session's cipher, so joinSession repeats it without the caller (or Session) keeping it. */
+const sessionCiphers = new WeakMap<Session, CipherName>();
+
+/** The record cipher a client session negotiated in its HELLO. */
+export function sessionCipher(session: Session): CipherName {
+  return sessionCiphers.get(session) ?? DEFAULT_CIPHER;
 }
 
 /** Client: create a session with HELLO over `channel`; resolves once the server's `ok` arrived. */
@@ -32,7 +43,7 @@ export async function connectSession(channel: ByteChannel, opts: ConnectOptions)
   const deadline = opts.clock.now() + (opts.timeoutMs ?? opts.config.handshakeTimeoutMs);
   const hc = new HandshakeChannel(channel, opts.clock);
   try {
-    const hello = startHello(opts.secretKeys, { backup, addrId }, opts.clock, opts.clockOffsetMs ?? 0);
+    const hello = startHello(opts.secretKeys, { backup, addrId, cipher: opts.cipher ?? DEFAULT_CIPHER }, opts.clock, opts.clockOffsetMs ?? 0);
     hc.send(hello.message);
     const result = hello.finish(await hc.next(deadline));
     const session = new Session({
@@ -43,10 +54,11 @@ export async function connectSession(channel: ByteChannel, opts: ConnectOptions)
       ...(opts.scheduler ? { scheduler: opts.scheduler } : {}),
       ...(opts.events ? { events: opts.events } : {}),
     });
+    sessionCiphers.set(session, result.cipher);
     const subflow = session.addSubflow({
       channel,
-      sealer: new RecordSealer(result.subflowKeys.send),
-      opener: new RecordOpener(result.subflowKeys.recv),
+      sealer: new RecordSealer(result.subflowKeys.send, result.cipher),
+      opener: new RecordOpener(result.subflowKeys.recv, undefined, result.cipher),
       backup,
       addrId,
       leftover: hc.detach(),
@@ -55,8 +67,22 @@ export async function connectSession(channel: ByteChannel, opts: ConnectOptions)
     return { session, subflow };
   } catch (e) {
     channel.destroy();
-    throw e;
+    throw withCipherHint(e, opts.cipher ?? DEFAULT_CIPHER);
   }
+}
+
+/**
+ * A server older than the cipher flags refuses any non-zero cipher id as
+ * "reserved flag bits set" (BAD_MESSAGE): say what that most likely means.
+ */
+function withCipherHint(e: unknown, cipher: CipherName): unknown {
+  if (cipher === DEFAULT_CIPHER || !(e instanceof RemoteError) || e.code !== ErrorCode.BAD_MESSAGE || !/flag/.test(e.message)) return e;
+  const reason = e.message.replace(/^peer refused: [A-Z_]+: /, '');
+  return new RemoteError(
+    e.code,
+    `${reason} (a server too old for --cipher ${cipher}? upgrade it, or use --cipher ${DEFAULT_CIPHER})`,
+    { verified: e.verified, ...(e.serverTime !== undefined ? { serverTime: e.serverTime } : {}) },
+  );
 }
 
 /** Client: add a subflow to `session` with JOIN over `channel`; resolves after JOIN_OK. */
@@ -70,13 +96,16 @@ export async function joinSession(
     timeoutMs?: number;
     /** The secret's keys: lets us verify the server's refusals (an unverified one only fails this path). */
     secretKeys?: SecretKeys;
+    /** Record cipher to ask for; default: the one the session's HELLO chose. Another is refused (CIPHER). */
+    cipher?: CipherName;
   },
 ): Promise<Subflow> {
   const backup = opts.backup ?? false;
   const deadline = opts.clock.now() + (opts.timeoutMs ?? session.config.handshakeTimeoutMs);
   const hc = new HandshakeChannel(channel, opts.clock);
   try {
-    const join = startJoin(session.keys, { backup, addrId: opts.addrId }, opts.secretKeys?.authKey);
+    const cipher = opts.cipher ?? sessionCipher(session);
+    const join = startJoin(session.keys, { backup, addrId: opts.addrId, cipher }, opts.secretKeys?.authKey);
     hc.send(join.message);
     const ack = join.onJoinAck(await hc.next(deadline));
     hc.send(ack.confirm);
@@ -90,8 +119,8 @@ export async function joinSession(
     if (session.isClosed) throw new PlaitError(ErrorCode.CLOSED, 'session closed during the join');
     const subflow = session.addSubflow({
       channel,
-      sealer: new RecordSealer(ack.subflowKeys.send),
-      opener: new RecordOpener(ack.subflowKeys.recv),
+      sealer: new RecordSealer(ack.subflowKeys.send, ack.cipher),
+      opener: new RecordOpener(ack.subflowKeys.recv, undefined, ack.cipher),
       backup,
       addrId: opts.addrId,
       leftover: hc.detach(),

@@ -15,6 +15,8 @@ export const ErrorCode = {
   INTERNAL: 13,
   CLOSED: 14,
   LIMIT: 15,
+  /** The server does not accept the record cipher asked for (plait server --cipher), or a JOIN's cipher is not its session's. */
+  CIPHER: 16,
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

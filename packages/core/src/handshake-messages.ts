@@ -2,6 +2,7 @@
  * Cleartext handshake messages (PROTOCOL.md sections 3-4):
  * `type u8 | length u16 | body [length]`.
  */
+import { FLAG_CIPHER_MASK } from './cipher.js';
 import { truncateUtf8 } from './control.js';
 import { WIRE } from './config.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
@@ -18,6 +19,8 @@ export type MsgType = (typeof MsgType)[keyof typeof MsgType];
 
 export const HANDSHAKE_HEADER = 3;
 export const FLAG_BACKUP = 0x01;
+/** Flag bits a v1 HELLO/JOIN may set: backup (bit 0) and the cipher id (bits 1-2, cipher.ts). */
+export const FLAGS_KNOWN = FLAG_BACKUP | FLAG_CIPHER_MASK;
 export const REJECT_REASON_MAX = 200;
 /** A REJECT's optional proof: server time u64 + HMAC [32] (PROTOCOL.md section 3.1). */
 export const REJECT_PROOF_SIZE = 40;
@@ -267,7 +270,8 @@ function checkVersionAndFlags(type: number, body: Uint8Array, size: number): voi
   }
   if (body.length !== size) bad(`${typeName(type)} body is ${body.length} bytes, expected ${size}`);
   const flags = body[1] ?? 0;
-  if ((flags & ~FLAG_BACKUP) !== 0) bad(`${typeName(type)} has reserved flag bits set (0x${flags.toString(16)})`);
+  // An unknown cipher id (bits 1-2) passes here: the server refuses it with CIPHER, which says more.
+  if ((flags & ~FLAGS_KNOWN) !== 0) bad(`${typeName(type)} has reserved flag bits set (0x${flags.toString(16)})`);
 }
 
 /** Decode a body whose header passed checkHeader. `body` is owned by the result. */

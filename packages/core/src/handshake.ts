@@ -4,6 +4,7 @@
  * returned. The 5 s handshake timeout is the caller's job.
  */
 import { randomBytes } from 'node:crypto';
+import { CIPHER_NAMES, cipherFlags, cipherIdOfFlags, cipherOfFlags, DEFAULT_CIPHER, type CipherName } from './cipher.js';
 import type { Clock } from './clock.js';
 import { WIRE, type Config } from './config.js';
 import { ErrorCode, PlaitError, ProtocolError, RemoteError, errorName, isErrorCode } from './errors.js';
@@ -11,6 +12,7 @@ import {
   encodeHandshake,
   encodeReject,
   FLAG_BACKUP,
+  FLAGS_KNOWN,
   HELLO_ACK_MAC_OFFSET,
   HELLO_MAC_OFFSET,
   MsgType,
@@ -49,11 +51,18 @@ export interface SubflowOptions {
   backup: boolean;
   /** Client's local address id (0 for the first subflow). */
   addrId: number;
+  /**
+   * Record cipher (default AES-256-GCM). In HELLO it chooses the session's
+   * cipher; in JOIN it must repeat the session's, or the server refuses.
+   */
+  cipher?: CipherName;
 }
 
 export interface HelloResult {
   keys: SessionKeys;
   subflowKeys: DirectionKeys;
+  /** The session's record cipher: what the HELLO asked for and the server's mac_s confirmed. */
+  cipher: CipherName;
 }
 
 export interface ClientHello {
@@ -71,6 +80,7 @@ export interface JoinAckResult {
   /** Encoded JOIN_CONFIRM to send; then wait for the `ok` record. */
   confirm: Uint8Array;
   subflowKeys: DirectionKeys;
+  cipher: CipherName;
 }
 
 export interface ClientJoin {
@@ -83,7 +93,7 @@ export interface ClientJoin {
 }
 
 function flagsOf(opts: SubflowOptions): number {
-  return opts.backup ? FLAG_BACKUP : 0;
+  return (opts.backup ? FLAG_BACKUP : 0) | cipherFlags(opts.cipher ?? DEFAULT_CIPHER);
 }
 
 /**
@@ -156,7 +166,8 @@ export function startHello(secretKeys: SecretKeys, opts: SubflowOptions, clock: 
       const dh = x25519(eph.privateKey, ack.ephemeral);
       const keys = deriveSessionKeys(dh, secretKeys.pskKey, helloBody, ack.body);
       const sk = subflowKeys(keys.master, nonce, ack.nonce);
-      return { keys, subflowKeys: { send: sk.c2s, recv: sk.s2c } };
+      // mac_s covers our whole HELLO, flags included: the server used this cipher.
+      return { keys, subflowKeys: { send: sk.c2s, recv: sk.s2c }, cipher: opts.cipher ?? DEFAULT_CIPHER };
     },
   };
 }
@@ -201,7 +212,7 @@ export function startJoin(keys: SessionKeys, opts: SubflowOptions, authKey?: Uin
         hmacA: joinHmacA(keys, rA, ack.rB, opts.addrId, flags),
       });
       const sk = subflowKeys(keys.master, rA, ack.rB);
-      return { confirm, subflowKeys: { send: sk.c2s, recv: sk.s2c } };
+      return { confirm, subflowKeys: { send: sk.c2s, recv: sk.s2c }, cipher: opts.cipher ?? DEFAULT_CIPHER };
     },
   };
 }
@@ -211,6 +222,8 @@ export function startJoin(keys: SessionKeys, opts: SubflowOptions, authKey?: Uin
 /** What the server handshake needs from a live session. */
 export interface JoinableSession {
   keys: SessionKeys;
+  /** The record cipher its HELLO chose (default AES-256-GCM); every JOIN must ask for the same. */
+  readonly cipher?: CipherName;
   /** False when the session already has its maximum number of subflows. */
   canAddSubflow(): boolean;
   /** Remember a JOIN R_A; false if already used in this session (replay). */
@@ -226,6 +239,8 @@ export interface ServerHandshakeOptions<S extends JoinableSession = JoinableSess
   lookupSession(token: Uint8Array): S | undefined;
   /** Server-wide session limit; false answers a HELLO with BUSY. Default: always true. */
   canCreateSession?(): boolean;
+  /** Record ciphers a HELLO may choose (plait server --cipher); others are refused with CIPHER. Default: all. */
+  ciphers?: readonly CipherName[];
 }
 
 export interface ReplyStep {
@@ -239,6 +254,8 @@ export interface SessionStep {
   reply: Uint8Array;
   keys: SessionKeys;
   subflowKeys: DirectionKeys;
+  /** The session's record cipher, for this subflow's sealer and opener and every later JOIN. */
+  cipher: CipherName;
   backup: boolean;
   addrId: number;
 }
@@ -247,6 +264,8 @@ export interface JoinedStep<S extends JoinableSession = JoinableSession> {
   /** Send the `ok` record sealed with subflowKeys.send. */
   session: S;
   subflowKeys: DirectionKeys;
+  /** The session's cipher (the JOIN repeated it). */
+  cipher: CipherName;
   backup: boolean;
   addrId: number;
 }
@@ -349,13 +368,24 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
     if (msg.version !== WIRE.VERSION) {
       return this.reject(ErrorCode.VERSION, `HELLO has protocol version ${msg.version}, server speaks ${WIRE.VERSION}`);
     }
-    if (msg.body.length !== HELLO_MAC_OFFSET + 32 || (msg.flags & ~FLAG_BACKUP) !== 0) {
+    if (msg.body.length !== HELLO_MAC_OFFSET + 32 || (msg.flags & ~FLAGS_KNOWN) !== 0) {
       return this.reject(ErrorCode.BAD_MESSAGE, 'malformed HELLO');
     }
     // 2. Authenticate before anything that costs state.
     const expected = helloMac(secretKeys.authKey, msg.body.subarray(0, HELLO_MAC_OFFSET));
     if (!constantTimeEqual(expected, msg.mac)) {
       return this.reject(ErrorCode.AUTH_FAILED, 'authentication failed: wrong secret or tampered HELLO');
+    }
+    // 2a. The cipher, now that mac_c proved nobody on the path chose it
+    //     (and so that a stranger learns nothing of our policy).
+    const cipher = cipherOfFlags(msg.flags);
+    const accepted = this.opts.ciphers ?? CIPHER_NAMES;
+    if (cipher === undefined || !accepted.includes(cipher)) {
+      const asked = cipher ?? `cipher id ${cipherIdOfFlags(msg.flags)}`;
+      return this.reject(
+        ErrorCode.CIPHER,
+        `server does not accept ${asked}; it accepts ${accepted.join(', ')} (plait server --cipher): start the client with --cipher ${accepted[0] ?? DEFAULT_CIPHER}`,
+      );
     }
     // 3. Freshness.
     const skew = msg.timestamp - clock.wallNow();
@@ -412,6 +442,7 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
       reply,
       keys,
       subflowKeys: { send: sk.s2c, recv: sk.c2s },
+      cipher,
       backup: (msg.flags & FLAG_BACKUP) !== 0,
       addrId: msg.addrId,
     };
@@ -421,12 +452,22 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
     if (msg.version !== WIRE.VERSION) {
       return this.reject(ErrorCode.VERSION, `JOIN has protocol version ${msg.version}, server speaks ${WIRE.VERSION}`);
     }
-    if ((msg.flags & ~FLAG_BACKUP) !== 0) return this.reject(ErrorCode.BAD_MESSAGE, 'malformed JOIN');
+    if ((msg.flags & ~FLAGS_KNOWN) !== 0) return this.reject(ErrorCode.BAD_MESSAGE, 'malformed JOIN');
     const session = this.opts.lookupSession(msg.token);
     if (!session) {
       return this.reject(
         ErrorCode.UNKNOWN_TOKEN,
         'unknown session token: the session expired or the server restarted; start a new session',
+      );
+    }
+    // Every subflow of a session uses the session's cipher; a JOIN that asks
+    // for another is a client bug or tampering (HMAC-A would catch the latter).
+    const sessionCipher = session.cipher ?? DEFAULT_CIPHER;
+    const joinCipher = cipherOfFlags(msg.flags);
+    if (joinCipher !== sessionCipher) {
+      return this.reject(
+        ErrorCode.CIPHER,
+        `JOIN asks for ${joinCipher ?? `cipher id ${cipherIdOfFlags(msg.flags)}`} but the session uses ${sessionCipher}: every subflow must use its session's cipher`,
       );
     }
     if (!session.canAddSubflow()) {
@@ -473,6 +514,7 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
       kind: 'joined',
       session: st.session,
       subflowKeys: { send: sk.s2c, recv: sk.c2s },
+      cipher: st.session.cipher ?? DEFAULT_CIPHER,
       backup: (st.flags & FLAG_BACKUP) !== 0,
       addrId: st.addrId,
     };

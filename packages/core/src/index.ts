@@ -5,6 +5,7 @@ export * from './channel.js';
 export * from './keys.js';
 export * from './frames.js';
 export * from './control.js';
+export * from './cipher.js';
 export * from './record.js';
 export * from './handshake-messages.js';
 export * from './handshake.js';

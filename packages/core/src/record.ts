@@ -1,11 +1,20 @@
 /**
  * Sealed records (PROTOCOL.md section 5):
- *   record = length u32 | AES-256-GCM(ciphertext || tag), AAD = length bytes,
- *   nonce = 0x00000000 || counter u64.
+ *   record = length u32 | AEAD(ciphertext || tag), AAD = length bytes,
+ *   nonce = 0x00000000 || counter u64,
+ * AEAD = AES-256-GCM or ChaCha20-Poly1305, as the session negotiated.
  * This is the data hot path: chunks are kept by reference and only the bytes
  * a record needs are touched; OpenSSL does the cipher work.
  */
-import { createCipheriv, createDecipheriv } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  type CipherChaCha20Poly1305,
+  type CipherGCM,
+  type DecipherChaCha20Poly1305,
+  type DecipherGCM,
+} from 'node:crypto';
+import { DEFAULT_CIPHER, isCipherName, type CipherName } from './cipher.js';
 import { WIRE } from './config.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
 
@@ -13,7 +22,6 @@ export const RECORD_HEADER = 4;
 /** Bytes a record adds to its plaintext. */
 export const RECORD_OVERHEAD = RECORD_HEADER + WIRE.RECORD_TAG;
 
-const ALGO = 'aes-256-gcm';
 // A 2^32 multiplier, so counters up to 2^40 split into two u32 words exactly.
 const TWO_32 = 2 ** 32;
 
@@ -21,6 +29,29 @@ function checkKey(key: Uint8Array): Buffer {
   if (key.length !== 32) throw new PlaitError(ErrorCode.INTERNAL, `record key must be 32 bytes, got ${key.length}`);
   // Own copy: the caller may wipe or reuse its array.
   return Buffer.from(key);
+}
+
+function checkCipher(cipher: CipherName): CipherName {
+  // Guards callers outside the type system (JS, parsed config).
+  if (!isCipherName(cipher)) throw new PlaitError(ErrorCode.INTERNAL, `unknown record cipher ${String(cipher)}`);
+  return cipher;
+}
+
+/**
+ * The AEAD primitive of the record layer: one OpenSSL context per record,
+ * exactly as the sealer and opener use it (tested against RFC 8439 and
+ * NIST vectors). Both expose setAAD / getAuthTag / setAuthTag alike.
+ */
+export function aeadEncryptor(cipher: CipherName, key: Buffer, iv: Buffer): CipherGCM | CipherChaCha20Poly1305 {
+  return cipher === 'chacha20-poly1305'
+    ? createCipheriv(cipher, key, iv, { authTagLength: WIRE.RECORD_TAG })
+    : createCipheriv(cipher, key, iv, { authTagLength: WIRE.RECORD_TAG });
+}
+
+export function aeadDecryptor(cipher: CipherName, key: Buffer, iv: Buffer): DecipherGCM | DecipherChaCha20Poly1305 {
+  return cipher === 'chacha20-poly1305'
+    ? createDecipheriv(cipher, key, iv, { authTagLength: WIRE.RECORD_TAG })
+    : createDecipheriv(cipher, key, iv, { authTagLength: WIRE.RECORD_TAG });
 }
 
 function writeNonce(iv: Buffer, counter: number): void {
@@ -34,9 +65,12 @@ export class RecordSealer {
   private readonly key: Buffer;
   private readonly iv = Buffer.alloc(12);
   private count = 0;
+  /** Fixed for the subflow's life: chosen once, never per record. */
+  readonly cipher: CipherName;
 
-  constructor(key: Uint8Array) {
+  constructor(key: Uint8Array, cipher: CipherName = DEFAULT_CIPHER) {
     this.key = checkKey(key);
+    this.cipher = checkCipher(cipher);
   }
 
   /** Records sealed so far = the next record's counter. */
@@ -74,8 +108,9 @@ export class RecordSealer {
     const out = Buffer.allocUnsafe(RECORD_HEADER + length);
     out.writeUInt32BE(length, 0);
     writeNonce(this.iv, this.count);
-    const cipher = createCipheriv(ALGO, this.key, this.iv, { authTagLength: WIRE.RECORD_TAG });
-    cipher.setAAD(out.subarray(0, RECORD_HEADER));
+    const cipher = aeadEncryptor(this.cipher, this.key, this.iv);
+    // plaintextLength: required by the ChaCha20-Poly1305 typings, ignored by GCM.
+    cipher.setAAD(out.subarray(0, RECORD_HEADER), { plaintextLength: total });
     let off = RECORD_HEADER;
     for (const p of parts) {
       if (p.length === 0) continue;
@@ -83,7 +118,7 @@ export class RecordSealer {
       out.set(c, off);
       off += c.length;
     }
-    const tail = cipher.final(); // empty for GCM, kept for correctness
+    const tail = cipher.final(); // empty for both stream-like AEADs, kept for correctness
     if (tail.length > 0) {
       out.set(tail, off);
       off += tail.length;
@@ -112,9 +147,11 @@ export class RecordOpener {
   private pending = -1;
   private count = 0;
   private failed: PlaitError | undefined;
+  readonly cipher: CipherName;
 
-  constructor(key: Uint8Array, maxPlaintext: number = WIRE.RECORD_MAX_PLAINTEXT) {
+  constructor(key: Uint8Array, maxPlaintext: number = WIRE.RECORD_MAX_PLAINTEXT, cipher: CipherName = DEFAULT_CIPHER) {
     this.key = checkKey(key);
+    this.cipher = checkCipher(cipher);
     if (!Number.isInteger(maxPlaintext) || maxPlaintext < 1 || maxPlaintext > WIRE.RECORD_MAX_PLAINTEXT) {
       throw new PlaitError(ErrorCode.INTERNAL, `maxPlaintext must be 1..${WIRE.RECORD_MAX_PLAINTEXT}`);
     }
@@ -175,10 +212,10 @@ export class RecordOpener {
     }
 
     writeNonce(this.iv, this.count);
-    const decipher = createDecipheriv(ALGO, this.key, this.iv, { authTagLength: WIRE.RECORD_TAG });
+    const decipher = aeadDecryptor(this.cipher, this.key, this.iv);
     const aad = Buffer.allocUnsafe(RECORD_HEADER);
     aad.writeUInt32BE(length, 0);
-    decipher.setAAD(aad);
+    decipher.setAAD(aad, { plaintextLength: length - WIRE.RECORD_TAG });
 
     const ctParts = this.take(length - WIRE.RECORD_TAG);
     const tagParts = this.take(WIRE.RECORD_TAG);

@@ -290,8 +290,9 @@ describe('HandshakeReader', () => {
     r.push(Uint8Array.of(MsgType.HELLO, 0, 2, 1, 0));
     expectCode(() => r.next(), ErrorCode.BAD_MESSAGE);
 
+    // Bits 1-2 are the cipher id (cipher.ts); bit 3 and up are reserved.
     const flagged = hello.slice();
-    flagged[4] = 0x02;
+    flagged[4] = 0x08;
     r = new HandshakeReader();
     r.push(flagged);
     expectCode(() => r.next(), ErrorCode.BAD_MESSAGE);
