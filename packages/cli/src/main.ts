@@ -48,6 +48,7 @@ export function buildProgram(): Command {
     .option('--max-sessions <n>', 'sessions held at once (1-100000)', '256')
     .option('--max-pending <n>', 'connections still proving the secret, held at once (1-100000)', '512')
     .option('--max-pending-per-source <n>', 'the same per source address (IPv6: per /64) (1-100000)', '64')
+    .option('--cipher <name>', 'record ciphers clients may choose: any, aes-256-gcm, chacha20-poly1305', 'any')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace, silent', 'info')
     .action(async (flags: ServerFlags) => void (await runServer(flags)));
 
@@ -68,6 +69,7 @@ export function buildProgram(): Command {
     .option('--forward <lport:host:port>', 'forward a local port to HOST:PORT via the server (repeatable)', collect, [])
     .option('--stats <host:port>', 'serve GET /stats (JSON) and /metrics (Prometheus)')
     .option('--scheduler <name>', 'how frames are spread over subflows: earliest-arrival, round-robin, redundant', 'earliest-arrival')
+    .option('--cipher <name>', 'record cipher: auto (AES-256-GCM if the CPU has AES instructions, else ChaCha20-Poly1305), aes-256-gcm, chacha20-poly1305', 'auto')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace, silent', 'info')
     .action(async (flags: ClientFlags) => void (await runClient(flags)));
 
@@ -77,6 +79,7 @@ export function buildProgram(): Command {
     .option('--socks <host:port>', 'SOCKS5 listen address, loopback only (default 127.0.0.1:1080 or the next free port)')
     .option('--interval <seconds>', 'seconds between stats tables', '3')
     .option('--duration <seconds>', 'exit after this many seconds (default: run until Ctrl-C)')
+    .option('--cipher <name>', 'record cipher: auto, aes-256-gcm, chacha20-poly1305', 'auto')
     .action(async (flags: DemoFlags) => runDemo(flags));
 
   return program;

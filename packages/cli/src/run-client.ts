@@ -16,6 +16,7 @@ import {
   sourceWarnings,
   UsageError,
 } from './args.js';
+import { parseClientCipher } from './cipher-flag.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
 
@@ -34,6 +35,7 @@ export interface ClientFlags {
   forward: string[];
   stats?: string;
   scheduler: string;
+  cipher: string;
   logLevel: string;
 }
 
@@ -49,6 +51,7 @@ export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
   const vias = flags.via.map((v) => parseInterfaceName('--via', v));
   const backups = flags.backup.map(parseBackup);
   const scheduler = parseScheduler(flags.scheduler);
+  const cipher = parseClientCipher(flags.cipher);
   const socks = flags.socks ? parseHostPort('--socks', flags.socks) : undefined;
   const http = flags.http ? parseHostPort('--http', flags.http) : undefined;
   const stats = flags.stats ? parseHostPort('--stats', flags.stats) : undefined;
@@ -81,11 +84,13 @@ export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
 
   const log = makeLogger(logLevel);
   for (const w of warnings) log.warn({}, w);
+  log.info({ cipher: cipher.cipher }, `record cipher ${cipher.cipher}: ${cipher.reason}`);
   const client = new PlaitClient({
     servers,
     secretKeys: deriveSecretKeys(secret),
     sources: { binds, vias, backups },
     scheduler,
+    cipher: cipher.cipher,
     log,
   });
   // Bind everything first and announce after, so a busy port fails with its one line only.

@@ -5,6 +5,7 @@ import { deriveSecretKeys, type SessionStats } from '@plait/core';
 import { listenSocks5, PlaitClient } from '@plait/client';
 import { EgressPolicy, PlaitServer } from '@plait/server';
 import { isLoopbackHost, listenFor, parseHostPort, parseSeconds, UsageError } from './args.js';
+import { parseClientCipher } from './cipher-flag.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
 
@@ -12,6 +13,7 @@ export interface DemoFlags {
   socks?: string;
   interval: string;
   duration?: string;
+  cipher: string;
 }
 
 /** Try `port`, then the next ones, so a busy 1080 does not stop the demo. */
@@ -77,6 +79,7 @@ export function linkTable(st: SessionStats | undefined): string {
 export async function runDemo(flags: DemoFlags): Promise<void> {
   const interval = parseSeconds('--interval', flags.interval);
   const duration = flags.duration !== undefined ? parseSeconds('--duration', flags.duration) : undefined;
+  const cipher = parseClientCipher(flags.cipher);
   const socksWanted = flags.socks ? parseHostPort('--socks', flags.socks) : undefined;
   // The demo's server allows private targets and its proxy has no password:
   // bound elsewhere, it would open this machine's private services to the network.
@@ -95,6 +98,7 @@ export async function runDemo(flags: DemoFlags): Promise<void> {
     servers: [{ host: '127.0.0.1', port: srvAddr.port }],
     secretKeys,
     sources: { binds: ['127.0.0.1', '127.0.0.2'], vias: [], backups: [] },
+    cipher: cipher.cipher,
     log,
   });
   const socksServer = socksWanted
@@ -111,6 +115,7 @@ export async function runDemo(flags: DemoFlags): Promise<void> {
   const out = process.stdout;
   out.write(`plait demo: one session, two subflows (127.0.0.1 and 127.0.0.2) to a server on 127.0.0.1:${srvAddr.port}\n`);
   out.write(`  SOCKS5 proxy:  127.0.0.1:${socks.port}\n`);
+  out.write(`  record cipher: ${cipher.cipher} (${cipher.reason})\n`);
   out.write(`  link stats:    curl -s http://127.0.0.1:${statsPort}/stats   (Prometheus: /metrics)\n\n`);
   out.write(`Try it (64 MiB through the bonded session):\n`);
   out.write(`  curl --socks5-hostname 127.0.0.1:${socks.port} -o /dev/null http://127.0.0.1:${contentPort}/file?size=67108864\n`);

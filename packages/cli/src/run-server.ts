@@ -3,6 +3,7 @@ import { deriveSecretKeys } from '@plait/core';
 import { loadSockOpts } from '@plait/node';
 import { EgressPolicy, parseCidr, PlaitServer } from '@plait/server';
 import { listenFor, parseCount, parseHostPort, parseLogLevel, resolveSecret, UsageError } from './args.js';
+import { parseServerCiphers } from './cipher-flag.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
 
@@ -17,6 +18,7 @@ export interface ServerFlags {
   maxSessions: string;
   maxPending: string;
   maxPendingPerSource: string;
+  cipher: string;
   logLevel: string;
 }
 
@@ -41,6 +43,7 @@ export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
   const maxPendingHandshakes = parseCount('--max-pending', flags.maxPending, MAX_SESSIONS);
   const maxPendingPerSource = parseCount('--max-pending-per-source', flags.maxPendingPerSource, MAX_SESSIONS);
   if (maxPendingPerSource > maxPendingHandshakes) throw new UsageError('--max-pending-per-source: may not exceed --max-pending');
+  const ciphers = parseServerCiphers(flags.cipher);
   const log = makeLogger(logLevel);
   for (const w of warnings) log.warn({}, w);
   const sockopts = loadSockOpts();
@@ -55,6 +58,7 @@ export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
     maxPendingHandshakes,
     maxPendingPerSource,
     advertise,
+    ciphers,
     log,
   });
   const addr = await listenFor('--listen', listen, () => server.listen());
@@ -75,7 +79,7 @@ export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
       throw e;
     }
   }
-  log.info({ listen: `${addr.address}:${addr.port}`, allowPrivate: flags.allowPrivate, allow: flags.allow }, 'plait server listening');
+  log.info({ listen: `${addr.address}:${addr.port}`, allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers }, 'plait server listening');
   if (stats && statsServer) {
     const a = statsServer.address() as net.AddressInfo;
     log.info({ stats: `${a.address}:${a.port}` }, 'stats at /stats and /metrics');

@@ -10,6 +10,8 @@ import {
   realClock,
   RemoteError,
   ResetCode,
+  sessionCipher,
+  type CipherName,
   type Clock,
   type Config,
   type SecretKeys,
@@ -52,6 +54,8 @@ export interface PlaitClientOptions {
   helloStaggerMs?: number;
   /** Wall clock for HELLO timestamps (tests give a skewed one). */
   clock?: Clock;
+  /** Record cipher asked for in the HELLO (default AES-256-GCM); joins repeat the session's. */
+  cipher?: CipherName;
   log?: ClientLogger;
 }
 
@@ -447,6 +451,7 @@ export class PlaitClient {
           backup,
           addrId: slot.addrId,
           clockOffsetMs: this.clockOffsetMs,
+          ...(this.opts.cipher ? { cipher: this.opts.cipher } : {}),
           ...(this.opts.scheduler ? { scheduler: createScheduler(this.opts.scheduler) } : {}),
         });
         if (this.session || slot.removed || this.closed) {
@@ -635,7 +640,7 @@ export class PlaitClient {
     this.session = session;
     this.everConnected = true;
     this.counters.sessions++;
-    this.log.info({ token: Buffer.from(session.keys.token).toString('hex').slice(0, 8) }, 'session established');
+    this.log.info({ token: Buffer.from(session.keys.token).toString('hex').slice(0, 8), cipher: sessionCipher(session) }, 'session established');
     session.setEvents({
       stream: (s) => s.reset(ResetCode.NOT_ALLOWED, 'the client accepts no streams'),
       subflowDown: (sf, reason, closed) => {

@@ -6,6 +6,7 @@ import {
   MemoryBudget,
   realClock,
   ResetCode,
+  type CipherName,
   type Config,
   type SecretKeys,
   type Session,
@@ -42,6 +43,8 @@ export interface PlaitServerOptions {
   dialTimeoutMs?: number;
   /** Extra addresses to advertise to clients (ADD_ADDR). */
   advertise?: { host: string; port: number }[];
+  /** Record ciphers clients may choose (plait server --cipher); default both. */
+  ciphers?: readonly CipherName[];
   log?: ServerLogger;
 }
 
@@ -80,6 +83,7 @@ export class PlaitServer {
         ...(opts.maxPendingPerSource !== undefined ? { maxPerSource: opts.maxPendingPerSource } : {}),
       },
       ...(opts.advertise ? { advertise: opts.advertise.map((a, i) => ({ id: i + 1, host: a.host, port: a.port })) } : {}),
+      ...(opts.ciphers ? { ciphers: opts.ciphers } : {}),
       onSession: (session) => this.onSession(session),
       onReject: (info) => this.log.warn({ remote: info.remote, code: errorName(info.code) }, `refused connection: ${info.reason}`),
       // One budget for all sessions: many clients together stay bounded too.
