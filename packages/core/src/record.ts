@@ -64,6 +64,8 @@ function writeNonce(iv: Buffer, counter: number): void {
 export class RecordSealer {
   private readonly key: Buffer;
   private readonly iv = Buffer.alloc(12);
+  /** Reused per record, like `iv`: no allocation on the hot path. */
+  private readonly aadOpts = { plaintextLength: 0 };
   private count = 0;
   /** Fixed for the subflow's life: chosen once, never per record. */
   readonly cipher: CipherName;
@@ -110,7 +112,8 @@ export class RecordSealer {
     writeNonce(this.iv, this.count);
     const cipher = aeadEncryptor(this.cipher, this.key, this.iv);
     // plaintextLength: required by the ChaCha20-Poly1305 typings, ignored by GCM.
-    cipher.setAAD(out.subarray(0, RECORD_HEADER), { plaintextLength: total });
+    this.aadOpts.plaintextLength = total;
+    cipher.setAAD(out.subarray(0, RECORD_HEADER), this.aadOpts);
     let off = RECORD_HEADER;
     for (const p of parts) {
       if (p.length === 0) continue;
@@ -136,6 +139,7 @@ export class RecordSealer {
 export class RecordOpener {
   private readonly key: Buffer;
   private readonly iv = Buffer.alloc(12);
+  private readonly aadOpts = { plaintextLength: 0 };
   private readonly maxLength: number;
   // Consumed slots are cleared to undefined so their memory can be reclaimed.
   private chunks: (Uint8Array | undefined)[] = [];
@@ -215,7 +219,8 @@ export class RecordOpener {
     const decipher = aeadDecryptor(this.cipher, this.key, this.iv);
     const aad = Buffer.allocUnsafe(RECORD_HEADER);
     aad.writeUInt32BE(length, 0);
-    decipher.setAAD(aad, { plaintextLength: length - WIRE.RECORD_TAG });
+    this.aadOpts.plaintextLength = length - WIRE.RECORD_TAG;
+    decipher.setAAD(aad, this.aadOpts);
 
     const ctParts = this.take(length - WIRE.RECORD_TAG);
     const tagParts = this.take(WIRE.RECORD_TAG);
