@@ -21,9 +21,9 @@ export interface Scheduler {
   readonly name: string;
   /**
    * Subflows to send a frame of `bytes` on, or an empty array to wait (the
-   * session retries when an ack frees room). `candidates` holds only usable
-   * subflows of one class: the regular ones, or the backups when no regular
-   * subflow is usable. Returning several subflows sends a copy on each.
+   * session retries when an ack frees room). `candidates` holds only usable,
+   * writable subflows of one class: the regular ones, or the backups when no
+   * regular subflow is usable. Returning several subflows sends a copy on each.
    */
   pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[];
 }
@@ -78,12 +78,16 @@ export class RoundRobinScheduler implements Scheduler {
   }
 }
 
-/** Every frame on every subflow with room; the first copy to arrive wins. */
+/**
+ * Every frame on every subflow that has room now; the first copy to arrive
+ * wins. A full subflow misses the frame (it is not sent there later).
+ */
 export class RedundantScheduler implements Scheduler {
   readonly name = 'redundant';
   pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[] {
     const withRoom = candidates.filter((s) => hasRoom(s, bytes));
-    // Wait until the fastest subflow has room, so the slow ones can't race ahead unboundedly.
+    // No waiting for the fastest subflow: each one's own cap bounds how far
+    // it runs ahead. Wait (empty) only when none has room.
     return withRoom.length > 0 ? withRoom : [];
   }
 }

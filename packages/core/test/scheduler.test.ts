@@ -1,0 +1,128 @@
+import { describe, expect, it } from 'vitest';
+import {
+  EarliestArrivalScheduler,
+  RedundantScheduler,
+  RoundRobinScheduler,
+  createScheduler,
+  expectedArrival,
+  schedulerNames,
+  type SubflowView,
+} from '../src/scheduler.js';
+
+/**
+ * Recorded subflow states, built by hand like net/mptcp's scheduler tests.
+ * The scheduler only reads SubflowView, so a plain object stands in for a
+ * Subflow; which subflows are usable, backup or writable is decided before
+ * (Session.dataCandidates) and reaches the scheduler as the candidate list.
+ */
+const view = (v: Partial<SubflowView> & { id: number }): SubflowView => ({
+  backup: false,
+  inflight: 0,
+  cap: 1 << 30,
+  srtt: 0,
+  minRtt: 0,
+  rate: 0,
+  ...v,
+});
+
+const FRAME = 16 * 1024;
+// 40 Mbit/s at 20 ms RTT and 10 Mbit/s at 120 ms RTT (rates in bytes/ms).
+const fast = (v: Partial<SubflowView> = {}): SubflowView => view({ id: 1, srtt: 22, minRtt: 20, rate: 5000, ...v });
+const slow = (v: Partial<SubflowView> = {}): SubflowView => view({ id: 2, srtt: 130, minRtt: 120, rate: 1250, ...v });
+const ids = (picked: readonly SubflowView[]): number[] => picked.map((s) => s.id);
+
+describe('expectedArrival', () => {
+  it('is half the min RTT plus the time to drain the queue and the frame', () => {
+    // 10 + (80000 + 16384) / 5000 = 29.2768 ms
+    expect(expectedArrival(fast({ inflight: 80_000 }), FRAME)).toBeCloseTo(10 + 96_384 / 5000, 12);
+    expect(expectedArrival(slow(), FRAME)).toBeCloseTo(60 + FRAME / 1250, 12);
+  });
+
+  it('falls back to srtt, then to 50 ms one way, when min RTT or rate are not measured', () => {
+    expect(expectedArrival(view({ id: 1, srtt: 30, rate: 1000 }), 1000)).toBe(15 + 1);
+    // No rate: no queue term (nothing to divide by).
+    expect(expectedArrival(view({ id: 1, minRtt: 40, inflight: 1e6 }), 1000)).toBe(20);
+    expect(expectedArrival(view({ id: 1 }), 1000)).toBe(50);
+  });
+});
+
+describe('earliest-arrival scheduler', () => {
+  const sched = new EarliestArrivalScheduler();
+
+  it('picks the fast subflow while it has room and an empty queue', () => {
+    expect(ids(sched.pick([slow(), fast()], FRAME))).toEqual([1]);
+    expect(ids(sched.pick([fast(), slow()], FRAME))).toEqual([1]);
+  });
+
+  it('moves to the slow subflow exactly when the fast one\'s queue makes it arrive later', () => {
+    // Equal arrival: 10 + (q + F) / 5000 = 60 + F / 1250  =>  q = 50 * 5000 + 4F - F = 250000 + 3F.
+    const crossover = 250_000 + 3 * FRAME;
+    expect(ids(sched.pick([fast({ inflight: crossover - 1000 }), slow()], FRAME))).toEqual([1]);
+    expect(ids(sched.pick([fast({ inflight: crossover + 1000 }), slow()], FRAME))).toEqual([2]);
+    // The slow one's own queue counts too: behind 100 KB it loses again.
+    expect(ids(sched.pick([fast({ inflight: crossover + 1000 }), slow({ inflight: 100_000 })], FRAME))).toEqual([1]);
+  });
+
+  it('never picks a subflow without room, however early it would arrive', () => {
+    const full = fast({ inflight: 60_000, cap: 60_000 + FRAME - 1 });
+    expect(ids(sched.pick([full, slow()], FRAME))).toEqual([2]);
+    expect(sched.pick([full, slow({ inflight: 1, cap: FRAME })], FRAME)).toEqual([]);
+    expect(sched.pick([], FRAME)).toEqual([]);
+  });
+
+  it('counts a frame that exactly fills the cap as fitting, and an idle subflow as always having room', () => {
+    expect(ids(sched.pick([fast({ inflight: 60_000, cap: 60_000 + FRAME }), slow()], FRAME))).toEqual([1]);
+    // A cap below one frame (slow path at the floor) must not starve it: idle means room.
+    expect(ids(sched.pick([slow({ cap: 1000 })], FRAME))).toEqual([2]);
+  });
+
+  it('prefers a measured path unless it arrives later than the 50 ms assumed for an unmeasured one', () => {
+    const fresh = view({ id: 3 });
+    expect(ids(sched.pick([fresh, fast()], FRAME))).toEqual([1]);
+    expect(ids(sched.pick([fresh, slow()], FRAME))).toEqual([3]);
+  });
+
+  it('keeps the first of equally good candidates (stable order)', () => {
+    expect(ids(sched.pick([fast({ id: 7 }), fast({ id: 8 })], FRAME))).toEqual([7]);
+  });
+});
+
+describe('round-robin scheduler', () => {
+  it('rotates over the candidates', () => {
+    const rr = new RoundRobinScheduler();
+    const c = [fast({ id: 1 }), fast({ id: 2 }), fast({ id: 3 })];
+    expect([1, 2, 3, 4, 5, 6, 7].map(() => ids(rr.pick(c, FRAME))[0])).toEqual([1, 2, 3, 1, 2, 3, 1]);
+  });
+
+  it('skips subflows without room and carries on after the one it picked', () => {
+    const rr = new RoundRobinScheduler();
+    const full = fast({ id: 2, inflight: 1, cap: FRAME });
+    const c = [fast({ id: 1 }), full, fast({ id: 3 })];
+    expect([1, 2, 3, 4].map(() => ids(rr.pick(c, FRAME))[0])).toEqual([1, 3, 1, 3]);
+    expect(rr.pick([full], FRAME)).toEqual([]);
+  });
+});
+
+describe('redundant scheduler', () => {
+  const red = new RedundantScheduler();
+
+  it('sends on every candidate that has room', () => {
+    expect(ids(red.pick([fast(), slow(), view({ id: 3 })], FRAME))).toEqual([1, 2, 3]);
+  });
+
+  it('does not wait for the fastest: a full subflow is left out and the rest still get the frame', () => {
+    const fullFast = fast({ inflight: 1, cap: FRAME });
+    expect(ids(red.pick([fullFast, slow()], FRAME))).toEqual([2]);
+    expect(red.pick([fullFast, slow({ inflight: 1, cap: FRAME })], FRAME)).toEqual([]);
+  });
+});
+
+describe('scheduler registry', () => {
+  it('makes each named scheduler, a fresh one each time, and refuses unknown names', () => {
+    expect(schedulerNames).toEqual(['earliest-arrival', 'round-robin', 'redundant']);
+    for (const n of schedulerNames) expect(createScheduler(n).name).toBe(n);
+    // Round-robin keeps a position: two sessions must not share it.
+    expect(createScheduler('round-robin')).not.toBe(createScheduler('round-robin'));
+    expect(() => createScheduler('minrtt')).toThrow(/unknown scheduler "minrtt"/);
+  });
+});
