@@ -84,7 +84,6 @@ export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
 
   const log = makeLogger(logLevel);
   for (const w of warnings) log.warn({}, w);
-  log.info({ cipher: cipher.cipher }, `record cipher ${cipher.cipher}: ${cipher.reason}`);
   const client = new PlaitClient({
     servers,
     secretKeys: deriveSecretKeys(secret),
@@ -96,6 +95,7 @@ export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
   // Bind everything first and announce after, so a busy port fails with its one line only.
   const listeners: net.Server[] = [];
   const announce: (() => void)[] = [];
+  announce.push(() => log.info({ cipher: cipher.cipher }, `record cipher ${cipher.cipher}: ${cipher.reason}`));
   if (socks) {
     const l = await listenFor('--socks', socks, () => listenSocks5(socks.host, socks.port, auth ? { auth } : {}, client.dial));
     listeners.push(l);
