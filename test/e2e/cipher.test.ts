@@ -42,7 +42,7 @@ describe('--cipher through the real CLI', () => {
     await server.proc.kill();
   }, 60_000);
 
-  it('server --cipher aes-256-gcm refuses a ChaCha client with CIPHER; the client logs the fix', async () => {
+  it('server --cipher aes-256-gcm refuses a ChaCha client with CIPHER; the client logs the fix and exits', async () => {
     const secret = randomBytes(32).toString('base64url');
     const server = await startServer({ secret, extraArgs: ['--cipher', 'aes-256-gcm'] });
     const client = spawnPlait(['client', '--secret', secret, '--server', server.addr, '--socks', '127.0.0.1:0', '--cipher', 'chacha20-poly1305'], { name: 'plait client' });
@@ -52,6 +52,11 @@ describe('--cipher through the real CLI', () => {
     );
     expect(JSON.stringify(line)).toMatch(/does not accept chacha20-poly1305.*--cipher aes-256-gcm/);
     await waitUntil('the server to log it', () => server.logLines().find((l) => String(l.msg).startsWith('refused connection') && l.code === 'CIPHER'));
+    // Retrying cannot help: the client gives up, like on a wrong secret.
+    const { code } = await client.waitExit(10_000);
+    expect(code, client.dump()).not.toBe(0);
+    expect(code, client.dump()).not.toBeNull();
+    expect(client.stderr()).toMatch(/refused the record cipher on every path/);
     await client.kill();
     await server.proc.kill();
   }, 30_000);

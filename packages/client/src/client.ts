@@ -375,7 +375,7 @@ export class PlaitClient {
     slot.problem = problem;
     const fields = { path: slot.spec.key, problem: problem.kind };
     if (prev && prev.kind === problem.kind && prev.message === problem.message) this.log.debug(fields, `path down: ${problem.message}`);
-    else if (problem.kind === 'auth-failed') this.log.error(fields, `path down: ${problem.message}`);
+    else if (problem.kind === 'auth-failed' || problem.kind === 'cipher-refused') this.log.error(fields, `path down: ${problem.message}`);
     else this.log.warn(fields, `path down: ${problem.message}`);
   }
 
@@ -535,6 +535,10 @@ export class PlaitClient {
     const reasons = [...new Set(slots.map((s) => s.problem!.message))].join('; ');
     if (!this.everConnected && slots.every((s) => s.problem!.kind === 'auth-failed')) {
       this.startReject?.(new PlaitError(ErrorCode.AUTH_FAILED, `authentication failed on every path: ${reasons}`));
+      this.startReject = this.startResolve = undefined;
+    } else if (!this.everConnected && slots.every((s) => s.problem!.kind === 'cipher-refused')) {
+      // Retrying cannot help: the server's policy refuses our cipher on every path.
+      this.startReject?.(new PlaitError(ErrorCode.CIPHER, `the server refused the record cipher on every path: ${reasons}`));
       this.startReject = this.startResolve = undefined;
     }
     this.rejectWaiters(new DialError(ResetCode.NETWORK_UNREACHABLE, `no session to the plait server: ${reasons}`));

@@ -11,6 +11,7 @@ export type PathProblemKind =
   | 'interface-missing'
   | 'permission'
   | 'auth-failed'
+  | 'cipher-refused'
   | 'clock-skew'
   | 'unverified-refusal'
   | 'server-busy'
@@ -56,6 +57,9 @@ export function classifyPathError(e: unknown, spec: PathSpec, skewMs?: number): 
       case ErrorCode.UNKNOWN_TOKEN:
         if (verified) return { kind: 'handshake-failed', message: `${server} no longer knows the session (it restarted or expired it)` };
         return { kind: 'unverified-refusal', message: `a refusal on this path ("unknown session") did not prove the secret: ignored, retrying later (a hostile network on this path?)` };
+      case ErrorCode.CIPHER:
+        // Proven or not, it names the fix (the server's reason says which ciphers it takes).
+        return { kind: 'cipher-refused', message: `${server} refused the record cipher: ${text}` };
       case ErrorCode.BUSY:
       case ErrorCode.SESSION_FULL:
         return { kind: 'server-busy', message: `${server} is busy: ${text}` };
