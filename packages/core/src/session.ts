@@ -253,7 +253,7 @@ export class Session implements StreamHost {
     setup.channel.setHandlers({
       data: (chunk) => this.onChannelData(sf, chunk),
       drain: () => {
-        sf.writable = true;
+        sf.onDrain();
         this.schedulePump();
       },
       close: (err) => this.closeSubflow(sf, err ? `connection lost: ${err.message}` : 'connection closed', false),
@@ -273,9 +273,8 @@ export class Session implements StreamHost {
   }
 
   private onChannelData(sf: Subflow, chunk: Uint8Array): void {
-    if (sf.state === 'closed' || this.closedState) return;
-    sf.lastRecvAt = this.clock.now();
-    sf.bytesReceived += chunk.length;
+    if (sf.isClosed || this.closedState) return;
+    sf.onBytesIn(chunk.length, this.clock.now());
     let plaintext: Uint8Array | undefined;
     try {
       sf.opener.push(chunk);
@@ -293,7 +292,6 @@ export class Session implements StreamHost {
       if (!plaintext) break;
       // Only an authenticated record is a sign of life: garbage proves nothing.
       this.lastHeard = sf.lastRecvAt;
-      sf.recvRecords++;
       this.counters.recordsReceived++;
       // Decode the whole record before acting on any of it: a malformed
       // frame means this subflow's framing can no longer be trusted, and the
@@ -305,9 +303,9 @@ export class Session implements StreamHost {
         this.subflowProtocolError(sf, e);
         return;
       }
-      let eliciting = false;
+      // A record counts as processed once it decoded (PROTOCOL.md 6.2).
+      sf.onRecordIn(frames.some((f) => f.type !== FrameType.ACK));
       for (const f of frames) {
-        if (f.type !== FrameType.ACK) eliciting = true;
         try {
           this.handleFrame(sf, f);
         } catch (e) {
@@ -318,11 +316,10 @@ export class Session implements StreamHost {
           else this.close(e instanceof PlaitError ? e : new PlaitError(ErrorCode.INTERNAL, String(e)));
           return;
         }
-        if ((sf.state as string) === 'closed' || this.closedState) return;
+        if (sf.isClosed || this.closedState) return;
       }
-      if (eliciting) sf.needAck = true;
     }
-    if (sf.needAck) this.schedulePump();
+    if (sf.ackDue) this.schedulePump();
     this.checkRecvBudget();
   }
 
@@ -399,10 +396,8 @@ export class Session implements StreamHost {
   private onControl(sf: Subflow, m: ControlMessage): void {
     switch (m.t) {
       case 'ok':
-        if (this.role !== 'client' || sf.state !== 'pending-ok') throw new ProtocolError(ErrorCode.PROTOCOL, 'unexpected ok message');
-        sf.id = m.subflow;
-        sf.state = 'active';
-        sf.markReady();
+        if (this.role !== 'client') throw new ProtocolError(ErrorCode.PROTOCOL, 'unexpected ok message');
+        sf.onOk(m.subflow);
         // Measure the new path at once: an unmeasured subflow is assumed slow.
         this.probe(sf, this.clock.now());
         this.events.subflowUp?.(sf);
@@ -420,7 +415,7 @@ export class Session implements StreamHost {
         return;
       case 'prio': {
         const target = this.subflows.find((s) => s.id === m.subflow);
-        if (target) target.backup = m.backup;
+        target?.setBackup(m.backup);
         this.schedulePump();
         return;
       }
@@ -500,20 +495,9 @@ export class Session implements StreamHost {
   }
 
   private onAck(sf: Subflow, records: number): void {
-    if (records > sf.sentRecords) throw new ProtocolError(ErrorCode.PROTOCOL, `ack for ${records} records, only ${sf.sentRecords} sent`);
-    const last = sf.ackUpTo(records);
-    if (!last) return;
-    const now = this.clock.now();
-    const m = sf.metrics;
-    m.onRttSample(now, now - last.sentAt);
-    // Delivery rate as BBR takes it: bytes acknowledged since this record
-    // was sent, over the time since the ack that preceded its sending.
-    m.onRateSample(now, m.delivered - last.delivered, now - last.deliveredAt);
-    m.deliveredAt = now;
-    sf.lastAckAt = now;
-    if (sf.state === 'suspect') {
-      sf.state = 'active';
-      sf.restartProbe();
+    const { progressed, recovered } = sf.onAck(records, this.clock.now());
+    if (!progressed) return;
+    if (recovered) {
       this.counters.subflowsRecovered++;
       this.events.subflowUp?.(sf);
     }
@@ -522,18 +506,15 @@ export class Session implements StreamHost {
 
   /** Close one subflow; its unacknowledged frames go out on the others. */
   closeSubflow(sf: Subflow, reason: string, destroy: boolean): void {
-    if (sf.state === 'closed') return;
-    const wasPending = sf.state === 'pending-ok';
-    sf.state = 'closed';
+    const closed = sf.close(reason);
+    if (!closed) return;
     this.counters.subflowsClosed++;
     const i = this.subflows.indexOf(sf);
     if (i >= 0) this.subflows.splice(i, 1);
-    sf.staged = undefined;
     this.reinjectFrom(sf);
     if (destroy) sf.channel.destroy();
     else sf.channel.end();
-    sf.readyReject?.(new PlaitError(ErrorCode.CLOSED, `subflow closed before it was ready: ${reason}`));
-    if (!wasPending) this.events.subflowDown?.(sf, reason, true);
+    if (!closed.wasPending) this.events.subflowDown?.(sf, reason, true);
     if (this.closedState) return;
     if (this.subflows.length === 0) this.events.idle?.();
     this.schedulePump();
@@ -545,7 +526,7 @@ export class Session implements StreamHost {
         this.reinjectQueue.push(item);
         this.counters.framesReinjected++;
         if (item.kind === 'data') {
-          sf.bytesReinjected += item.len;
+          sf.noteReinjected(item.len);
           this.counters.bytesReinjected += item.len;
         }
       }
@@ -553,9 +534,7 @@ export class Session implements StreamHost {
   }
 
   private suspect(sf: Subflow, now: number, why: string): void {
-    sf.state = 'suspect';
-    sf.suspectSince = now;
-    sf.suspectCount++;
+    if (!sf.markSuspect()) return;
     this.counters.subflowsSuspected++;
     this.reinjectFrom(sf);
     this.events.subflowDown?.(sf, why, false);
@@ -564,7 +543,7 @@ export class Session implements StreamHost {
   }
 
   private probe(sf: Subflow, now: number): void {
-    sf.lastProbeAt = now;
+    sf.noteProbe(now);
     this.stageFrame(sf, { type: FrameType.PING }, undefined);
     this.sealStaged(sf);
   }
@@ -783,10 +762,8 @@ export class Session implements StreamHost {
 
     // 1. Acks ride on the subflow they acknowledge, ahead of everything.
     for (const sf of this.subflows) {
-      if (sf.needAck && sf.state !== 'pending-ok') {
-        sf.needAck = false;
-        this.stageFrame(sf, { type: FrameType.ACK, subflow: sf.id, records: sf.recvRecords }, undefined);
-      }
+      const records = sf.takeAckDue();
+      if (records !== undefined) this.stageFrame(sf, { type: FrameType.ACK, subflow: sf.id, records }, undefined);
     }
     // 2. Window updates and control frames jump ahead of bulk data.
     const ctl = this.controlSubflow();
@@ -883,13 +860,13 @@ export class Session implements StreamHost {
   private pickSubflows(bytes: number): Subflow[] {
     const cands = this.dataCandidates();
     if (cands.length === 0) return [];
-    for (const sf of cands) if (sf.inflight > 0 && sf.inflight + bytes > sf.cap) sf.capHit = true;
+    for (const sf of cands) sf.noteCapLimited(bytes);
     return this.scheduler.pick(cands, bytes) as Subflow[];
   }
 
   /** Payload bytes that fit in the subflow's current record (or a fresh one). */
   private roomFor(sf: Subflow): number {
-    const room = sf.staged ? sf.recordTarget - sf.staged.pos - DATA_HEADER_SIZE : 0;
+    const room = sf.stagedRoom - DATA_HEADER_SIZE;
     // Don't cut a frame into a sliver: start a new record instead.
     return room >= 1024 ? Math.min(room, WIRE.DATA_MAX_PAYLOAD) : WIRE.DATA_MAX_PAYLOAD;
   }
@@ -902,7 +879,7 @@ export class Session implements StreamHost {
 
   private stageData(sf: Subflow, s: Stream, offset: number, len: number, fin: boolean): void {
     const size = DATA_HEADER_SIZE + len;
-    const rec = this.stagingFor(sf, size);
+    const rec = sf.stage(size, this.config.recordTarget, this.clock.now());
     const pos = writeDataHeader(rec.buf, rec.pos, fin, s.id, offset, len);
     if (len > 0) s.send.copyOut(offset, len, rec.buf, pos);
     rec.pos = pos + len;
@@ -913,41 +890,17 @@ export class Session implements StreamHost {
 
   private stageFrame(sf: Subflow, f: Frame, item: ReliableItem | undefined): void {
     const size = frameSize(f);
-    const rec = this.stagingFor(sf, size);
+    const rec = sf.stage(size, this.config.recordTarget, this.clock.now());
     rec.pos = writeFrame(rec.buf, rec.pos, f);
     if (f.type !== FrameType.ACK) rec.eliciting = true;
     if (item) rec.items.push(item);
   }
 
-  private stagingFor(sf: Subflow, size: number): StagedRecord {
-    if (sf.staged && sf.staged.pos + size > sf.staged.buf.length) this.sealStaged(sf);
-    if (!sf.staged) {
-      // Reuse the last record's buffer: sealing copied it into the ciphertext.
-      const spare = sf.spareBuf && sf.spareBuf.length >= size ? sf.spareBuf : undefined;
-      sf.spareBuf = undefined;
-      sf.staged = { buf: spare ?? new Uint8Array(Math.max(this.config.recordTarget, size)), pos: 0, items: [], eliciting: false };
-    }
-    return sf.staged;
-  }
-
-  /** Seal the staged record and hand it to the channel. */
+  /** Seal the record being filled on `sf` and hand it to the channel. */
   private sealStaged(sf: Subflow): void {
-    const rec = sf.staged;
-    if (!rec || rec.pos === 0 || sf.state === 'closed') return;
-    sf.staged = undefined;
-    const now = this.clock.now();
-    const wire = sf.sealer.seal(rec.buf.subarray(0, rec.pos));
-    sf.spareBuf = rec.buf;
-    const seq = sf.sentRecords++;
+    if (sf.sealStaged(this.clock.now()) === 0) return;
     this.counters.recordsSent++;
-    if (rec.eliciting) {
-      if (sf.inflightBytes === 0) sf.metrics.deliveredAt = now; // idle restart: don't count idle time in the rate
-      sf.pushInflight({ seq, sentAt: now, bytes: rec.pos, items: rec.items, delivered: sf.metrics.delivered, deliveredAt: sf.metrics.deliveredAt, reinjected: false });
-    }
-    sf.lastSendAt = now;
-    sf.bytesSent += wire.length;
-    if (!sf.channel.write(wire)) sf.writable = false;
-    if (sf.sentRecords >= WIRE.RECORD_COUNTER_LIMIT) this.closeSubflow(sf, 'record counter exhausted; reconnecting', false);
+    if (sf.counterExhausted) this.closeSubflow(sf, 'record counter exhausted; reconnecting', false);
   }
 
   // --------------------------------------------------------------- timers
@@ -962,27 +915,20 @@ export class Session implements StreamHost {
     if (this.closedState) return;
     const now = this.clock.now();
     for (const sf of [...this.subflows]) {
-      if (sf.state === 'pending-ok' || sf.state === 'closed') continue;
-      const oldest = sf.oldestInflight();
-      if (oldest) {
-        // Time without ack progress (as TCP restarts its RTO on every ack): a
-        // slow path draining a queue is alive; only a silent one is suspect.
-        const age = now - Math.max(oldest.sentAt, sf.lastAckAt);
-        if (age > this.config.deadAfterMs) {
-          this.closeSubflow(sf, `no acknowledgement for ${Math.round(age / 1000)} s`, true);
-          continue;
-        }
-        const rto = sf.metrics.rto(this.config.minRtoMs, this.config.maxRtoMs);
-        // A path that still delivers the peer's bytes is alive, its acks just
-        // queue behind data; a silent one (both ways) is suspect after one
-        // RTO. One-way failures are caught after four.
-        const silentFor = now - sf.lastRecvAt;
-        if (sf.state === 'active' && ((age > rto && silentFor > rto) || age > 4 * rto)) {
-          this.suspect(sf, now, `no acknowledgement for ${Math.round(age)} ms (timeout ${Math.round(rto)} ms)`);
-        }
+      const verdict = sf.checkHealth(now, this.config);
+      switch (verdict.action) {
+        case 'close':
+          this.closeSubflow(sf, verdict.reason, true);
+          break;
+        case 'suspect':
+          this.suspect(sf, now, verdict.reason);
+          break;
+        case 'probe':
+          this.probe(sf, now);
+          break;
+        case 'none':
+          break;
       }
-      if (sf.state === 'suspect' && now - sf.lastProbeAt >= this.config.probeMs) this.probe(sf, now);
-      else if (sf.state === 'active' && !oldest && now - sf.lastSendAt >= this.config.keepaliveMs) this.probe(sf, now);
     }
     if (this.subflows.length > 0) this.ensureTick();
   }
@@ -1006,8 +952,7 @@ export class Session implements StreamHost {
     this.tickTimer?.cancel();
     this.tickTimer = undefined;
     for (const sf of [...this.subflows]) {
-      sf.state = 'closed';
-      sf.readyReject?.(error ?? new PlaitError(ErrorCode.CLOSED, 'session closed'));
+      sf.close('session closed', error ?? new PlaitError(ErrorCode.CLOSED, 'session closed'));
       sf.channel.end();
     }
     this.subflows.length = 0;

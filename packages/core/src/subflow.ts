@@ -1,9 +1,11 @@
 import type { ByteChannel } from './channel.js';
+import { WIRE } from './config.js';
+import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
+import type { Frame } from './frames.js';
 import { PathMetrics } from './path-metrics.js';
 import type { RecordOpener, RecordSealer } from './record.js';
 import type { SubflowView } from './scheduler.js';
 import type { Stream } from './stream.js';
-import type { Frame } from './frames.js';
 
 /** A reliable frame that must reach the peer even if this subflow dies. */
 export type ReliableItem =
@@ -27,6 +29,7 @@ const MIN_RECORD_TARGET = 4096;
 const INITIAL_RECORD_TARGET = 16 * 1024 + 64;
 const RECORD_TIME_MS = 2;
 
+/** PROTOCOL.md section 8, client and server subflow states after the handshake. */
 export type SubflowState = 'pending-ok' | 'active' | 'suspect' | 'closed';
 
 /** A record being filled with frames before it is sealed. */
@@ -37,53 +40,81 @@ export interface StagedRecord {
   eliciting: boolean;
 }
 
+/** What the health check says the session should do with a subflow now. */
+export type HealthVerdict =
+  | { action: 'none' }
+  | { action: 'close'; reason: string }
+  | { action: 'suspect'; reason: string }
+  | { action: 'probe' };
+
+/** The limits the health check and pacing read. */
+export interface SubflowTimers {
+  deadAfterMs: number;
+  minRtoMs: number;
+  maxRtoMs: number;
+  probeMs: number;
+  keepaliveMs: number;
+}
+export interface PacingConfig {
+  initialInflight: number;
+  minInflight: number;
+  ackSlackMs: number;
+  inflightGain: number;
+  recordTarget: number;
+}
+
 /**
- * One subflow's state: its channel and record keys, what it has in flight,
- * and its measurements. The session drives it.
+ * One subflow: its channel and record keys, what it has in flight, its
+ * measurements, and its own transitions (PROTOCOL.md section 8: pending-ok,
+ * active, suspect, closed). Everything that changes this state is a method
+ * here, as net/mptcp's subflow.c owns a subflow; the session only decides
+ * across subflows (which carries what, what to resend where) and reads the
+ * rest.
  */
 export class Subflow implements SubflowView {
-  /** Id assigned by the server (the client learns it from `ok`). */
-  id: number;
-  backup: boolean;
+  private _id: number;
+  private _backup: boolean;
   readonly addrId: number;
-  state: SubflowState;
+  private _state: SubflowState;
   readonly metrics = new PathMetrics();
 
-  readonly inflightRecords: SentRecord[] = [];
+  private readonly inflightRecords: SentRecord[] = [];
   private inflightHead = 0;
-  inflightBytes = 0;
-  /** Records sealed and sent on this subflow. */
-  sentRecords = 0;
-  /** Records received and processed from the peer on this subflow. */
-  recvRecords = 0;
-  needAck = false;
-  writable = true;
-  staged: StagedRecord | undefined;
-  spareBuf: Uint8Array | undefined;
+  private _inflightBytes = 0;
+  private _sentRecords = 0;
+  private _recvRecords = 0;
+  private needAck = false;
+  private _writable = true;
+  private staged: StagedRecord | undefined;
+  private spareBuf: Uint8Array | undefined;
 
-  lastRecvAt: number;
-  lastSendAt: number;
-  lastProbeAt = 0;
+  private _lastRecvAt: number;
+  private _lastSendAt: number;
+  private lastProbeAt = 0;
   /** Last time an ack freed records on this subflow. */
-  lastAckAt = 0;
-  suspectSince = 0;
+  private lastAckAt = 0;
 
-  bytesSent = 0;
-  bytesReceived = 0;
-  bytesReinjected = 0;
-  suspectCount = 0;
+  private _bytesSent = 0;
+  private _bytesReceived = 0;
+  private _bytesReinjected = 0;
+  private _suspectCount = 0;
 
-  /** Plaintext bytes per record on this subflow (adapts to its rate). */
-  recordTarget = INITIAL_RECORD_TARGET;
+  // Pacing (BBR-style gain cycle) and the scheduler's view, refreshed before each scheduling round.
+  private _recordTarget = INITIAL_RECORD_TARGET;
+  private _cap = 0;
+  private _srtt = 0;
+  private _minRtt = 0;
+  private _rate = 0;
+  /** Set when the session wanted to send here and the cap said no (this round). */
+  private capHit = false;
+  private startup = true;
+  private fullRate = 0;
+  private flatRounds = 0;
+  private roundStart = 0;
 
-  // Scheduler view, refreshed before each scheduling round.
-  cap = 0;
-  srtt = 0;
-  minRtt = 0;
-  rate = 0;
-
-  readyResolve: (() => void) | undefined;
-  readyReject: ((e: Error) => void) | undefined;
+  private readyResolve: (() => void) | undefined;
+  private readyReject: ((e: Error) => void) | undefined;
+  /** Resolves once the subflow may carry frames (client: after `ok`). */
   readonly ready: Promise<void>;
 
   constructor(
@@ -92,12 +123,12 @@ export class Subflow implements SubflowView {
     readonly opener: RecordOpener,
     opts: { id: number; backup: boolean; addrId: number; awaitOk: boolean; now: number },
   ) {
-    this.id = opts.id;
-    this.backup = opts.backup;
+    this._id = opts.id;
+    this._backup = opts.backup;
     this.addrId = opts.addrId;
-    this.state = opts.awaitOk ? 'pending-ok' : 'active';
-    this.lastRecvAt = opts.now;
-    this.lastSendAt = opts.now;
+    this._state = opts.awaitOk ? 'pending-ok' : 'active';
+    this._lastRecvAt = opts.now;
+    this._lastSendAt = opts.now;
     this.ready = new Promise<void>((resolve, reject) => {
       this.readyResolve = resolve;
       this.readyReject = reject;
@@ -107,35 +138,149 @@ export class Subflow implements SubflowView {
     if (!opts.awaitOk) this.markReady();
   }
 
-  markReady(): void {
-    this.readyResolve?.();
-    this.readyResolve = this.readyReject = undefined;
-  }
+  // ---------------------------------------------------------------- reading
 
-  get inflight(): number {
-    return this.inflightBytes + (this.staged ? this.staged.pos : 0);
+  /** Id assigned by the server (the client learns it from `ok`). */
+  get id(): number {
+    return this._id;
   }
-
+  get backup(): boolean {
+    return this._backup;
+  }
+  get state(): SubflowState {
+    return this._state;
+  }
   get usable(): boolean {
-    return this.state === 'active';
+    return this._state === 'active';
   }
-
+  get isClosed(): boolean {
+    return this._state === 'closed';
+  }
+  /** The cap held a frame back in the current pacing round (cleared when the round ends). */
+  get capLimitedThisRound(): boolean {
+    return this.capHit;
+  }
+  get writable(): boolean {
+    return this._writable;
+  }
+  /** Bytes sealed and not yet acknowledged, plus the record being filled. */
+  get inflight(): number {
+    return this._inflightBytes + (this.staged ? this.staged.pos : 0);
+  }
+  get inflightBytes(): number {
+    return this._inflightBytes;
+  }
+  /** Records sealed and sent on this subflow. */
+  get sentRecords(): number {
+    return this._sentRecords;
+  }
+  /** Records received and processed from the peer on this subflow. */
+  get recvRecords(): number {
+    return this._recvRecords;
+  }
+  get lastRecvAt(): number {
+    return this._lastRecvAt;
+  }
+  get lastSendAt(): number {
+    return this._lastSendAt;
+  }
+  get bytesSent(): number {
+    return this._bytesSent;
+  }
+  get bytesReceived(): number {
+    return this._bytesReceived;
+  }
+  get bytesReinjected(): number {
+    return this._bytesReinjected;
+  }
+  get suspectCount(): number {
+    return this._suspectCount;
+  }
+  /** Plaintext bytes per record on this subflow (adapts to its rate). */
+  get recordTarget(): number {
+    return this._recordTarget;
+  }
+  /** Cap on unacknowledged bytes, as last computed by refreshView. */
+  get cap(): number {
+    return this._cap;
+  }
+  get srtt(): number {
+    return this._srtt;
+  }
+  get minRtt(): number {
+    return this._minRtt;
+  }
+  get rate(): number {
+    return this._rate;
+  }
+  /** Payload room left in the record being filled (0 if none is open). */
+  get stagedRoom(): number {
+    return this.staged ? this._recordTarget - this.staged.pos : 0;
+  }
   oldestInflight(): SentRecord | undefined {
     return this.inflightRecords[this.inflightHead];
   }
 
-  pushInflight(r: SentRecord): void {
-    this.inflightRecords.push(r);
-    this.inflightBytes += r.bytes;
+  // ------------------------------------------------------------- transitions
+
+  private markReady(): void {
+    this.readyResolve?.();
+    this.readyResolve = this.readyReject = undefined;
   }
 
-  /** Pop records below `count`; returns the newest popped, if any. */
-  ackUpTo(count: number): SentRecord | undefined {
+  /** Client: the server's `ok` arrived; the subflow gets its id and may carry frames. */
+  onOk(id: number): void {
+    if (this._state !== 'pending-ok') throw new ProtocolError(ErrorCode.PROTOCOL, 'unexpected ok message');
+    this._id = id;
+    this._state = 'active';
+    this.markReady();
+  }
+
+  /** MP_PRIO: the peer changed this subflow's backup flag. */
+  setBackup(backup: boolean): void {
+    this._backup = backup;
+  }
+
+  /** The channel can take writes again. */
+  onDrain(): void {
+    this._writable = true;
+  }
+
+  /** Bytes arrived from the peer (authenticated or not yet). */
+  onBytesIn(n: number, now: number): void {
+    this._lastRecvAt = now;
+    this._bytesReceived += n;
+  }
+
+  /** A record from the peer was authenticated and its frames handled. */
+  onRecordIn(ackEliciting: boolean): void {
+    this._recvRecords++;
+    if (ackEliciting) this.needAck = true;
+  }
+
+  /** Records to acknowledge now, if an ACK is due (clears the request). */
+  takeAckDue(): number | undefined {
+    if (!this.needAck || this._state === 'pending-ok' || this._state === 'closed') return undefined;
+    this.needAck = false;
+    return this._recvRecords;
+  }
+
+  get ackDue(): boolean {
+    return this.needAck;
+  }
+
+  /**
+   * The peer acknowledged `records` records of ours: free them, sample RTT
+   * and delivery rate, and recover from suspect. An ACK for records never
+   * sent is a protocol error (scope: subflow).
+   */
+  onAck(records: number, now: number): { progressed: boolean; recovered: boolean } {
+    if (records > this._sentRecords) throw new ProtocolError(ErrorCode.PROTOCOL, `ack for ${records} records, only ${this._sentRecords} sent`);
     let last: SentRecord | undefined;
     while (this.inflightHead < this.inflightRecords.length) {
       const r = this.inflightRecords[this.inflightHead]!;
-      if (r.seq >= count) break;
-      this.inflightBytes -= r.bytes;
+      if (r.seq >= records) break;
+      this._inflightBytes -= r.bytes;
       this.metrics.delivered += r.bytes;
       this.inflightHead++;
       last = r;
@@ -144,7 +289,73 @@ export class Subflow implements SubflowView {
       this.inflightRecords.splice(0, this.inflightHead);
       this.inflightHead = 0;
     }
-    return last;
+    if (!last) return { progressed: false, recovered: false };
+    const m = this.metrics;
+    m.onRttSample(now, now - last.sentAt);
+    // Delivery rate as BBR takes it: bytes acknowledged since this record
+    // was sent, over the time since the ack that preceded its sending.
+    m.onRateSample(now, m.delivered - last.delivered, now - last.deliveredAt);
+    m.deliveredAt = now;
+    this.lastAckAt = now;
+    if (this._state !== 'suspect') return { progressed: true, recovered: false };
+    this._state = 'active';
+    this.restartProbe();
+    return { progressed: true, recovered: true };
+  }
+
+  /**
+   * The per-tick health check (PROTOCOL.md section 8 / 9): time without ack
+   * progress closes (dead-after) or suspects the subflow; suspect and idle
+   * ones are probed. The session acts on the verdict.
+   */
+  checkHealth(now: number, t: SubflowTimers): HealthVerdict {
+    if (this._state === 'pending-ok' || this._state === 'closed') return { action: 'none' };
+    const oldest = this.oldestInflight();
+    if (oldest) {
+      // Time without ack progress (as TCP restarts its RTO on every ack): a
+      // slow path draining a queue is alive; only a silent one is suspect.
+      const age = now - Math.max(oldest.sentAt, this.lastAckAt);
+      if (age > t.deadAfterMs) return { action: 'close', reason: `no acknowledgement for ${Math.round(age / 1000)} s` };
+      const rto = this.metrics.rto(t.minRtoMs, t.maxRtoMs);
+      // A path that still delivers the peer's bytes is alive, its acks just
+      // queue behind data; a silent one (both ways) is suspect after one
+      // RTO. One-way failures are caught after four.
+      const silentFor = now - this._lastRecvAt;
+      if (this._state === 'active' && ((age > rto && silentFor > rto) || age > 4 * rto)) {
+        return { action: 'suspect', reason: `no acknowledgement for ${Math.round(age)} ms (timeout ${Math.round(rto)} ms)` };
+      }
+    }
+    if (this._state === 'suspect' && now - this.lastProbeAt >= t.probeMs) return { action: 'probe' };
+    if (this._state === 'active' && !oldest && now - this._lastSendAt >= t.keepaliveMs) return { action: 'probe' };
+    return { action: 'none' };
+  }
+
+  /** active -> suspect. Returns false if it was not active. */
+  markSuspect(): boolean {
+    if (this._state !== 'active') return false;
+    this._state = 'suspect';
+    this._suspectCount++;
+    return true;
+  }
+
+  /** A PING goes out now (probe or keepalive). */
+  noteProbe(now: number): void {
+    this.lastProbeAt = now;
+  }
+
+  /**
+   * -> closed. Drops the record being filled and fails `ready`. Returns
+   * whether it was still waiting for `ok` (then nobody had seen it up), or
+   * undefined if it was already closed.
+   */
+  close(reason: string, error?: Error): { wasPending: boolean } | undefined {
+    if (this._state === 'closed') return undefined;
+    const wasPending = this._state === 'pending-ok';
+    this._state = 'closed';
+    this.staged = undefined;
+    this.readyReject?.(error ?? new PlaitError(ErrorCode.CLOSED, `subflow closed before it was ready: ${reason}`));
+    this.readyResolve = this.readyReject = undefined;
+    return { wasPending };
   }
 
   /** Unacknowledged records not yet reinjected (marks them reinjected). */
@@ -157,6 +368,81 @@ export class Subflow implements SubflowView {
     }
   }
 
+  /** Payload bytes of this subflow's records that went out again elsewhere. */
+  noteReinjected(bytes: number): void {
+    this._bytesReinjected += bytes;
+  }
+
+  // ----------------------------------------------------------------- sending
+
+  /**
+   * The record being filled, with room for `size` more bytes: the current
+   * one if it fits, else (after sealing it) a fresh one. `defaultSize` is
+   * the buffer size for a new record.
+   */
+  stage(size: number, defaultSize: number, now: number): StagedRecord {
+    if (this.staged && this.staged.pos + size > this.staged.buf.length) this.sealStaged(now);
+    if (!this.staged) {
+      // Reuse the last record's buffer: sealing copied it into the ciphertext.
+      const spare = this.spareBuf && this.spareBuf.length >= size ? this.spareBuf : undefined;
+      this.spareBuf = undefined;
+      this.staged = { buf: spare ?? new Uint8Array(Math.max(defaultSize, size)), pos: 0, items: [], eliciting: false };
+    }
+    return this.staged;
+  }
+
+  /** The cap refused a frame of `bytes` here (a cap-limited round says the path is full). */
+  noteCapLimited(bytes: number): void {
+    if (this.inflight > 0 && this.inflight + bytes > this._cap) this.capHit = true;
+  }
+
+  /** The session wanted to send here and the cap said no (tests drive pacing with this). */
+  markCapLimited(): void {
+    this.capHit = true;
+  }
+
+  /**
+   * Seal the record being filled and write it. Returns the wire size, or 0
+   * if there was nothing to seal. Ack-eliciting records stay in flight until
+   * acknowledged.
+   */
+  sealStaged(now: number): number {
+    const rec = this.staged;
+    if (!rec || rec.pos === 0 || this._state === 'closed') return 0;
+    this.staged = undefined;
+    const wire = this.sealer.seal(rec.buf.subarray(0, rec.pos));
+    this.spareBuf = rec.buf;
+    const seq = this._sentRecords++;
+    if (rec.eliciting) {
+      if (this._inflightBytes === 0) this.metrics.deliveredAt = now; // idle restart: don't count idle time in the rate
+      this.inflightRecords.push({ seq, sentAt: now, bytes: rec.pos, items: rec.items, delivered: this.metrics.delivered, deliveredAt: this.metrics.deliveredAt, reinjected: false });
+      this._inflightBytes += rec.pos;
+    }
+    this._lastSendAt = now;
+    this._bytesSent += wire.length;
+    if (!this.channel.write(wire)) this._writable = false;
+    return wire.length;
+  }
+
+  /** The record counter is about to run out (PROTOCOL.md section 5): the subflow must be replaced. */
+  get counterExhausted(): boolean {
+    return this._sentRecords >= WIRE.RECORD_COUNTER_LIMIT;
+  }
+
+  /**
+   * Seal `plaintext` as one record outside the staging path, untracked (not
+   * reinjected if lost). For tests that play a broken peer.
+   */
+  sendRecord(plaintext: Uint8Array, now: number): void {
+    const wire = this.sealer.seal(plaintext);
+    this._sentRecords++;
+    this._lastSendAt = now;
+    this._bytesSent += wire.length;
+    if (!this.channel.write(wire)) this._writable = false;
+  }
+
+  // ------------------------------------------------------------------ pacing
+
   /**
    * The cap's multiple of the BDP, BBR-style: during startup 2x until the
    * rate stops growing (three round trips under +25%), then a cycle of one
@@ -164,12 +450,12 @@ export class Subflow implements SubflowView {
    * the queue kept in the path stays near the slack, not a fraction of a BDP.
    */
   private gainAt(now: number, base: number): number {
-    const round = Math.max(this.minRtt, 10);
+    const round = Math.max(this._minRtt, 10);
     if (now - this.roundStart >= round) {
       this.roundStart = now;
       if (this.startup) {
-        if (this.rate >= this.fullRate * 1.25) {
-          this.fullRate = this.rate;
+        if (this._rate >= this.fullRate * 1.25) {
+          this.fullRate = this._rate;
           this.flatRounds = 0;
         } else if (this.capHit && ++this.flatRounds >= 3) {
           // Only a round in which the subflow was held back by its cap says
@@ -190,28 +476,26 @@ export class Subflow implements SubflowView {
     this.flatRounds = 0;
   }
 
-  /** Set when the session wanted to send on this subflow and its cap said no. */
-  capHit = false;
-  private startup = true;
-  private fullRate = 0;
-  private flatRounds = 0;
-  private roundStart = 0;
-
-  refreshView(now: number, c: { initialInflight: number; minInflight: number; ackSlackMs: number; inflightGain: number; recordTarget: number }): void {
-    this.srtt = this.metrics.srtt;
-    this.minRtt = this.metrics.minRtt(now);
-    this.rate = this.metrics.rate(now);
+  /**
+   * Refresh the scheduler's view and the cap before a scheduling round.
+   * This advances the pacing cycle: only the sender calls it (stats read
+   * `metrics` and `cap` instead).
+   */
+  refreshView(now: number, c: PacingConfig): void {
+    this._srtt = this.metrics.srtt;
+    this._minRtt = this.metrics.minRtt(now);
+    this._rate = this.metrics.rate(now);
     // A little over the measured bandwidth-delay product: enough to fill the
     // path and let the rate estimate grow (by the gain each round trip), not
     // enough to queue deep in its buffers, where every byte is latency for
     // the frames behind it. The slack covers acks that arrive in bursts
     // (receiver busy, batching), which on fast paths would starve the pipe.
     const gain = this.gainAt(now, c.inflightGain);
-    this.cap =
-      this.rate > 0 && this.minRtt > 0 ? Math.max(c.minInflight, this.rate * (gain * this.minRtt + c.ackSlackMs)) : c.initialInflight;
+    this._cap =
+      this._rate > 0 && this._minRtt > 0 ? Math.max(c.minInflight, this._rate * (gain * this._minRtt + c.ackSlackMs)) : c.initialInflight;
     // A record is usable only once it has wholly arrived: keep one record's
     // serialisation time near a couple of milliseconds on slow links.
-    this.recordTarget =
-      this.rate > 0 ? Math.min(c.recordTarget, Math.max(MIN_RECORD_TARGET, Math.round(this.rate * RECORD_TIME_MS))) : INITIAL_RECORD_TARGET;
+    this._recordTarget =
+      this._rate > 0 ? Math.min(c.recordTarget, Math.max(MIN_RECORD_TARGET, Math.round(this._rate * RECORD_TIME_MS))) : INITIAL_RECORD_TARGET;
   }
 }

@@ -30,9 +30,7 @@ function echoServer(s: Stream): void {
 /** Seal `plaintext` (or frames) as the next record of `sf` and send it, as a broken peer would. */
 function inject(sf: Subflow, content: Frame[] | Uint8Array): void {
   const plaintext = content instanceof Uint8Array ? content : encodeFrames(content);
-  const wire = sf.sealer.seal(plaintext);
-  sf.sentRecords++; // keep the record count the peer will acknowledge in step
-  sf.channel.write(wire);
+  sf.sendRecord(plaintext, 0); // counted, so the peer's ACKs stay in step
 }
 
 /** A stream header: u16 length + body. */

@@ -34,7 +34,7 @@ class Driver {
    */
   round(rate: number, capLimited: boolean): number {
     this.sf.metrics.onRateSample(this.now, rate * RTT, RTT);
-    if (capLimited) this.sf.capHit = true;
+    if (capLimited) this.sf.markCapLimited();
     this.now += RTT;
     this.sf.refreshView(this.now, CONFIG);
     return this.gain();
@@ -104,7 +104,7 @@ describe('startup', () => {
     d.round(1000, true);
     d.round(1000, true);
     d.round(1000, true); // flat 2
-    expect(d.sf.capHit).toBe(false);
+    expect(d.sf.capLimitedThisRound).toBe(false);
     expect(d.round(1000, false)).toBe(2); // idle, not flat 3
   });
 
