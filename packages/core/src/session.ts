@@ -11,7 +11,7 @@ import type { MemoryBudget } from './memory-budget.js';
 import type { RecordOpener, RecordSealer } from './record.js';
 import { EarliestArrivalScheduler, type Scheduler } from './scheduler.js';
 import { Stream, type StreamHost } from './stream.js';
-import { Subflow, type ReliableItem, type StagedRecord } from './subflow.js';
+import { Subflow, type ReliableItem } from './subflow.js';
 
 export type Role = 'client' | 'server';
 
