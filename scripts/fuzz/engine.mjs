@@ -34,7 +34,6 @@ import {
   HELLO_MAC_OFFSET,
   joinHmacA,
   makeConfig,
-  MemoryLink,
   MsgType,
   RecordOpener,
   RecordSealer,
@@ -42,6 +41,7 @@ import {
   VirtualClock,
   WIRE,
 } from '@plait/core';
+import { MemoryLink } from '@plait/testkit';
 import { chunk, controlBody, headerBody, mpStr, mutate } from './mutate.mjs';
 import { ByteWriter, caseSeed, concat, hexdump, INTERESTING_U16, INTERESTING_U32, Rng } from './rng.mjs';
 

@@ -1,7 +1,8 @@
-export * from './client.js';
-export * from './dialer.js';
-export * from './socks5.js';
-export * from './http-connect.js';
-export * from './forward.js';
-export * from './listeners.js';
-export * from './path-manager.js';
+// The public API of @plait/client: what the CLI uses. This package's own
+// tests import from ../src/ directly.
+export { PlaitClient, type ClientLogger, type ClientStats, type PlaitClientOptions } from './client.js';
+export type { Dialer, Target } from './dialer.js';
+export { listenForward, listenHttpConnect, listenSocks5 } from './listeners.js';
+export { parseForwardSpec, type ForwardSpec } from './forward.js';
+export type { Socks5Options } from './socks5.js';
+export type { HttpConnectOptions } from './http-connect.js';

@@ -1,22 +1,31 @@
-export * from './errors.js';
-export * from './config.js';
-export * from './clock.js';
-export * from './channel.js';
-export * from './keys.js';
-export * from './frames.js';
-export * from './control.js';
-export * from './cipher.js';
-export * from './record.js';
-export * from './handshake-messages.js';
-export * from './handshake.js';
-export * from './replay-cache.js';
-export * from './scheduler.js';
-export * from './path-metrics.js';
-export * from './stream.js';
-export * from './subflow.js';
-export * from './session.js';
-export * from './memory-budget.js';
-export * from './connector.js';
-export * from './acceptor.js';
-export * from './handshake-slots.js';
-export * from './memory-channel.js';
+// The public API of @plait/core: what the client, the server, the Node
+// adapters, the CLI and the scripts (fuzz, benches, attack tools) use. The
+// rest is internal; this package's own tests import from ../src/ directly.
+// The in-memory link (a test double) lives in @plait/testkit.
+
+// Sessions: open one and join subflows to it (client), accept them (server).
+export { connectSession, joinSession, sessionCipher, type ConnectOptions } from './connector.js';
+export { Acceptor, type AcceptorOptions } from './acceptor.js';
+export type { Session, SessionStats } from './session.js';
+export type { Subflow } from './subflow.js';
+export type { Stream } from './stream.js';
+export { createScheduler, schedulerNames } from './scheduler.js';
+export { MemoryBudget } from './memory-budget.js';
+
+// Configuration, time and transport: what the embedder supplies.
+export { makeConfig, WIRE, type Config } from './config.js';
+export { flushMicrotasks, realClock, VirtualClock, type Clock, type Timer } from './clock.js';
+export type { ByteChannel, ChannelHandlers, KernelPathInfo } from './channel.js';
+
+// Keys and record ciphers.
+export { deriveSecretKeys, helloMac, joinHmacA, MIN_SECRET_BYTES, type SecretKeys } from './keys.js';
+export { chooseAutoCipher, CIPHER_NAMES, type CipherName } from './cipher.js';
+export { RecordOpener, RecordSealer } from './record.js';
+
+// Errors and reset codes, with their names.
+export { ErrorCode, errorName, PlaitError, RemoteError, ResetCode, resetName } from './errors.js';
+
+// Wire codecs, for the fuzzer and attack scripts that build hostile input.
+export { decodeFrames } from './frames.js';
+export { encodeHandshake, HandshakeReader, HELLO_MAC_OFFSET, MsgType } from './handshake-messages.js';
+export { startHello } from './handshake.js';

@@ -17,7 +17,7 @@ import { NonceLog, ReplayCache } from '../src/replay-cache.js';
 import { Acceptor } from '../src/acceptor.js';
 import { makeConfig } from '../src/config.js';
 import { connectSession, joinSession, sessionCipher } from '../src/connector.js';
-import { MemoryLink } from '../src/memory-channel.js';
+import { MemoryLink } from '@plait/testkit';
 import type { Session } from '../src/session.js';
 import { settle } from './harness.js';
 

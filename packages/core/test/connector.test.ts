@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { joinSession } from '../src/connector.js';
 import { ErrorCode, PlaitError } from '../src/errors.js';
-import { MemoryLink } from '../src/memory-channel.js';
+import { MemoryLink } from '@plait/testkit';
 import { makePair, settle } from './harness.js';
 
 async function codeOf(p: Promise<unknown>, clock: Parameters<typeof settle>[0]): Promise<number | undefined> {

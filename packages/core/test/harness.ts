@@ -3,7 +3,7 @@ import { VirtualClock } from '../src/clock.js';
 import { makeConfig, type Config } from '../src/config.js';
 import { connectSession, joinSession } from '../src/connector.js';
 import { deriveSecretKeys } from '../src/keys.js';
-import { MemoryLink, type LinkOptions } from '../src/memory-channel.js';
+import { MemoryLink, type LinkOptions } from '@plait/testkit';
 import type { Scheduler } from '../src/scheduler.js';
 import type { Session, SessionEvents } from '../src/session.js';
 import type { Stream } from '../src/stream.js';

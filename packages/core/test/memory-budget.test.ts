@@ -6,7 +6,7 @@ import { connectSession } from '../src/connector.js';
 import { ResetCode } from '../src/errors.js';
 import { deriveSecretKeys } from '../src/keys.js';
 import { MemoryBudget } from '../src/memory-budget.js';
-import { MemoryLink } from '../src/memory-channel.js';
+import { MemoryLink } from '@plait/testkit';
 import type { Session } from '../src/session.js';
 import type { Stream } from '../src/stream.js';
 import { collect, SECRET, settle } from './harness.js';

@@ -14,7 +14,7 @@ import { HandshakeChannel } from '../src/handshake-channel.js';
 import { HandshakeReader, MsgType, type HandshakeMessage } from '../src/handshake-messages.js';
 import type { HandshakeSlotLimits } from '../src/handshake-slots.js';
 import { deriveSecretKeys } from '../src/keys.js';
-import { MemoryLink, type MemoryChannel } from '../src/memory-channel.js';
+import { MemoryLink, type MemoryChannel } from '@plait/testkit';
 import type { Session } from '../src/session.js';
 import { SECRET, settle } from './harness.js';
 

@@ -1,5 +1,7 @@
-export * from './socket-channel.js';
-export * from './stream-duplex.js';
-export * from './pipe.js';
-export * from './tcp-sockopt.js';
-export * from './cpu.js';
+// The public API of @plait/node: what the client, the server, the CLI and
+// the scripts use. This package's own tests import from ../src/ directly.
+export { SocketChannel } from './socket-channel.js';
+export { StreamDuplex } from './stream-duplex.js';
+export { pipeBoth } from './pipe.js';
+export { loadSockOpts, type SockOpts } from './tcp-sockopt.js';
+export { detectAutoCipher, type AutoCipher } from './cpu.js';

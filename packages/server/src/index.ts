@@ -1,3 +1,4 @@
-export * from './server.js';
-export * from './egress-policy.js';
-export * from './dial-target.js';
+// The public API of @plait/server: what the CLI, the client's tests and the
+// scripts use. This package's own tests import from ../src/ directly.
+export { PlaitServer, type PlaitServerOptions, type ServerLogger } from './server.js';
+export { EgressPolicy, parseCidr, type Cidr, type EgressPolicyOptions } from './egress-policy.js';

@@ -1,3 +1,11 @@
-export * from './link-relay.js';
-export * from './echo-server.js';
-export * from './http-file-server.js';
+// Test and benchmark helpers, for tests across the packages and the scripts.
+export {
+  startLinkRelay,
+  type CutMode,
+  type LinkRelay,
+  type LinkRelayOptions,
+  type LinkRelayStats,
+} from './link-relay.js';
+export { startEchoServer, type EchoServer } from './echo-server.js';
+export { sha256OfStream, startFileServer, type FileServer } from './http-file-server.js';
+export { MemoryLink, type LinkOptions, type MemoryChannel } from './memory-channel.js';

@@ -1,5 +1,10 @@
-import type { ByteChannel, ChannelHandlers } from './channel.js';
-import type { Clock } from './clock.js';
+/**
+ * An in-memory link for driving @plait/core sessions on a VirtualClock: two
+ * ByteChannel ends, a one-way delay and serialisation rate per direction, and
+ * failure injection (cut, blackhole, a flipped bit). A test double; the core
+ * never uses it.
+ */
+import type { ByteChannel, ChannelHandlers, Clock } from '@plait/core';
 
 export interface LinkOptions {
   /** One-way delay in ms. */
