@@ -53,7 +53,15 @@ export interface StreamHost {
   streamBlocked(stream: Stream): void;
 }
 
-type Phase = 'header' | 'open' | 'closed';
+/**
+ * The send direction (PROTOCOL.md section 8): `awaiting-accept` until the
+ * acceptor side has connected its target (nothing may be sent before the
+ * reply header), then open -> fin-queued -> fin-sent -> fin-acked; `reset`
+ * from any state.
+ */
+export type SendState = 'awaiting-accept' | 'open' | 'fin-queued' | 'fin-sent' | 'fin-acked' | 'reset';
+/** The receive direction (PROTOCOL.md section 8): header -> open -> fin-received; `reset` from any state. */
+export type RecvState = 'header' | 'open' | 'fin-received' | 'reset';
 
 /** Heap a held out-of-order piece costs beyond its bytes (typed array, its store, array slots), measured at ~100 B. */
 const PART_COST = 128;
@@ -75,17 +83,14 @@ export class Stream {
   sentOffset = 0;
   peerAckOffset = 0;
   peerMaxOffset: number = WIRE.INITIAL_WINDOW;
-  finQueued = false;
-  finSent = false;
-  finAcked = false;
-  private acceptedLocally: boolean;
+  private sendSt: SendState;
   private wantDrain = false;
   /** resetAfterData(): the RESET to send once every written byte is acknowledged. */
   private pendingReset: { code: number; reason: string } | undefined;
 
   // ---- receive direction
   readonly reassembly: Reassembly;
-  private recvPhase: Phase = 'header';
+  private recvSt: RecvState = 'header';
   private readonly headerReader = new StreamHeaderReader();
   /** Offset of the first payload byte (after the header). */
   private payloadStart = 0;
@@ -100,14 +105,11 @@ export class Stream {
   recvBufferedAccounted = 0;
   /** Outstanding receive credit as last reported to the host (streamCreditChanged). */
   private creditReported = 0;
-  finDelivered = false;
   finAdvertised = false;
   private inbox: Uint8Array[] = [];
   private handlers: StreamHandlers = {};
   private endPending = false;
 
-  private closed = false;
-  private aborted = false;
   private closeEmitted = false;
 
   constructor(
@@ -120,7 +122,7 @@ export class Stream {
     this.local = local;
     this.target = target;
     this.reassembly = new Reassembly(host.config.reassemblyParts);
-    this.acceptedLocally = local;
+    this.sendSt = local ? 'open' : 'awaiting-accept';
     if (local && target) this.appendSend(encodeStreamHeader(target));
     this.syncCredit();
   }
@@ -131,7 +133,7 @@ export class Stream {
   }
 
   private syncCredit(): void {
-    const now = this.closed ? 0 : Math.max(0, this.recvMaxOffset - this.releasedOffset);
+    const now = this.isClosed ? 0 : Math.max(0, this.recvMaxOffset - this.releasedOffset);
     if (now === this.creditReported) return;
     this.host.streamCreditChanged(now - this.creditReported);
     this.creditReported = now;
@@ -153,13 +155,28 @@ export class Stream {
     this.syncCredit();
   }
 
+  get sendState(): SendState {
+    return this.sendSt;
+  }
+  get recvState(): RecvState {
+    return this.recvSt;
+  }
+  /** Finished (both directions done: PROTOCOL.md section 8) or reset. */
   get isClosed(): boolean {
-    return this.closed;
+    return this.sendSt === 'reset' || (this.sendSt === 'fin-acked' && this.recvSt === 'fin-received');
+  }
+  /** The peer confirmed our FIN. */
+  get finAcked(): boolean {
+    return this.sendSt === 'fin-acked';
+  }
+  /** The peer's direction is complete (every byte up to its FIN delivered). */
+  get finDelivered(): boolean {
+    return this.recvSt === 'fin-received';
   }
 
   /** resetAfterData() was called and the RESET waits for the data before it to be acknowledged. */
   get isResetPending(): boolean {
-    return this.pendingReset !== undefined && !this.closed;
+    return this.pendingReset !== undefined && !this.isClosed;
   }
 
   /** A writer blocked by backpressure is waiting for `drain`. */
@@ -177,9 +194,9 @@ export class Stream {
 
   /** Queue bytes (the stream keeps the buffer; do not reuse it). False = wait for drain. */
   write(chunk: Uint8Array): boolean {
-    if (this.closed) return false;
-    if (!this.acceptedLocally) throw new Error('accept() the stream before writing to it');
-    if (this.finQueued) throw new Error('write after end()');
+    if (this.isClosed) return false;
+    if (this.sendSt === 'awaiting-accept') throw new Error('accept() the stream before writing to it');
+    if (this.sendSt !== 'open') throw new Error('write after end()');
     if (this.pendingReset) return false; // aborting: nothing more goes out
     this.appendSend(chunk);
     this.host.streamReady(this);
@@ -193,7 +210,7 @@ export class Stream {
 
   /** The session has room again for this blocked writer: emit `drain`. */
   wakeWriter(): void {
-    if (!this.wantDrain || this.closed) return;
+    if (!this.wantDrain || this.isClosed) return;
     this.wantDrain = false;
     this.handlers.drain?.();
   }
@@ -212,23 +229,23 @@ export class Stream {
 
   /** Half-close: no more data from this side. */
   end(): void {
-    if (this.closed || this.finQueued) return;
-    if (!this.acceptedLocally) throw new Error('accept() the stream before ending it');
-    this.finQueued = true;
+    if (this.isClosed || this.sendSt === 'fin-queued' || this.sendSt === 'fin-sent' || this.sendSt === 'fin-acked') return;
+    if (this.sendSt === 'awaiting-accept') throw new Error('accept() the stream before ending it');
+    this.sendSt = 'fin-queued';
     this.host.streamReady(this);
   }
 
   /** Acceptor side: the target is connected; send the reply header. */
   accept(): void {
-    if (this.acceptedLocally || this.closed) return;
-    this.acceptedLocally = true;
+    if (this.sendSt !== 'awaiting-accept') return;
+    this.sendSt = 'open';
     this.appendSend(encodeStreamHeader({}));
     this.host.streamReady(this);
   }
 
   /** Abort both directions. */
   reset(code: number = ResetCode.CANCEL, reason = ''): void {
-    if (this.closed) return;
+    if (this.isClosed) return;
     this.host.streamResetLocal(this, code, reason);
     this.terminate(true);
     this.handlers.reset?.(code, reason, false);
@@ -244,7 +261,7 @@ export class Stream {
    * send the rest, the stream waits like any other with unsent data.
    */
   resetAfterData(code: number = ResetCode.CANCEL, reason = ''): void {
-    if (this.closed || this.pendingReset) return;
+    if (this.isClosed || this.pendingReset) return;
     this.pendingReset = { code, reason };
     this.inbox = [];
     this.maybeSendPendingReset();
@@ -252,16 +269,16 @@ export class Stream {
 
   private maybeSendPendingReset(): void {
     const r = this.pendingReset;
-    if (!r || this.closed) return;
+    if (!r || this.isClosed) return;
     // Not accepted yet: the peer has seen nothing from us, the RESET may go at once.
-    if (this.acceptedLocally && this.peerAckOffset < this.send.writtenOffset) return;
-    if (this.finSent && !this.finAcked) return;
+    if (this.sendSt !== 'awaiting-accept' && this.peerAckOffset < this.send.writtenOffset) return;
+    if (this.sendSt === 'fin-sent') return;
     this.reset(r.code, r.reason);
   }
 
   /** The application has passed on `n` payload bytes: grant the peer more credit. */
   release(n: number): void {
-    if (this.closed || n <= 0) return;
+    if (this.isClosed || n <= 0) return;
     const before = this.releasedOffset;
     this.releasedOffset = Math.min(this.deliveredOffset, this.releasedOffset + n);
     const freed = Math.min(this.releasedOffset - before, this.recvBufferedAccounted);
@@ -287,13 +304,13 @@ export class Stream {
 
   /** New bytes that may be sent now (within the peer's credit). */
   sendableBytes(): number {
-    if (!this.acceptedLocally) return 0;
+    if (this.sendSt === 'awaiting-accept') return 0;
     return Math.max(0, Math.min(this.send.writtenOffset, this.peerMaxOffset) - this.sentOffset);
   }
 
   /** A FIN still has to go out and every byte before it has been sent. */
   finPending(): boolean {
-    return this.finQueued && !this.finSent && this.sentOffset === this.send.writtenOffset;
+    return this.sendSt === 'fin-queued' && this.sentOffset === this.send.writtenOffset;
   }
 
   /** Claim up to `max` new bytes; returns the frame's offset, length and FIN flag. */
@@ -301,13 +318,13 @@ export class Stream {
     const len = Math.min(max, this.sendableBytes());
     const offset = this.sentOffset;
     this.sentOffset += len;
-    const fin = this.finQueued && this.sentOffset === this.send.writtenOffset;
-    if (fin) this.finSent = true;
+    const fin = this.sendSt === 'fin-queued' && this.sentOffset === this.send.writtenOffset;
+    if (fin) this.sendSt = 'fin-sent';
     return { offset, len, fin };
   }
 
   onWindow(ackOffset: number, maxOffset: number, finReceived: boolean): void {
-    if (this.closed) return;
+    if (this.isClosed) return;
     if (ackOffset > this.sentOffset) throw new ProtocolError(ErrorCode.PROTOCOL, `stream ${this.id}: peer acknowledged unsent bytes`);
     if (ackOffset > this.peerAckOffset) {
       this.peerAckOffset = ackOffset;
@@ -317,8 +334,8 @@ export class Stream {
       this.peerMaxOffset = maxOffset;
       if (this.sendableBytes() > 0) this.host.streamReady(this);
     }
-    if (finReceived && this.finSent && !this.finAcked) {
-      this.finAcked = true;
+    if (finReceived && this.sendSt === 'fin-sent') {
+      this.sendSt = 'fin-acked';
       this.maybeFinished();
     }
     // (A blocked writer is woken by the session, which shares room fairly.)
@@ -332,7 +349,7 @@ export class Stream {
    * peer's header of a peer-opened stream (the session then announces it).
    */
   onData(offset: number, payload: Uint8Array, fin: boolean): OpenHeader | undefined {
-    if (this.closed) return undefined;
+    if (this.isClosed) return undefined;
     const end = offset + payload.length;
     if (end > this.recvMaxOffset) {
       throw new ProtocolError(ErrorCode.FLOW_CONTROL, `stream ${this.id}: data up to ${end} beyond credit ${this.recvMaxOffset}`);
@@ -358,14 +375,14 @@ export class Stream {
   private highestTouched = 0;
 
   private deliver(chunk: Uint8Array): OpenHeader | undefined {
-    if (this.recvPhase === 'header') {
+    if (this.recvSt === 'header') {
       const got = this.headerReader.push(chunk);
       if (!got) {
         this.consumeHeaderBytes(chunk.length);
         return undefined;
       }
       this.consumeHeaderBytes(chunk.length - got.rest.length);
-      this.recvPhase = 'open';
+      this.recvSt = 'open';
       this.payloadStart = this.deliveredOffset;
       let opened: OpenHeader | undefined;
       if (this.local) {
@@ -402,13 +419,13 @@ export class Stream {
   }
 
   private flushInbox(): void {
-    while (this.handlers.data && this.inbox.length > 0 && !this.aborted) this.handlers.data(this.inbox.shift()!);
+    while (this.handlers.data && this.inbox.length > 0 && this.recvSt !== 'reset') this.handlers.data(this.inbox.shift()!);
     if (this.inbox.length > 0) return;
     if (this.endPending && this.handlers.end) {
       this.endPending = false;
       this.handlers.end();
     }
-    if (this.closed && !this.endPending) this.emitClose();
+    if (this.isClosed && !this.endPending) this.emitClose();
   }
 
   private emitClose(): void {
@@ -418,12 +435,12 @@ export class Stream {
   }
 
   private checkFin(): void {
-    if (this.finDelivered || this.finalSize === undefined || this.reassembly.nextOffset < this.finalSize) return;
-    if (this.recvPhase === 'header') {
+    if (this.recvSt === 'fin-received' || this.recvSt === 'reset' || this.finalSize === undefined || this.reassembly.nextOffset < this.finalSize) return;
+    if (this.recvSt === 'header') {
       // The peer ended before completing its header: nothing valid to open.
       throw new ProtocolError(ErrorCode.PROTOCOL, `stream ${this.id}: FIN inside the stream header`);
     }
-    this.finDelivered = true;
+    this.recvSt = 'fin-received';
     this.host.streamWindowDirty(this);
     this.endPending = true;
     this.flushInbox();
@@ -440,7 +457,7 @@ export class Stream {
 
   /** The peer reset the stream. */
   onRemoteReset(code: number, reason: string): void {
-    if (this.closed) return;
+    if (this.isClosed) return;
     this.terminate(true);
     this.handlers.reset?.(code, reason, true);
     this.emitClose();
@@ -451,20 +468,20 @@ export class Stream {
     this.onRemoteReset(code, reason);
   }
 
+  /** Called right after either direction completes: the second completion finishes the stream. */
   private maybeFinished(): void {
-    if (this.closed || !this.finAcked || !this.finDelivered) return;
+    if (this.sendSt !== 'fin-acked' || this.recvSt !== 'fin-received') return;
     this.terminate(false);
     this.host.streamFinished(this);
     this.flushInbox();
   }
 
   private terminate(abort: boolean): void {
-    this.closed = true;
     if (abort) {
-      this.aborted = true;
+      this.sendSt = 'reset';
+      this.recvSt = 'reset';
       this.inbox = [];
     }
-    this.recvPhase = 'closed';
     this.releaseSendTo(this.send.writtenOffset);
     this.syncCredit();
   }
