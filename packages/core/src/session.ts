@@ -467,7 +467,6 @@ export class Session implements StreamHost {
       this.streamProtocolError(s, e);
       return;
     }
-    if (!s.isClosed) this.syncRecvBuffered(s);
     // Bytes the reassembly buffer did not take were already there: duplicates.
     const accepted = s.reassembly.nextOffset + s.reassembly.bufferedBytes - heldBefore;
     if (accepted < payload.length) this.counters.duplicateBytes += payload.length - accepted;
@@ -600,9 +599,9 @@ export class Session implements StreamHost {
     return Math.max(0, Math.min(wanted, this.config.sessionRecvBudget / 2 - this.recvCredit));
   }
 
-  streamReleased(bytes: number): void {
-    this.addRecvBuffered(-bytes);
-    if (this.recvPaused) this.checkRecvBudget();
+  streamRecvBufferedChanged(delta: number): void {
+    this.addRecvBuffered(delta);
+    if (this.recvPaused && delta < 0) this.checkRecvBudget();
   }
 
   // --------------------------------------------------------- send budget
@@ -681,8 +680,6 @@ export class Session implements StreamHost {
   private forgetStream(s: Stream): void {
     if (!this.streams.delete(s.id)) return;
     this.budget?.removeStream();
-    this.addRecvBuffered(-s.recvBufferedAccounted);
-    s.recvBufferedAccounted = 0;
     this.readyStreams.delete(s);
     this.sendWaiters.delete(s);
     if (this.isPeerId(s.id)) this.rememberFinishedPeerId(s.id);
@@ -708,29 +705,17 @@ export class Session implements StreamHost {
 
   // ------------------------------------------------------ receive budget
 
-  /** Fold a stream's current receive-side holding into the session total. */
-  private syncRecvBuffered(s: Stream): void {
-    const now = s.recvBuffered;
-    this.addRecvBuffered(now - s.recvBufferedAccounted);
-    s.recvBufferedAccounted = now;
-  }
-
   private addRecvBuffered(delta: number): void {
     this.recvBuffered += delta;
     this.budget?.addBytes(delta);
   }
 
-  /** Recompute the receive budget after application releases (cheap: incremental). */
+  /**
+   * Pause or resume reading against the receive budget. The total is exact:
+   * each stream reports every change of what it holds (one owner, the
+   * stream; the session only sums).
+   */
   private checkRecvBudget(): void {
-    let total = 0;
-    if (this.recvPaused || this.recvBuffered > this.config.sessionRecvBudget) {
-      // Recount exactly at the edges so rounding never leaves us paused.
-      for (const s of this.streams.values()) {
-        s.recvBufferedAccounted = s.recvBuffered;
-        total += s.recvBufferedAccounted;
-      }
-      this.addRecvBuffered(total - this.recvBuffered);
-    }
     // Under process pressure only sessions holding a window or more pause:
     // one that buffers little is not the cause and keeps going.
     const processOver = this.budget?.pressed === true && this.recvBuffered >= this.config.streamWindow;

@@ -31,8 +31,8 @@ export interface StreamHost {
   streamResetLocal(stream: Stream, code: number, reason: string): void;
   /** Both directions are done. */
   streamFinished(stream: Stream): void;
-  /** The application released `bytes` it held (session receive budget). */
-  streamReleased(bytes: number): void;
+  /** What the stream holds on the receive side changed by `delta` (session receive budget). */
+  streamRecvBufferedChanged(delta: number): void;
   /**
    * Receive credit this stream has outstanding (granted, not yet released by
    * the application) changed by `delta`: what the peer may have in flight
@@ -101,8 +101,8 @@ export class Stream {
   advertisedMax: number = WIRE.INITIAL_WINDOW;
   advertisedAck = 0;
   finalSize: number | undefined;
-  /** This stream's share of the session's receive total, as last counted. */
-  recvBufferedAccounted = 0;
+  /** recvBuffered as last reported to the host (the stream alone writes it). */
+  private recvReported = 0;
   /** Outstanding receive credit as last reported to the host (streamCreditChanged). */
   private creditReported = 0;
   finAdvertised = false;
@@ -279,11 +279,8 @@ export class Stream {
   /** The application has passed on `n` payload bytes: grant the peer more credit. */
   release(n: number): void {
     if (this.isClosed || n <= 0) return;
-    const before = this.releasedOffset;
     this.releasedOffset = Math.min(this.deliveredOffset, this.releasedOffset + n);
-    const freed = Math.min(this.releasedOffset - before, this.recvBufferedAccounted);
-    this.recvBufferedAccounted -= freed;
-    this.host.streamReleased(freed);
+    this.syncRecvBuffered();
     this.growCredit();
     // Tell the peer once a quarter of the current window has opened up, not
     // for every byte (a quarter of the window *now*: a stream held to its
@@ -297,7 +294,16 @@ export class Stream {
    * a peer sending 1-byte pieces must pay for what they really cost.
    */
   get recvBuffered(): number {
+    if (this.isClosed) return 0;
     return this.reassembly.nextOffset - this.releasedOffset + this.reassembly.bufferedBytes + PART_COST * this.reassembly.parts;
+  }
+
+  /** Tell the session how much this stream now holds (it keeps the total). */
+  private syncRecvBuffered(): void {
+    const now = this.recvBuffered;
+    if (now === this.recvReported) return;
+    this.host.streamRecvBufferedChanged(now - this.recvReported);
+    this.recvReported = now;
   }
 
   // ------------------------------------------------------- session: sending
@@ -369,6 +375,7 @@ export class Stream {
     }
     if (this.reassembly.nextOffset !== before || fin) this.host.streamWindowDirty(this);
     this.checkFin();
+    this.syncRecvBuffered();
     return opened;
   }
 
@@ -484,5 +491,6 @@ export class Stream {
     }
     this.releaseSendTo(this.send.writtenOffset);
     this.syncCredit();
+    this.syncRecvBuffered();
   }
 }
