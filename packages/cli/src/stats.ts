@@ -1,6 +1,6 @@
 import * as http from 'node:http';
 import { isIP } from 'node:net';
-import type { SessionStats } from '@plait/core';
+import { counterHelp, type SessionStats } from '@plait/core';
 
 export interface StatsSnapshot {
   role: 'client' | 'server';
@@ -90,7 +90,7 @@ export function toPrometheus(full: StatsSnapshot): string {
   };
   family('plait_uptime_seconds', 'gauge', 'Seconds since start.', [[{ role: s.role }, s.uptimeSeconds]]);
   family('plait_sessions', 'gauge', 'Open sessions.', [[{ role: s.role }, s.sessions.length]]);
-  for (const [k, v] of Object.entries(s.counters)) family(`plait_${snake(k)}_total`, 'counter', `Counter ${k}.`, [[{ role: s.role }, v]]);
+  for (const [k, v] of Object.entries(s.counters)) family(`plait_${snake(k)}_total`, 'counter', counterHelp(k) ?? `Counter ${k}.`, [[{ role: s.role }, v]]);
   const sess = (st: SessionStats) => ({ session: st.token });
   family('plait_open_streams', 'gauge', 'Open streams per session.', s.sessions.map((st) => [sess(st), st.openStreams]));
   family('plait_streams_opened_total', 'counter', 'Streams opened per session.', s.sessions.map((st) => [sess(st), st.streamsOpened]));
@@ -112,7 +112,7 @@ export function toPrometheus(full: StatsSnapshot): string {
   family('plait_subflow_kernel_retransmits_total', 'counter', 'TCP retransmissions (TCP_INFO).', kern((k) => k.totalRetrans));
   const counterNames = new Set(s.sessions.flatMap((st) => Object.keys(st.counters)));
   for (const c of counterNames) {
-    family(`plait_session_${snake(c)}_total`, 'counter', `Session counter ${c}.`, s.sessions.map((st) => [sess(st), st.counters[c] ?? 0]));
+    family(`plait_session_${snake(c)}_total`, 'counter', counterHelp(c) ?? `Session counter ${c}.`, s.sessions.map((st) => [sess(st), st.counters[c] ?? 0]));
   }
   return out.join('\n') + '\n';
 }

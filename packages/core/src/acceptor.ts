@@ -2,7 +2,8 @@ import type { ByteChannel } from './channel.js';
 import type { CipherName } from './cipher.js';
 import type { Clock, Timer } from './clock.js';
 import type { Config } from './config.js';
-import { ErrorCode, errorName, PlaitError, RemoteError } from './errors.js';
+import { ACCEPTOR_COUNTERS, makeCounters, rejectCounter } from './counters.js';
+import { ErrorCode, PlaitError, RemoteError } from './errors.js';
 import { HandshakeChannel } from './handshake-channel.js';
 import {
   DEFAULT_HANDSHAKE_SLOTS,
@@ -46,39 +47,6 @@ export interface AcceptorOptions {
  * counted as `reject<Code>` (e.g. rejectAuthFailed). Each refusal bumps
  * `rejected` and exactly one of these.
  */
-const PREAUTH_COUNTERS = [
-  /** Evicted: its source address had too many pending handshakes. */
-  'preauthEvictedSource',
-  /** Evicted: the server had too many pending handshakes. */
-  'preauthEvictedGlobal',
-  /** No complete first message within handshakeFirstMessageMs. */
-  'preauthTimeoutFirst',
-  /** Handshake not complete within handshakeTimeoutMs. */
-  'preauthTimeout',
-  /** Sent more than preauthBufferBytes before authenticating. */
-  'preauthOverflow',
-] as const;
-
-/** Codes a handshake can end with besides the preauth causes (listed so /stats shows them at 0). */
-const HANDSHAKE_REJECT_CODES: readonly ErrorCode[] = [
-  ErrorCode.BAD_MESSAGE,
-  ErrorCode.VERSION,
-  ErrorCode.AUTH_FAILED,
-  ErrorCode.STALE_TIMESTAMP,
-  ErrorCode.REPLAY,
-  ErrorCode.UNKNOWN_TOKEN,
-  ErrorCode.SESSION_FULL,
-  ErrorCode.BUSY,
-  ErrorCode.PROTOCOL,
-  ErrorCode.CLOSED,
-  ErrorCode.CIPHER,
-];
-
-/** Counter name for a refusal with `code`: rejectAuthFailed, rejectBadMessage, ... */
-function rejectCounter(code: number): string {
-  return 'reject' + errorName(code).toLowerCase().replace(/(^|_)([a-z0-9])/g, (_m, _u: string, c: string) => c.toUpperCase());
-}
-
 /** The one counter a handshake that failed with `code` bumps (besides `rejected`). */
 function refusalCounter(code: ErrorCode, evictedBy: EvictionReason | undefined, beforeFirstMessage: boolean): string {
   if (evictedBy === 'source') return 'preauthEvictedSource';
@@ -121,14 +89,8 @@ export class Acceptor {
   private readonly slots: HandshakeSlots;
   /** Pending handshakes by slot id, to drop the ones evicted. */
   private readonly pending = new Map<number, (reason: EvictionReason) => void>();
-  readonly counters: Record<string, number> = {
-    helloOk: 0,
-    joinOk: 0,
-    rejected: 0,
-    expired: 0,
-    ...Object.fromEntries(PREAUTH_COUNTERS.map((c) => [c, 0])),
-    ...Object.fromEntries(HANDSHAKE_REJECT_CODES.map((c) => [rejectCounter(c), 0])),
-  };
+  /** Declared, with what each counts, in counters.ts (ACCEPTOR_COUNTERS). */
+  readonly counters: Record<string, number> = makeCounters(ACCEPTOR_COUNTERS);
 
   constructor(private readonly opts: AcceptorOptions) {
     this.replay = new ReplayCache(opts.config.replayCacheEntries, opts.config.timestampWindowMs * 2, opts.clock);

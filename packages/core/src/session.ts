@@ -1,6 +1,7 @@
 import type { ByteChannel, KernelPathInfo } from './channel.js';
 import type { Clock, Timer } from './clock.js';
 import type { Config } from './config.js';
+import { makeCounters, SESSION_COUNTERS } from './counters.js';
 import { WIRE } from './config.js';
 import type { ControlMessage, OpenHeader } from './control.js';
 import { ErrorCode, errorName, PlaitError, ProtocolError, ResetCode } from './errors.js';
@@ -74,41 +75,6 @@ export interface SessionEvents {
   closed?(error: PlaitError | undefined): void;
 }
 
-/** Named counters, one per event worth seeing in stats (MPTCP's mib.h). */
-const COUNTERS = [
-  'recordsSent',
-  'recordsReceived',
-  'framesReinjected',
-  'bytesReinjected',
-  'duplicateBytes',
-  'subflowsSuspected',
-  'subflowsRecovered',
-  'subflowsClosed',
-  'decryptFailures',
-  'streamsRefusedLimit',
-  'recvPauses',
-  /** A peer stream refused (RESET LIMIT) because the process was at processMaxStreams. */
-  'streamsRefusedProcessLimit',
-  /** write() pushed back because the session send budget was full (the stream was over streamSendMin). */
-  'sendBlockedSession',
-  /** write() pushed back because the process byte budget was under pressure. */
-  'sendBlockedProcess',
-  /** Reading paused because the process byte budget was under pressure (this session held a window or more). */
-  'recvPausesProcess',
-  /** Streams reset with PROTOCOL for a bad header, data past the final size, or a bad WINDOW (stream scope). */
-  'streamsResetProtocol',
-  /** Streams reset with FLOW_CONTROL: the peer sent beyond the credit we granted (stream scope). */
-  'streamsResetFlowControl',
-  /** Subflows closed for a malformed frame, a bad ACK or an unexpected `ok` (subflow scope). */
-  'subflowsClosedProtocol',
-  /** Frames naming stream 0, or DATA for an id of our parity we never opened: dropped. */
-  'framesUnknownStream',
-  /** ACKs naming a subflow id we do not have (closed, or never existed): ignored. */
-  'acksUnknownSubflow',
-  /** Streams aborted after their data (resetAfterData): the RESET waited for the acknowledgement. */
-  'resetsAfterData',
-] as const;
-type Counter = (typeof COUNTERS)[number];
 
 /**
  * One multipath session: many streams over many subflows. It owns framing,
@@ -156,7 +122,8 @@ export class Session implements StreamHost {
   private closedState = false;
   /** Clock time of the last bytes from the peer on any subflow (or of the last handshake). */
   private lastHeard: number;
-  readonly counters: Record<Counter, number> = Object.fromEntries(COUNTERS.map((c) => [c, 0])) as Record<Counter, number>;
+  /** One per event worth seeing in stats; declared, with what each counts, in counters.ts. */
+  readonly counters = makeCounters(SESSION_COUNTERS);
 
   constructor(opts: {
     role: Role;

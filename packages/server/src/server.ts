@@ -3,9 +3,11 @@ import {
   Acceptor,
   errorName,
   makeConfig,
+  makeCounters,
   MemoryBudget,
   realClock,
   ResetCode,
+  SERVER_COUNTERS,
   type CipherName,
   type Config,
   type SecretKeys,
@@ -65,7 +67,8 @@ export class PlaitServer {
    * `preauthBytes`: bytes read from connections that never authenticated
    * (each at most a few chunks: a refused stranger is not read again).
    */
-  readonly counters = { connections: 0, preauthBytes: 0, streamsOpened: 0, streamsRefused: 0, streamsFailed: 0 };
+  /** Declared, with what each counts, in @plait/core counters.ts (SERVER_COUNTERS). */
+  readonly counters = makeCounters(SERVER_COUNTERS);
 
   constructor(private readonly opts: PlaitServerOptions) {
     this.log = opts.log ?? SILENT;

@@ -1,0 +1,105 @@
+/**
+ * Every counter plait keeps, declared once with what it counts, as
+ * net/mptcp's mib.h does. The text is the help line /metrics shows; /stats
+ * and /metrics render whatever a component's counters hold, so a new event
+ * is one line here and one increment where it happens. Reading counters
+ * never changes behaviour.
+ */
+import { ErrorCode, errorName } from './errors.js';
+
+export type CounterDefs = Readonly<Record<string, string>>;
+export type Counters<D extends CounterDefs> = { -readonly [K in keyof D]: number };
+
+/** A zeroed counter set for `defs`. */
+export function makeCounters<D extends CounterDefs>(defs: D): Counters<D> {
+  return Object.fromEntries(Object.keys(defs).map((k) => [k, 0])) as Counters<D>;
+}
+
+/** One session (either side). */
+export const SESSION_COUNTERS = {
+  recordsSent: 'Records sealed and sent.',
+  recordsReceived: 'Records received and authenticated.',
+  framesReinjected: 'Reliable frames sent again on another subflow after theirs failed or went silent.',
+  bytesReinjected: 'Payload bytes sent again on another subflow.',
+  duplicateBytes: 'Payload bytes received twice (reinjection overlap) and dropped.',
+  subflowsSuspected: 'Subflows marked suspect (no ack progress within the retransmission timeout).',
+  subflowsRecovered: 'Suspect subflows whose acks resumed.',
+  subflowsClosed: 'Subflows closed, for any reason.',
+  decryptFailures: 'Records that failed authentication (the subflow was closed).',
+  streamsRefusedLimit: 'Peer streams refused (RESET LIMIT): the session was at maxStreams.',
+  recvPauses: 'Times reading paused: the streams together held more than the session receive budget.',
+  streamsRefusedProcessLimit: 'Peer streams refused (RESET LIMIT): the process was at processMaxStreams.',
+  sendBlockedSession: 'write() pushed back: the session send budget was full (the stream was over streamSendMin).',
+  sendBlockedProcess: 'write() pushed back: the process byte budget was under pressure.',
+  recvPausesProcess: 'Times reading paused under process byte pressure (this session held a window or more).',
+  streamsResetProtocol: 'Streams reset with PROTOCOL: bad header, data past the final size, or a bad WINDOW (stream scope).',
+  streamsResetFlowControl: 'Streams reset with FLOW_CONTROL: the peer sent beyond the credit granted (stream scope).',
+  subflowsClosedProtocol: 'Subflows closed for a malformed frame, a bad ACK or an unexpected ok (subflow scope).',
+  framesUnknownStream: 'Frames for stream 0, an id of ours never opened, or an id far beyond any the peer opened: dropped.',
+  acksUnknownSubflow: 'ACKs naming a subflow id we do not have (closed, or never existed): ignored.',
+  resetsAfterData: 'Streams aborted after their data: the RESET waited for the acknowledgement.',
+} as const;
+
+/** Handshake codes a server refuses with, each counted as `reject<Name>`. */
+export const HANDSHAKE_REJECT_CODES: readonly ErrorCode[] = [
+  ErrorCode.BAD_MESSAGE,
+  ErrorCode.VERSION,
+  ErrorCode.AUTH_FAILED,
+  ErrorCode.STALE_TIMESTAMP,
+  ErrorCode.REPLAY,
+  ErrorCode.UNKNOWN_TOKEN,
+  ErrorCode.SESSION_FULL,
+  ErrorCode.BUSY,
+  ErrorCode.PROTOCOL,
+  ErrorCode.CLOSED,
+  ErrorCode.CIPHER,
+];
+
+/** `AUTH_FAILED` -> `rejectAuthFailed`. */
+export function rejectCounter(code: number): string {
+  return 'reject' + errorName(code).toLowerCase().replace(/(^|_)([a-z0-9])/g, (_m, _u: string, c: string) => c.toUpperCase());
+}
+
+/** The server's handshake driver (one per server). */
+export const ACCEPTOR_COUNTERS = {
+  helloOk: 'Sessions created (HELLO accepted).',
+  joinOk: 'Subflows joined to a live session (JOIN accepted).',
+  rejected: 'Connections refused during the handshake, for any cause (each also counts once below).',
+  expired: 'Sessions ended because no subflow came back within the grace.',
+  preauthEvictedSource: 'Pending handshakes evicted: their source address had too many.',
+  preauthEvictedGlobal: 'Pending handshakes evicted: the server had too many.',
+  preauthTimeoutFirst: 'Connections with no complete first message within handshakeFirstMessageMs.',
+  preauthTimeout: 'Handshakes not complete within handshakeTimeoutMs.',
+  preauthOverflow: 'Connections that sent more than preauthBufferBytes before authenticating.',
+  ...(Object.fromEntries(HANDSHAKE_REJECT_CODES.map((c) => [rejectCounter(c), `Handshakes refused with ${errorName(c)}.`])) as Record<string, string>),
+} as const satisfies CounterDefs;
+
+/** The server process around the acceptor (sockets, egress). */
+export const SERVER_COUNTERS = {
+  connections: 'TCP connections accepted.',
+  preauthBytes: 'Bytes read from connections that never authenticated.',
+  streamsOpened: 'Streams the clients opened.',
+  streamsRefused: 'Streams refused by the egress policy (private, loopback, own addresses).',
+  streamsFailed: 'Streams whose target could not be connected (refused, unreachable, DNS, timeout).',
+} as const;
+
+/** The client's subflow manager. */
+export const CLIENT_COUNTERS = {
+  sessions: 'Sessions established (a new one after the server forgot the last, or after the grace).',
+  subflowsOpened: 'Subflows that completed their handshake.',
+  subflowFailures: 'Subflow attempts that failed (each path problem is logged once).',
+  subflowsReplaced: 'Stuck subflows replaced by a fresh connection on the same path.',
+  dials: 'Streams the local proxies asked for.',
+  dialFailures: 'Streams that could not be opened (refused, timed out, no session).',
+  unverifiedRefusals: 'Refusals on a path that did not prove the secret (forged, or a middlebox): that path only.',
+  clockCorrections: 'Clock offsets adopted from proven STALE_TIMESTAMP refusals.',
+  helloRaceLosers: 'HELLOs that completed after another path had made the session (closed, then joined).',
+  outagesExpired: 'Sessions ended because no path worked for the whole grace.',
+} as const;
+
+const ALL: Readonly<Record<string, string>> = { ...SESSION_COUNTERS, ...ACCEPTOR_COUNTERS, ...SERVER_COUNTERS, ...CLIENT_COUNTERS };
+
+/** What a counter counts, for /metrics HELP lines (any component's counter name). */
+export function counterHelp(name: string): string | undefined {
+  return Object.prototype.hasOwnProperty.call(ALL, name) ? ALL[name] : undefined;
+}
