@@ -6,7 +6,7 @@ import { WIRE } from './config.js';
 import type { ControlMessage, OpenHeader } from './control.js';
 import { ErrorCode, errorName, PlaitError, ProtocolError, ResetCode } from './errors.js';
 import { DATA_HEADER_SIZE, decodeFrames, FrameType, frameSize, writeDataHeader, writeFrame, type Frame } from './frames.js';
-import { IntervalSet } from './id-set.js';
+import { PeerStreamIds } from './peer-stream-ids.js';
 import type { SessionKeys } from './keys.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { RecordOpener, RecordSealer } from './record.js';
@@ -90,9 +90,7 @@ export class Session implements StreamHost {
   private events: SessionEvents;
 
   private readonly streams = new Map<number, Stream>();
-  private readonly closedPeerIds = new IntervalSet();
-  /** Highest stream id the peer has opened (DATA). */
-  private peerIdHigh = 0;
+  private readonly peerIds: PeerStreamIds;
   private nextLocalId: number;
   private streamsOpened = 0;
 
@@ -142,6 +140,7 @@ export class Session implements StreamHost {
     this.scheduler = opts.scheduler ?? new EarliestArrivalScheduler();
     this.events = opts.events ?? {};
     this.nextLocalId = this.role === 'client' ? 1 : 2;
+    this.peerIds = new PeerStreamIds(this.role === 'client' ? 0 : 1, this.config.maxStreams);
     this.lastHeard = this.clock.now();
     this.budget = opts.budget;
     this.unsubscribeBudget = opts.budget?.onRelief(() => {
@@ -342,10 +341,8 @@ export class Session implements StreamHost {
         if (s) {
           this.forgetStream(s);
           s.onRemoteReset(f.code, f.reason);
-        } else if (this.isPeerId(f.stream) && f.stream <= this.peerIdHigh + 4 * this.config.maxStreams) {
+        } else if (this.peerIds.isPeer(f.stream) && this.peerIds.mayBeInFlight(f.stream)) {
           // The reset may overtake the stream's first data: remember the id.
-          // Not for ids far beyond any the peer has opened: no honest RESET
-          // runs that far ahead, and each remembered id costs memory.
           this.rememberFinishedPeerId(f.stream);
         } else {
           this.counters.framesUnknownStream++;
@@ -391,10 +388,6 @@ export class Session implements StreamHost {
     }
   }
 
-  private isPeerId(id: number): boolean {
-    return (id & 1) === (this.role === 'client' ? 0 : 1);
-  }
-
   private onDataFrame(id: number, offset: number, payload: Uint8Array, fin: boolean): void {
     let s = this.streams.get(id);
     if (!s) {
@@ -402,14 +395,14 @@ export class Session implements StreamHost {
         this.counters.framesUnknownStream++; // id 0 is never used
         return;
       }
-      if (!this.isPeerId(id)) {
+      if (!this.peerIds.isPeer(id)) {
         if (id < this.nextLocalId) return; // late frame of a stream we finished
         // Our parity, never opened: a broken peer. Dropped, not answered:
         // a RESET would retire an id we have yet to use.
         this.counters.framesUnknownStream++;
         return;
       }
-      if (this.closedPeerIds.has(id >>> 1)) return; // finished or reset: a duplicate
+      if (this.peerIds.isFinished(id)) return; // finished or reset: a duplicate
       if (this.streams.size >= this.config.maxStreams) {
         this.counters.streamsRefusedLimit++;
         this.refusePeerStream(id, `more than ${this.config.maxStreams} streams`);
@@ -423,7 +416,7 @@ export class Session implements StreamHost {
       s = new Stream(this, id, false);
       this.streams.set(id, s);
       this.streamsOpened++;
-      if (id > this.peerIdHigh) this.peerIdHigh = id;
+      this.peerIds.opened(id);
     }
     const heldBefore = s.reassembly.nextOffset + s.reassembly.bufferedBytes;
     let opened: OpenHeader | undefined;
@@ -649,7 +642,7 @@ export class Session implements StreamHost {
     this.budget?.removeStream();
     this.readyStreams.delete(s);
     this.sendWaiters.delete(s);
-    if (this.isPeerId(s.id)) this.rememberFinishedPeerId(s.id);
+    if (this.peerIds.isPeer(s.id)) this.rememberFinishedPeerId(s.id);
   }
 
   /**
@@ -659,8 +652,7 @@ export class Session implements StreamHost {
    * hostile and would make us remember without bound: end the session.
    */
   private rememberFinishedPeerId(id: number): void {
-    this.closedPeerIds.add(id >>> 1);
-    if (this.closedPeerIds.intervals > 4 * this.config.maxStreams && !this.closedState) {
+    if (!this.peerIds.finish(id) && !this.closedState) {
       this.close(new ProtocolError(ErrorCode.PROTOCOL, `peer left over ${4 * this.config.maxStreams} gaps in its stream ids`));
     }
   }

@@ -85,7 +85,7 @@ describe('fuzz regressions', () => {
       ch.h!.data(sealer.seal(pt));
     }
     const ms = performance.now() - t0;
-    const intervals = (session as unknown as { closedPeerIds: { intervals: number } }).closedPeerIds.intervals;
+    const intervals = (session as unknown as { peerIds: { ranges: number } }).peerIds.ranges;
     // 72,000 remembered ranges from 500 KB of frames today (and quadratic time: 2.7M take minutes).
     expect(session.isClosed || intervals <= 2 * config.maxStreams, `${intervals} ranges after ${Math.round(ms)} ms`).toBe(true);
   });
@@ -144,7 +144,7 @@ describe('fuzz regressions', () => {
       ch.h!.data(sealer.seal(pt));
       id += 4 + 4 * 60;
     }
-    const intervals = (session as unknown as { closedPeerIds: { intervals: number } }).closedPeerIds.intervals;
+    const intervals = (session as unknown as { peerIds: { ranges: number } }).peerIds.ranges;
     expect(session.isClosed).toBe(true);
     expect(intervals).toBeLessThanOrEqual(4 * config.maxStreams + 1);
   });
