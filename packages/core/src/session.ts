@@ -7,6 +7,7 @@ import type { ControlMessage, OpenHeader } from './control.js';
 import { ErrorCode, errorName, PlaitError, ProtocolError, ResetCode } from './errors.js';
 import { DATA_HEADER_SIZE, decodeFrames, FrameType, frameSize, writeDataHeader, writeFrame, type Frame } from './frames.js';
 import { PeerStreamIds } from './peer-stream-ids.js';
+import { SendBudget } from './send-budget.js';
 import type { SessionKeys } from './keys.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { RecordOpener, RecordSealer } from './record.js';
@@ -108,11 +109,8 @@ export class Session implements StreamHost {
   /** Receive credit all streams have outstanding (Σ granted - released): what the peer may send us. */
   private recvCredit = 0;
   private recvPaused = false;
-  /** Unsent + unacknowledged bytes of all streams (session send budget). */
-  private sendBuffered = 0;
-  /** Writers pushed back, in the order they blocked (woken fairly, oldest first). */
-  private readonly sendWaiters = new Set<Stream>();
-  private wakingSenders = false;
+  /** What the streams hold to send, and the writers it pushed back. */
+  private readonly sendBudget: SendBudget;
   private readonly budget: MemoryBudget | undefined;
   private readonly unsubscribeBudget: (() => void) | undefined;
   private pumpScheduled = false;
@@ -143,15 +141,16 @@ export class Session implements StreamHost {
     this.peerIds = new PeerStreamIds(this.role === 'client' ? 0 : 1, this.config.maxStreams);
     this.lastHeard = this.clock.now();
     this.budget = opts.budget;
+    this.sendBudget = new SendBudget(this.config, opts.budget);
     this.unsubscribeBudget = opts.budget?.onRelief(() => {
-      this.wakeSenders();
+      if (!this.closedState) this.sendBudget.wake();
       if (this.recvPaused) this.checkRecvBudget();
     });
   }
 
   /** Unsent + unacknowledged bytes of all streams. */
   get sendBufferedBytes(): number {
-    return this.sendBuffered;
+    return this.sendBudget.buffered;
   }
 
   /**
@@ -567,70 +566,17 @@ export class Session implements StreamHost {
   // --------------------------------------------------------- send budget
 
   streamSendBuffered(_s: Stream, delta: number): void {
-    this.sendBuffered += delta;
-    this.budget?.addBytes(delta);
-    if (delta < 0 && this.sendWaiters.size > 0) this.wakeSenders();
+    this.sendBudget.changed(delta);
   }
 
-  /**
-   * Every stream may hold streamSendMin (so none starves); above that it may
-   * grow to streamSendBuffer only while the session's total is under
-   * sessionSendBudget and the process budget is not under pressure.
-   */
   streamMayWrite(s: Stream): boolean {
-    return this.sendRoomFor(s) !== 'none';
-  }
-
-  private sendRoomFor(s: Stream): 'own' | 'shared' | 'none' {
-    const held = s.send.bufferedBytes;
-    if (held >= this.config.streamSendBuffer) return 'none';
-    if (held < this.config.streamSendMin) return 'own';
-    if (this.sendBuffered >= this.config.sessionSendBudget) return 'none';
-    if (this.budget?.pressed) return 'none';
-    return 'shared';
+    return this.sendBudget.mayWrite(s);
   }
 
   streamBlocked(s: Stream): void {
-    if (s.send.bufferedBytes < this.config.streamSendBuffer) {
-      if (this.sendBuffered >= this.config.sessionSendBudget) this.counters.sendBlockedSession++;
-      else if (this.budget?.pressed) this.counters.sendBlockedProcess++;
-    }
-    // To the back of the queue: the oldest waiters are woken first.
-    this.sendWaiters.delete(s);
-    this.sendWaiters.add(s);
-  }
-
-  /**
-   * Wake blocked writers that may write again, oldest first. Each writer
-   * woken into shared room is assumed to take about one socket read (64
-   * KiB), so a burst of freed bytes wakes a few writers, not all of them:
-   * the budget is overshot by a few reads, never by one read per stream.
-   */
-  private wakeSenders(): void {
-    if (this.wakingSenders || this.closedState) return;
-    this.wakingSenders = true;
-    try {
-      let shared = this.config.sessionSendBudget - this.sendBuffered;
-      const seen = new Set<Stream>();
-      for (const s of this.sendWaiters) {
-        if (seen.has(s)) break; // blocked again during this round: it had its turn
-        seen.add(s);
-        if (s.isClosed || !s.writerBlocked) {
-          this.sendWaiters.delete(s);
-          continue;
-        }
-        const room = this.sendRoomFor(s);
-        if (room === 'none') continue;
-        if (room === 'shared') {
-          if (shared <= 0) continue;
-          shared -= WAKE_QUANTUM;
-        }
-        this.sendWaiters.delete(s);
-        s.wakeWriter();
-      }
-    } finally {
-      this.wakingSenders = false;
-    }
+    const cause = this.sendBudget.blocked(s);
+    if (cause === 'session') this.counters.sendBlockedSession++;
+    else if (cause === 'process') this.counters.sendBlockedProcess++;
   }
 
   streamFinished(s: Stream): void {
@@ -641,7 +587,7 @@ export class Session implements StreamHost {
     if (!this.streams.delete(s.id)) return;
     this.budget?.removeStream();
     this.readyStreams.delete(s);
-    this.sendWaiters.delete(s);
+    this.sendBudget.forget(s);
     if (this.peerIds.isPeer(s.id)) this.rememberFinishedPeerId(s.id);
   }
 
@@ -907,7 +853,7 @@ export class Session implements StreamHost {
     this.addRecvBuffered(-this.recvBuffered);
     this.streams.clear();
     this.readyStreams.clear();
-    this.sendWaiters.clear();
+    this.sendBudget.clear();
     this.events.closed?.(error);
   }
 
@@ -920,7 +866,7 @@ export class Session implements StreamHost {
       streamsOpened: this.streamsOpened,
       recvBufferedBytes: this.recvBuffered,
       recvCreditBytes: this.recvCredit,
-      sendBufferedBytes: this.sendBuffered,
+      sendBufferedBytes: this.sendBudget.buffered,
       counters: { ...this.counters },
       // Read-only: the measurements as of now, the cap as the sender last set
       // it. (refreshView would advance the pacing cycle: a scrape must not.)
@@ -949,9 +895,6 @@ export class Session implements StreamHost {
 }
 
 const round = (x: number): number => Math.round(x * 100) / 100;
-
-/** Bytes a woken writer is assumed to add (one socket read), when sharing freed room. */
-const WAKE_QUANTUM = 64 * 1024;
 
 function kernelOf(ch: ByteChannel): { kernel?: KernelPathInfo } {
   const k = ch.kernelInfo?.();
