@@ -10,6 +10,7 @@
  * non-string, `__proto__` and duplicate keys and invalid UTF-8.
  */
 import { Packr } from 'msgpackr';
+import { ByteQueue } from './byte-queue.js';
 import { WIRE } from './config.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
 
@@ -376,39 +377,31 @@ export function encodeStreamHeader(h: OpenHeader | Record<string, never>): Uint8
  * returned a header (or thrown), further pushes are an INTERNAL error.
  */
 export class StreamHeaderReader {
-  private lenBytes = 0;
-  private len = 0;
-  private body: Uint8Array | undefined;
-  private filled = 0;
+  private readonly queue = new ByteQueue();
+  /** Body length once both length bytes are in, else -1. */
+  private len = -1;
   private finished = false;
 
   push(chunk: Uint8Array): { header: Record<string, unknown>; rest: Uint8Array } | undefined {
     if (this.finished) throw internal('StreamHeaderReader used after the header');
-    let p = 0;
-    while (this.lenBytes < 2 && p < chunk.length) {
-      this.len = (this.len << 8) | (chunk[p++] ?? 0);
-      if (++this.lenBytes === 2) {
-        if (this.len === 0 || this.len > WIRE.STREAM_HEADER_MAX) {
-          this.finished = true;
-          throw protocol(`stream header length ${this.len}`);
-        }
-        // Common case: the whole header is in this chunk; decode in place, no copy.
-        if (chunk.length - p >= this.len) return this.finish(chunk.subarray(p, p + this.len), chunk.subarray(p + this.len));
-        this.body = new Uint8Array(this.len);
+    const q = this.queue;
+    q.push(chunk);
+    if (this.len < 0) {
+      if (q.length < 2) return undefined;
+      this.len = q.readUInt16BE(0);
+      if (this.len === 0 || this.len > WIRE.STREAM_HEADER_MAX) {
+        this.finished = true;
+        q.clear();
+        throw protocol(`stream header length ${this.len}`);
       }
+      q.skip(2);
     }
-    if (!this.body) return undefined;
-    const take = Math.min(this.len - this.filled, chunk.length - p);
-    this.body.set(chunk.subarray(p, p + take), this.filled);
-    this.filled += take;
-    p += take;
-    if (this.filled < this.len) return undefined;
-    return this.finish(this.body, chunk.subarray(p));
-  }
-
-  private finish(body: Uint8Array, rest: Uint8Array): { header: Record<string, unknown>; rest: Uint8Array } {
+    if (q.length < this.len) return undefined;
     this.finished = true;
-    this.body = undefined;
+    // Common case: the whole header is in this chunk and is decoded in place (a view, no copy).
+    const body = q.consume(this.len);
+    // Earlier chunks went wholly into the header, so the rest lies in this chunk: a view.
+    const rest = q.consume(q.length);
     return { header: decodeMap(body, 'stream header'), rest };
   }
 }

@@ -2,6 +2,7 @@
  * Cleartext handshake messages (PROTOCOL.md sections 3-4):
  * `type u8 | length u16 | body [length]`.
  */
+import { ByteQueue } from './byte-queue.js';
 import { FLAG_CIPHER_MASK } from './cipher.js';
 import { truncateUtf8 } from './control.js';
 import { WIRE } from './config.js';
@@ -336,10 +337,7 @@ export function decodeBody(type: number, body: Uint8Array): HandshakeMessage {
  * same TCP segment) is handed over by `takeRest`.
  */
 export class HandshakeReader {
-  private chunks: Uint8Array[] = [];
-  /** Read position inside chunks[0]. */
-  private offset = 0;
-  private size = 0;
+  private readonly queue = new ByteQueue();
   private failed: ProtocolError | undefined;
 
   /**
@@ -350,12 +348,12 @@ export class HandshakeReader {
 
   /** Bytes held and not yet returned. */
   get buffered(): number {
-    return this.size;
+    return this.queue.length;
   }
 
   /** The next unread byte, if any (does not consume it). */
   peekByte(): number | undefined {
-    return this.size > 0 ? this.chunks[0]![this.offset] : undefined;
+    return this.queue.length > 0 ? this.queue.byteAt(0) : undefined;
   }
 
   /**
@@ -365,18 +363,16 @@ export class HandshakeReader {
    */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0 || this.failed) return;
-    if (this.size + chunk.length > this.maxBuffered) {
+    const size = this.queue.length;
+    if (size + chunk.length > this.maxBuffered) {
       this.failed = new ProtocolError(
         ErrorCode.LIMIT,
-        `${this.size + chunk.length} bytes sent before the handshake completed, limit ${this.maxBuffered}: not a plait client?`,
+        `${size + chunk.length} bytes sent before the handshake completed, limit ${this.maxBuffered}: not a plait client?`,
       );
-      this.chunks = [];
-      this.offset = 0;
-      this.size = 0;
+      this.queue.clear();
       throw this.failed;
     }
-    this.chunks.push(chunk);
-    this.size += chunk.length;
+    this.queue.push(chunk);
   }
 
   /**
@@ -386,7 +382,8 @@ export class HandshakeReader {
    */
   next(): HandshakeMessage | undefined {
     if (this.failed) throw this.failed;
-    if (this.size < HANDSHAKE_HEADER) {
+    const q = this.queue;
+    if (q.length < HANDSHAKE_HEADER) {
       // Judge the type byte alone at once: junk is refused on its first byte.
       const first = this.peekByte();
       if (first !== undefined && !bodyRange(first)) {
@@ -395,15 +392,14 @@ export class HandshakeReader {
       }
       return undefined;
     }
-    const header = this.peek(HANDSHAKE_HEADER);
-    const type = header[0] ?? 0;
-    const length = ((header[1] ?? 0) << 8) | (header[2] ?? 0);
+    const type = q.byteAt(0);
+    const length = q.readUInt16BE(1);
     try {
       checkHeader(type, length);
-      if (this.size < HANDSHAKE_HEADER + length) return undefined;
-      this.skip(HANDSHAKE_HEADER);
-      const body = this.peek(length);
-      this.skip(length);
+      if (q.length < HANDSHAKE_HEADER + length) return undefined;
+      q.skip(HANDSHAKE_HEADER);
+      // Always a copy, so a message neither aliases nor pins a network buffer.
+      const body = q.consumeCopy(length);
       return decodeBody(type, body);
     } catch (err) {
       if (err instanceof ProtocolError) this.failed = err;
@@ -413,46 +409,8 @@ export class HandshakeReader {
 
   /** All bytes after the last returned message; the reader is empty afterwards. */
   takeRest(): Uint8Array {
-    const first = this.chunks[0];
-    // Usually the rest sits in one chunk: hand over a view, no copy.
-    const rest =
-      first && this.chunks.length === 1 ? first.subarray(this.offset) : this.peek(this.size);
-    this.chunks = [];
-    this.offset = 0;
-    this.size = 0;
-    return rest;
-  }
-
-  /** Copy of the first n buffered bytes (n <= size). */
-  private peek(n: number): Uint8Array {
-    // Always a copy, so a message neither aliases nor pins a network buffer.
-    const out = new Uint8Array(n);
-    let filled = 0;
-    let off = this.offset;
-    for (const c of this.chunks) {
-      if (filled === n) break;
-      const take = Math.min(c.length - off, n - filled);
-      out.set(c.subarray(off, off + take), filled);
-      filled += take;
-      off = 0;
-    }
-    return out;
-  }
-
-  private skip(n: number): void {
-    this.size -= n;
-    while (n > 0) {
-      const first = this.chunks[0];
-      if (!first) break;
-      const avail = first.length - this.offset;
-      if (avail > n) {
-        this.offset += n;
-        return;
-      }
-      n -= avail;
-      this.chunks.shift();
-      this.offset = 0;
-    }
+    // Usually the rest sits in one chunk: consume hands over a view, no copy.
+    return this.queue.consume(this.queue.length);
   }
 }
 
