@@ -247,3 +247,38 @@ describe('RecordOpener', () => {
 
 // AES-256-GCM(key = 0x42 * 32, nonce = 0^12, aad = 00000015, "hello"), length-prefixed.
 const PINNED_HELLO = '00000015' + '9cd79395333aa307993492b1f5d80d4a325bd72c15';
+
+describe('RecordSealer.recycle', () => {
+  const pt = (n: number, fill: number): Uint8Array => new Uint8Array(n).fill(fill);
+
+  it('reuses the newest record once it is handed back, and the records still open', () => {
+    const sealer = new RecordSealer(KEY);
+    const opener = new RecordOpener(KEY);
+    const a = sealer.seal(pt(20000, 1));
+    opener.push(Uint8Array.from(a)); // the wire copy, as a socket would have sent it
+    RecordSealer.recycle(a);
+    const b = sealer.seal(pt(20000, 2));
+    expect(b.buffer).toBe(a.buffer);
+    expect(b.byteOffset).toBe(a.byteOffset);
+    opener.push(Uint8Array.from(b));
+    expect(hex(opener.next()!)).toBe(hex(pt(20000, 1)));
+    expect(hex(opener.next()!)).toBe(hex(pt(20000, 2)));
+  });
+
+  it('never hands out memory still held by a newer record', () => {
+    const sealer = new RecordSealer(KEY);
+    const a = sealer.seal(pt(20000, 1));
+    const b = sealer.seal(pt(20000, 2));
+    const bCopy = Uint8Array.from(b);
+    RecordSealer.recycle(a); // not the newest: ignored
+    RecordSealer.recycle(a);
+    const c = sealer.seal(pt(20000, 3));
+    const overlaps = c.buffer === b.buffer && c.byteOffset < b.byteOffset + b.length && b.byteOffset < c.byteOffset + c.length;
+    expect(overlaps).toBe(false);
+    expect(hex(b)).toBe(hex(bCopy));
+    RecordSealer.recycle(c);
+    const d = sealer.seal(pt(20000, 4)); // takes c's memory
+    const e = sealer.seal(pt(20000, 5)); // must not take it too
+    expect(d.byteOffset === e.byteOffset && d.buffer === e.buffer).toBe(false);
+  });
+});
