@@ -16,6 +16,12 @@ export type BlockCause = 'session' | 'process' | 'stream';
 
 export class SendBudget {
   private held = 0;
+  /**
+   * Room promised to writers woken but not yet written (a quantum each):
+   * without it, several small releases in a row would each see the same
+   * free room and wake a writer per release.
+   */
+  private reserved = 0;
   private readonly waiters = new Set<Stream>();
   private waking = false;
 
@@ -32,6 +38,7 @@ export class SendBudget {
   /** A stream's send-side holding changed by `delta`. */
   changed(delta: number): void {
     this.held += delta;
+    if (delta > 0) this.reserved = Math.max(0, this.reserved - delta);
     this.process?.addBytes(delta);
     if (delta < 0 && this.waiters.size > 0) this.wake();
   }
@@ -85,7 +92,7 @@ export class SendBudget {
     if (this.waking) return;
     this.waking = true;
     try {
-      let shared = this.config.sessionSendBudget - this.held;
+      let shared = this.config.sessionSendBudget - this.held - this.reserved;
       const seen = new Set<Stream>();
       for (const s of this.waiters) {
         if (seen.has(s)) break; // blocked again during this round: it had its turn
@@ -99,6 +106,8 @@ export class SendBudget {
         if (room === 'shared') {
           if (shared <= 0) continue;
           shared -= WAKE_QUANTUM;
+          // Bounded, so writers woken but gone (ended, reset) cannot lock the rest out.
+          this.reserved = Math.min(this.reserved + WAKE_QUANTUM, this.config.sessionSendBudget / 2);
         }
         this.waiters.delete(s);
         s.wakeWriter();
