@@ -18,6 +18,7 @@ import {
   type Session,
   type SessionStats,
   type Subflow,
+  type Timer,
 } from '@plait/core';
 import { loadSockOpts, SocketChannel, StreamDuplex } from '@plait/node';
 import { lookup } from 'node:dns/promises';
@@ -52,7 +53,11 @@ export interface PlaitClientOptions {
    * handshake timeout (ms).
    */
   helloStaggerMs?: number;
-  /** Wall clock for HELLO timestamps (tests give a skewed one). */
+  /**
+   * Every timer and timestamp of the client and its session (backoff,
+   * stagger, grace, dial and connect timeouts, polling, HELLO time): tests
+   * give a virtual or skewed one. Default: the real clock (unref'd timers).
+   */
   clock?: Clock;
   /** Record cipher asked for in the HELLO (default AES-256-GCM); joins repeat the session's. */
   cipher?: CipherName;
@@ -66,14 +71,14 @@ interface Slot {
   state: SlotState;
   attempt: number;
   addrId: number;
-  timer: NodeJS.Timeout | undefined;
+  timer: Timer | undefined;
   subflow: Subflow | undefined;
   socket: net.Socket | undefined;
   lastError: string | undefined;
   /** Why the path is down, as last logged (a new kind or message is logged again). */
   problem: PathProblem | undefined;
   removed: boolean;
-  replaceTimer: NodeJS.Timeout | undefined;
+  replaceTimer: Timer | undefined;
 }
 
 export interface PathStats {
@@ -121,7 +126,7 @@ export class PlaitClient {
   private readonly remotes: RemoteAddr[];
   private readonly addrIds = new Map<string, number>();
   private sessionWaiters: { resolve(s: Session): void; reject(e: Error): void }[] = [];
-  private pollTimer: NodeJS.Timeout | undefined;
+  private pollTimer: Timer | undefined;
   private everConnected = false;
   private closed = false;
   private startResolve: (() => void) | undefined;
@@ -129,11 +134,11 @@ export class PlaitClient {
   /** HELLOs racing on different paths while there is no session (happy eyeballs). */
   private helloRacers = 0;
   private helloWaiters: ((granted: boolean) => void)[] = [];
-  private staggerTimer: NodeJS.Timeout | undefined;
+  private staggerTimer: Timer | undefined;
   /** Added to our wall clock for HELLO timestamps; learned from a verified STALE_TIMESTAMP. */
   private clockOffsetMs = 0;
   /** Every path down: the session is kept until `lastHeardAt + grace`. */
-  private outage: { timer: NodeJS.Timeout; loggedAt: number } | undefined;
+  private outage: { timer: Timer; loggedAt: number } | undefined;
   /** `--via` interfaces seen missing, so each change is logged once. */
   private readonly missingVias = new Set<string>();
   readonly counters = {
@@ -183,10 +188,19 @@ export class PlaitClient {
     }
     this.refreshPaths();
     if (this.opts.sources.vias.length > 0 || this.opts.sources.backups.some((b) => net.isIP(b) === 0)) {
-      this.pollTimer = setInterval(() => this.refreshPaths(), this.opts.pollMs ?? 2_000);
-      this.pollTimer.unref();
+      this.schedulePoll();
     }
     return p;
+  }
+
+  /** Re-read the interfaces every `pollMs` (a clock timer re-armed each time, so tests can drive it). */
+  private schedulePoll(): void {
+    this.pollTimer = this.clock.setTimeout(() => {
+      this.pollTimer = undefined;
+      if (this.closed) return;
+      this.schedulePoll();
+      this.refreshPaths();
+    }, this.opts.pollMs ?? 2_000);
   }
 
   /**
@@ -210,25 +224,25 @@ export class PlaitClient {
       // Sample every so often; only time with a usable subflow counts.
       const stepMs = Math.min(250, timeoutMs);
       let waited = 0;
-      let timer: NodeJS.Timeout;
+      let timer: Timer;
       const tick = (): void => {
         if (session.hasUsableSubflow) waited += stepMs;
         if (waited < timeoutMs) {
-          timer = setTimeout(tick, stepMs);
+          timer = this.clock.setTimeout(tick, stepMs);
           return;
         }
         stream.reset(ResetCode.TIMEOUT, 'dial timed out');
         this.counters.dialFailures++;
         reject(new DialError(ResetCode.TIMEOUT, `no answer from the server within ${timeoutMs / 1000} s`));
       };
-      timer = setTimeout(tick, stepMs);
+      timer = this.clock.setTimeout(tick, stepMs);
       stream.setHandlers({
         accept: () => {
-          clearTimeout(timer);
+          timer.cancel();
           resolve(new StreamDuplex(stream));
         },
         reset: (code, reason) => {
-          clearTimeout(timer);
+          timer.cancel();
           this.counters.dialFailures++;
           reject(new DialError(code as ResetCode, reason || 'refused by the server'));
         },
@@ -255,8 +269,8 @@ export class PlaitClient {
       outage:
         this.outage && session
           ? {
-              sinceMs: Math.round(Date.now() - (this.clock.now() - session.lastHeardAt)),
-              keepUntilMs: Math.round(Date.now() + (session.lastHeardAt + this.graceMs - this.clock.now())),
+              sinceMs: Math.round(this.clock.wallNow() - (this.clock.now() - session.lastHeardAt)),
+              keepUntilMs: Math.round(this.clock.wallNow() + (session.lastHeardAt + this.graceMs - this.clock.now())),
             }
           : undefined,
     };
@@ -268,8 +282,10 @@ export class PlaitClient {
 
   close(): void {
     this.closed = true;
-    clearInterval(this.pollTimer);
-    clearTimeout(this.staggerTimer);
+    this.pollTimer?.cancel();
+    this.pollTimer = undefined;
+    this.staggerTimer?.cancel();
+    this.staggerTimer = undefined;
     this.endOutage(undefined);
     for (const slot of this.slots.values()) this.dropSlot(slot);
     this.session?.close();
@@ -340,8 +356,8 @@ export class PlaitClient {
 
   private dropSlot(slot: Slot): void {
     slot.removed = true;
-    clearTimeout(slot.timer);
-    clearTimeout(slot.replaceTimer);
+    slot.timer?.cancel();
+    slot.replaceTimer?.cancel();
     if (slot.subflow && this.session) this.session.closeSubflow(slot.subflow, 'path removed', true);
     slot.socket?.destroy();
   }
@@ -361,12 +377,12 @@ export class PlaitClient {
     slot.lastError = why;
     const wait = waitMs ?? backoffMs(slot.attempt++);
     this.log.debug({ path: slot.spec.key, retryInMs: wait }, `path down: ${why}`);
-    clearTimeout(slot.timer);
-    slot.timer = setTimeout(() => {
+    slot.timer?.cancel();
+    slot.timer = this.clock.setTimeout(() => {
+      slot.timer = undefined;
       slot.state = 'idle';
       this.kick(slot);
     }, wait);
-    slot.timer.unref();
   }
 
   /** Log a path's problem at warn level once per change; repeats go to debug. */
@@ -412,17 +428,16 @@ export class PlaitClient {
       this.armStagger();
       return;
     }
-    this.staggerTimer = setTimeout(() => {
+    this.staggerTimer = this.clock.setTimeout(() => {
       this.staggerTimer = undefined;
       this.grantNext();
       this.armStagger();
     }, this.opts.helloStaggerMs ?? 300);
-    this.staggerTimer.unref();
   }
 
   /** A session exists (or the client closed): waiting paths join instead. */
   private releaseHelloWaiters(): void {
-    clearTimeout(this.staggerTimer);
+    this.staggerTimer?.cancel();
     this.staggerTimer = undefined;
     for (const w of this.helloWaiters.splice(0)) w(false);
   }
@@ -551,9 +566,11 @@ export class PlaitClient {
    * carries traffic again about a second after it comes back.
    */
   private scheduleReplacement(slot: Slot, sf: Subflow, delayMs: number): void {
-    clearTimeout(slot.replaceTimer);
-    slot.replaceTimer = setTimeout(() => void this.replace(slot, sf), delayMs);
-    slot.replaceTimer.unref();
+    slot.replaceTimer?.cancel();
+    slot.replaceTimer = this.clock.setTimeout(() => {
+      slot.replaceTimer = undefined;
+      void this.replace(slot, sf);
+    }, delayMs);
   }
 
   private async replace(slot: Slot, sf: Subflow): Promise<void> {
@@ -607,7 +624,13 @@ export class PlaitClient {
       // the routing table says (source-address routing not needed).
       const family = local ? net.isIP(local) : 0;
       const host = net.isIP(spec.remote.host) ? spec.remote.host : (await lookup(spec.remote.host, family ? { family } : {})).address;
-      socket = await sockopts.connectBound({ host, port: spec.remote.port, device: spec.local.device, ...(local ? { localAddress: local } : {}), timeoutMs });
+      // connectBound keeps its own (real-time) deadline to free the descriptor; the clock's decides for us.
+      socket = await this.clockDeadline(
+        sockopts.connectBound({ host, port: spec.remote.port, device: spec.local.device, ...(local ? { localAddress: local } : {}), timeoutMs }),
+        timeoutMs,
+        () => connectTimeoutError(spec),
+        (late) => late.destroy(),
+      );
       socket.setNoDelay(true);
     } else {
       socket = await new Promise<net.Socket>((resolve, reject) => {
@@ -617,17 +640,17 @@ export class PlaitClient {
           ...(local ? { localAddress: local, family: net.isIP(local) } : {}),
           noDelay: true,
         });
-        const timer = setTimeout(() => {
+        const timer = this.clock.setTimeout(() => {
           s.destroy();
-          reject(Object.assign(new Error(`connect to ${spec.remote.host}:${spec.remote.port} timed out`), { code: 'ETIMEDOUT' }));
+          reject(connectTimeoutError(spec));
         }, timeoutMs);
         s.once('connect', () => {
-          clearTimeout(timer);
+          timer.cancel();
           s.removeAllListeners('error');
           resolve(s);
         });
         s.once('error', (err) => {
-          clearTimeout(timer);
+          timer.cancel();
           reject(err);
         });
       });
@@ -636,6 +659,28 @@ export class PlaitClient {
     // subflow can still go to another one (no-op where unsupported).
     sockopts.setNotsentLowat(socket, NOTSENT_LOWAT);
     return socket;
+  }
+
+  /** `p`, or `timeout()` once `ms` of clock time pass first; a result that comes too late goes to `discard`. */
+  private clockDeadline<T>(p: Promise<T>, ms: number, timeout: () => Error, discard: (late: T) => void): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let expired = false;
+      const timer = this.clock.setTimeout(() => {
+        expired = true;
+        reject(timeout());
+      }, ms);
+      p.then(
+        (v) => {
+          timer.cancel();
+          if (expired) discard(v);
+          else resolve(v);
+        },
+        (e: unknown) => {
+          timer.cancel();
+          reject(e);
+        },
+      );
+    });
   }
 
   // ------------------------------------------------------------- session
@@ -705,8 +750,8 @@ export class PlaitClient {
     this.outage = { timer: this.outageTimer(session, leftMs), loggedAt: this.clock.now() };
   }
 
-  private outageTimer(session: Session, ms: number): NodeJS.Timeout {
-    const t = setTimeout(() => {
+  private outageTimer(session: Session, ms: number): Timer {
+    return this.clock.setTimeout(() => {
       if (!this.outage || session !== this.session) return;
       const left = session.lastHeardAt + this.graceMs - this.clock.now();
       if (session.hasUsableSubflow) {
@@ -720,13 +765,11 @@ export class PlaitClient {
         session.close(new PlaitError(ErrorCode.TIMEOUT, `no path to the server for ${this.graceMs / 1000} s`), false);
       }
     }, Math.max(0, ms) + 1);
-    t.unref();
-    return t;
   }
 
   private endOutage(session: Session | undefined): void {
     if (!this.outage) return;
-    clearTimeout(this.outage.timer);
+    this.outage.timer.cancel();
     if (session) this.log.info({}, `service restored after ${((this.clock.now() - this.outage.loggedAt) / 1000).toFixed(1)} s with every path down`);
     this.outage = undefined;
   }
@@ -754,15 +797,15 @@ export class PlaitClient {
     return new Promise<Session>((resolve, reject) => {
       const waiter = {
         resolve: (s: Session) => {
-          clearTimeout(timer);
+          timer.cancel();
           resolve(s);
         },
         reject: (e: Error) => {
-          clearTimeout(timer);
+          timer.cancel();
           reject(e);
         },
       };
-      const timer = setTimeout(() => {
+      const timer = this.clock.setTimeout(() => {
         this.sessionWaiters = this.sessionWaiters.filter((w) => w !== waiter);
         reject(new DialError(ResetCode.NETWORK_UNREACHABLE, 'no session to the plait server (is it reachable?)'));
       }, timeoutMs);
@@ -770,4 +813,8 @@ export class PlaitClient {
       this.failWaitersIfHopeless();
     });
   }
+}
+
+function connectTimeoutError(spec: PathSpec): Error {
+  return Object.assign(new Error(`connect to ${spec.remote.host}:${spec.remote.port} timed out`), { code: 'ETIMEDOUT' });
 }

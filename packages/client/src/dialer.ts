@@ -1,6 +1,6 @@
 import { pipeBoth } from '@plait/node';
 import type { Duplex } from 'node:stream';
-import { ResetCode } from '@plait/core';
+import { realClock, ResetCode, type Clock } from '@plait/core';
 
 /** Where a proxied connection should go. `host` is IPv4, IPv6 (no brackets) or a domain name. */
 export interface Target {
@@ -51,12 +51,11 @@ export function socksReplyFor(code: ResetCode): number {
  * closing a socket with unread data makes the kernel send RST, which could
  * discard the reply before the client reads it.
  */
-export function endGracefully(socket: Duplex, data?: Uint8Array | string, lingerMs = 2_000): void {
+export function endGracefully(socket: Duplex, data?: Uint8Array | string, lingerMs = 2_000, clock: Clock = realClock): void {
   if (socket.destroyed) return;
   socket.on('error', () => {});
-  const timer = setTimeout(() => socket.destroy(), lingerMs);
-  timer.unref();
-  socket.once('close', () => clearTimeout(timer));
+  const timer = clock.setTimeout(() => socket.destroy(), lingerMs);
+  socket.once('close', () => timer.cancel());
   socket.resume();
   if (data === undefined) socket.end();
   else socket.end(data);

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIPv6 } from 'node:net';
 import type * as net from 'node:net';
-import { ResetCode } from '@plait/core';
+import { realClock, ResetCode, type Clock } from '@plait/core';
 import { DialError, endGracefully, pipeBoth, type Dialer, type Target, servingUntilClosed } from './dialer.js';
 
 export interface HttpConnectOptions {
@@ -11,6 +11,8 @@ export interface HttpConnectOptions {
   maxHeaderBytes?: number;
   /** Require these credentials in a `Proxy-Authorization: Basic` header (RFC 7617), else answer 407. */
   auth?: { username: string; password: string };
+  /** Timers of the handshake and of the linger after an error response (tests give a virtual one). */
+  clock?: Clock;
 }
 
 const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -139,23 +141,23 @@ export function serveHttpConnect(socket: net.Socket, opts: HttpConnectOptions, d
     let buf: Buffer = Buffer.alloc(0);
     let searched = 0;
     let handshakeOver = false;
+    const clock = opts.clock ?? realClock;
 
     const stopReading = (): void => {
       handshakeOver = true;
-      clearTimeout(timer);
+      timer.cancel();
       socket.off('data', onData);
       socket.pause();
     };
     const respond = (status: number, body: string, extra?: string[]): void => {
       stopReading();
-      endGracefully(socket, errorResponse(status, body, extra));
+      endGracefully(socket, errorResponse(status, body, extra), undefined, clock);
     };
 
-    const timer = setTimeout(
+    const timer = clock.setTimeout(
       () => respond(408, 'request header not received in time'),
       opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
     );
-    timer.unref();
 
     const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
@@ -235,7 +237,7 @@ export function serveHttpConnect(socket: net.Socket, opts: HttpConnectOptions, d
       } catch (err) {
         if (socket.destroyed) return;
         const { status, body } = httpStatusFor(err);
-        endGracefully(socket, errorResponse(status, body));
+        endGracefully(socket, errorResponse(status, body), undefined, clock);
         return;
       }
       if (socket.destroyed) {

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type * as net from 'node:net';
+import { realClock, type Clock } from '@plait/core';
 import { DialError, endGracefully, pipeBoth, socksReplyFor, type Dialer, type Target, servingUntilClosed } from './dialer.js';
 
 export interface Socks5Options {
@@ -7,6 +8,8 @@ export interface Socks5Options {
   auth?: { username: string; password: string };
   /** Drop a client that has not sent a complete request by then (default 10 s). */
   handshakeTimeoutMs?: number;
+  /** Timers of the handshake and of the linger after an error reply (tests give a virtual one). */
+  clock?: Clock;
 }
 
 const VERSION = 0x05;
@@ -90,12 +93,12 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
     let buf: Buffer = Buffer.alloc(0);
     let handshakeOver = false;
 
-    const timer = setTimeout(() => socket.destroy(), opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
-    timer.unref();
+    const clock = opts.clock ?? realClock;
+    const timer = clock.setTimeout(() => socket.destroy(), opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS);
 
     const stopReading = (): void => {
       handshakeOver = true;
-      clearTimeout(timer);
+      timer.cancel();
       socket.off('data', onData);
       socket.pause();
     };
@@ -105,7 +108,7 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
     };
     const fail = (code: number): void => {
       stopReading();
-      endGracefully(socket, reply(code));
+      endGracefully(socket, reply(code), undefined, clock);
     };
 
     const greeting = (): Step => {
@@ -121,7 +124,7 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
       const wanted = opts.auth ? METHOD_USERPASS : METHOD_NONE;
       if (!methods.includes(wanted)) {
         stopReading();
-        endGracefully(socket, Buffer.from([VERSION, METHOD_UNACCEPTABLE]));
+        endGracefully(socket, Buffer.from([VERSION, METHOD_UNACCEPTABLE]), undefined, clock);
         return 'stop';
       }
       socket.write(Buffer.from([VERSION, wanted]));
@@ -150,7 +153,7 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
       const passOk = safeEqual(pass, Buffer.from(creds.password, 'utf8'));
       if (!(userOk && passOk)) {
         stopReading();
-        endGracefully(socket, Buffer.from([AUTH_VERSION, 0x01]));
+        endGracefully(socket, Buffer.from([AUTH_VERSION, 0x01]), undefined, clock);
         return 'stop';
       }
       socket.write(Buffer.from([AUTH_VERSION, 0x00]));

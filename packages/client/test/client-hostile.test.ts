@@ -1,10 +1,11 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { deriveSecretKeys, encodeHandshake, ErrorCode, MsgType, PlaitError, realClock, type Clock } from '@plait/core';
 import { EgressPolicy, PlaitServer } from '@plait/server';
 import { startEchoServer, startLinkRelay, type LinkRelay } from '@plait/testkit';
-import { echoRoundTrip, sha, waitFor } from './socket-helpers.js';
+import { echoRoundTrip, settles, sha, waitFor } from './socket-helpers.js';
+import { TestClock, track } from './test-clock.js';
 import { PlaitClient, type ClientLogger } from '../src/client.js';
 
 /**
@@ -65,11 +66,13 @@ interface LogLine {
   level: 'info' | 'warn' | 'error' | 'debug';
   obj: object;
   msg: string;
+  /** Clock time of the line (when a clock is given). */
+  at: number;
 }
 
-function recordingLog(): { log: ClientLogger; lines: LogLine[] } {
+function recordingLog(clock?: Clock): { log: ClientLogger; lines: LogLine[] } {
   const lines: LogLine[] = [];
-  const at = (level: LogLine['level']) => (obj: object, msg: string) => void lines.push({ level, obj, msg });
+  const at = (level: LogLine['level']) => (obj: object, msg: string) => void lines.push({ level, obj, msg, at: clock?.now() ?? 0 });
   return { lines, log: { info: at('info'), warn: at('warn'), error: at('error'), debug: at('debug') } };
 }
 
@@ -98,7 +101,7 @@ describe('a hostile path costs only that path', () => {
     const conn = await client.dial({ host: '127.0.0.1', port: env.echoPort });
     const data = randomBytes(4 << 20);
     const back = echoRoundTrip(conn, data);
-    await waitFor(() => hostile.forged >= 2, 10_000);
+    await waitFor(() => hostile.forged >= 2, 'two forged REJECTs');
     expect(sha(await back)).toBe(sha(data));
     expect(client.currentSession).toBe(session);
     expect(session.isClosed).toBe(false);
@@ -128,7 +131,7 @@ describe('a hostile path costs only that path', () => {
     // The link resets while the server drops the session without a word (a restart, as the client sees it).
     relay.cut('reset');
     for (const s of env.server.sessions()) s.close(new PlaitError(ErrorCode.CLOSED, 'test: forget'), false);
-    await waitFor(() => client.counters.sessions === 2, 10_000);
+    await waitFor(() => client.counters.sessions === 2, 'a second session');
     expect(first.isClosed).toBe(true);
     const conn = await client.dial({ host: '127.0.0.1', port: env.echoPort });
     const data = randomBytes(100_000);
@@ -171,7 +174,7 @@ describe('clock skew heals itself, only from a proven refusal', () => {
       helloStaggerMs: 200,
     });
     await client.start();
-    await waitFor(() => hostile.forged >= 1, 5_000);
+    await waitFor(() => hostile.forged >= 1, 'the forged refusal');
     expect(client.counters.clockCorrections).toBe(0);
     expect(client.stats().clockOffsetMs).toBe(0);
     expect(client.counters.unverifiedRefusals).toBeGreaterThanOrEqual(1);
@@ -186,13 +189,19 @@ describe('start on any path', () => {
     const dead: LinkRelay = await startLinkRelay({ target: { host: '127.0.0.1', port: env.port } });
     cleanups.push(() => dead.close());
     dead.cut('blackhole');
+    const clock = new TestClock();
     const client = startClient({
       servers: [{ host: '127.0.0.1', port: dead.port }, { host: '127.0.0.1', port: env.port }],
       secretKeys,
       sources: { binds: ['127.0.0.1'], vias: [], backups: [] },
       helloStaggerMs: 200,
+      clock,
     });
-    await client.start();
+    const started = track(client.start());
+    // The second path's HELLO waits for the stagger (200 ms of clock), not for the dead path's handshake timeout (5 s).
+    const took = await clock.advanceUntil(() => started.settled, 4_000, 'the session is up');
+    await started.promise;
+    expect(took).toBeGreaterThanOrEqual(200);
     // The session came up while the dead path's HELLO was still waiting for its answer.
     const paths = client.stats().paths;
     expect(paths.find((p) => p.remote.endsWith(`:${dead.port}`))!.state).toBe('connecting');
@@ -209,8 +218,8 @@ describe('start on any path', () => {
       helloStaggerMs: 0,
     });
     await client.start();
-    await waitFor(() => client.currentSession?.subflowCount === 2, 5_000);
-    await waitFor(() => env.server.sessions().length === 1, 5_000);
+    await waitFor(() => client.currentSession?.subflowCount === 2, 'both paths in the session');
+    await waitFor(() => env.server.sessions().length === 1, 'one session on the server');
     expect(client.counters.sessions).toBe(1);
   });
 });
@@ -224,28 +233,28 @@ describe('outages: the grace is what it says, and new streams wait for it', () =
       relays.push(r);
       cleanups.push(() => r.close());
     }
+    const clock = new TestClock();
     const client = startClient({
       servers: relays.map((r) => ({ host: '127.0.0.1', port: r.port })),
       secretKeys,
       sources: { binds: ['127.0.0.1'], vias: [], backups: [] },
       graceMs: 20_000,
       dialTimeoutMs: 1_000,
+      clock,
     });
     await client.start();
-    await waitFor(() => client.currentSession?.liveSubflows.filter((s) => s.state === 'active').length === 2, 5_000);
+    await clock.settle(() => client.currentSession?.liveSubflows.filter((s) => s.state === 'active').length === 2, 'both subflows active');
     for (const r of relays) r.cut('blackhole');
-    await waitFor(() => client.stats().outage !== undefined, 5_000);
-    const dialed = client.dial({ host: '127.0.0.1', port: env.echoPort });
-    let settled = false;
-    void dialed.then(
-      () => (settled = true),
-      () => (settled = true),
-    );
-    // Three dial timeouts pass with every link down: the dial still waits.
-    await new Promise((r) => setTimeout(r, 3_000));
-    expect(settled).toBe(false);
+    // Idle subflows are found dead by a keepalive (2 s) going unanswered for a retransmission timeout (at most 3 s).
+    await clock.advanceUntil(() => client.stats().outage !== undefined, 5_100, 'the outage is noticed');
+    const dialed = track(client.dial({ host: '127.0.0.1', port: env.echoPort }));
+    // Three dial timeouts of clock time pass with every link down: the dial still waits.
+    await clock.advance(3_000);
+    expect(dialed.settled).toBe(false);
     for (const r of relays) r.restore();
-    const conn = await dialed;
+    // The held records go through once the links are back: the stream opens with no more clock time.
+    await clock.settle(() => dialed.settled, 'the dial completes after the links return');
+    const conn = await dialed.promise;
     const data = randomBytes(100_000);
     expect(sha(await echoRoundTrip(conn, data))).toBe(sha(data));
     conn.destroy();
@@ -255,24 +264,32 @@ describe('outages: the grace is what it says, and new streams wait for it', () =
     const env = await startServer();
     const relay: LinkRelay = await startLinkRelay({ target: { host: '127.0.0.1', port: env.port }, blackhole: 'hold' });
     cleanups.push(() => relay.close());
-    const { log, lines } = recordingLog();
+    const clock = new TestClock();
+    const { log, lines } = recordingLog(clock);
     const client = startClient({
       servers: [{ host: '127.0.0.1', port: relay.port }],
       secretKeys,
       sources: { binds: ['127.0.0.1'], vias: [], backups: [] },
       graceMs: 1_500,
-      // A subflow is declared dead only after 20 s without an ack: far beyond the grace.
-      config: { deadAfterMs: 20_000 },
+      // Silence is noticed after a keepalive (200 ms) and a retransmission timeout (400 ms at most), well
+      // inside the grace; a subflow is declared dead only after 20 s without an ack, far beyond it.
+      config: { deadAfterMs: 20_000, keepaliveMs: 200, minRtoMs: 100, maxRtoMs: 400 },
+      clock,
       log,
     });
     await client.start();
     const session = client.currentSession!;
     relay.cut('blackhole');
-    await waitFor(() => session.isClosed, 10_000);
-    // The session ended by the grace while its subflow was still only suspect.
+    const lastHeard = session.lastHeardAt;
+    await clock.advanceUntil(() => session.isClosed, 10_000, 'the grace ends the session', { stepMs: 5 });
+    // The session ended by the grace, 1.5 s of clock after the last record from the server, while its subflow was still only suspect.
     expect(client.counters.outagesExpired).toBe(1);
+    expect(clock.now() - lastHeard).toBeGreaterThanOrEqual(1_500);
+    expect(clock.now() - lastHeard).toBeLessThanOrEqual(1_510);
     const said = lines.find((l) => l.level === 'warn' && /all paths down/.test(l.msg));
     expect(said?.msg).toMatch(/1\.5 s from the last sign of life/);
+    // The outage was declared well before the end: the grace did not start there.
+    expect(said!.at - lastHeard).toBeLessThan(1_000);
   });
 });
 
@@ -284,40 +301,53 @@ describe('say why a path is down', () => {
         s.close(() => resolve(p));
       });
     });
-    const { log, lines } = recordingLog();
+    const clock = new TestClock();
+    const { log, lines } = recordingLog(clock);
     const client = startClient({
       servers: [{ host: '127.0.0.1', port: closed }],
       secretKeys,
       sources: { binds: ['127.0.0.1', '192.0.2.77'], vias: [], backups: [] },
+      clock,
       log,
     });
     void client.start().catch(() => undefined);
-    await waitFor(() => client.stats().paths.every((p) => p.attempts >= 3), 15_000);
+    // Three attempts each: the backoff (125-250, then 250-500 ms of clock) between them.
+    await clock.advanceUntil(() => client.stats().paths.every((p) => p.attempts >= 3), 2_000, 'three attempts on every path');
     const warns = lines.filter((l) => l.level === 'warn' && /path down/.test(l.msg));
     expect(warns.filter((l) => /refused the connection/.test(l.msg)).length).toBe(1);
     expect(warns.filter((l) => /192\.0\.2\.77 is not an address of this machine/.test(l.msg)).length).toBe(1);
     const kinds = client.stats().paths.map((p) => p.problem).sort();
     expect(kinds).toEqual(['address-not-local', 'refused']);
-    // A SOCKS client is told at once, not after a 15 s hang.
-    const err = await client.dial({ host: '127.0.0.1', port: 9 }).then(
-      () => undefined,
-      (e: unknown) => e as Error,
+    // A SOCKS client is told without waiting for the dial timeout: no clock time passes.
+    const at = clock.now();
+    const err = await settles(
+      client.dial({ host: '127.0.0.1', port: 9 }).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      ),
+      'the dial is refused',
     );
     expect(err?.message).toMatch(/refused the connection/);
+    expect(clock.now()).toBe(at);
   });
 
   it('a missing --via interface is said once, and nothing is dialled from it', async () => {
     const env = await startServer();
-    const { log, lines } = recordingLog();
+    const clock = new TestClock();
+    const { log, lines } = recordingLog(clock);
     const client = startClient({
       servers: [{ host: '127.0.0.1', port: env.port }],
       secretKeys,
       sources: { binds: ['127.0.0.1'], vias: ['plaitnone0'], backups: [] },
       pollMs: 50,
+      clock,
       log,
     });
     await client.start();
-    await new Promise((r) => setTimeout(r, 300)); // several re-reads of the interfaces
+    const polls = vi.spyOn(client, 'refreshPaths');
+    // 300 ms of clock: six re-reads of the interfaces.
+    await clock.advance(300);
+    expect(polls).toHaveBeenCalledTimes(6);
     expect(lines.filter((l) => l.level === 'warn' && /interface plaitnone0 does not exist/.test(l.msg)).length).toBe(1);
     expect(client.stats().paths.map((p) => p.local)).toEqual(['127.0.0.1']);
   });

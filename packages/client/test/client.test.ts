@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { deriveSecretKeys, ResetCode } from '@plait/core';
+import { deriveSecretKeys, ResetCode, type Clock } from '@plait/core';
 import { EgressPolicy, PlaitServer } from '@plait/server';
-import { echoRoundTrip, sha, waitFor } from './socket-helpers.js';
+import { echoRoundTrip, settles, sha, waitFor } from './socket-helpers.js';
+import { TestClock, track } from './test-clock.js';
 import { PlaitClient } from '../src/client.js';
 import { DialError } from '../src/dialer.js';
 import { startLinkRelay, type LinkRelay } from '@plait/testkit';
@@ -40,9 +41,10 @@ function startClient(
   graceMs = 30_000,
   vias: string[] = [],
   sources?: { binds: string[]; backups: string[] },
+  clock?: Clock,
 ): PlaitClient {
   const binds = sources?.binds ?? (vias.length > 0 ? [] : ['127.0.0.1']);
-  const client = new PlaitClient({ servers, secretKeys, sources: { binds, vias, backups: sources?.backups ?? [] }, graceMs });
+  const client = new PlaitClient({ servers, secretKeys, sources: { binds, vias, backups: sources?.backups ?? [] }, graceMs, ...(clock ? { clock } : {}) });
   cleanups.push(() => client.close());
   return client;
 }
@@ -82,7 +84,7 @@ describe('PlaitClient against a real server', () => {
     cleanups.push(() => server2.close());
     const client = startClient([{ host: '127.0.0.1', port: a2.port }]);
     await client.start();
-    await waitFor(() => client.currentSession?.subflowCount === 2, 5000);
+    await waitFor(() => client.currentSession?.subflowCount === 2, 'a subflow to the advertised address');
     expect(relay.stats.connections).toBe(1);
     const conn = await client.dial({ host: '127.0.0.1', port: env.echo.port });
     const data = randomBytes(1 << 20);
@@ -94,17 +96,17 @@ describe('PlaitClient against a real server', () => {
     const env = await setup({ relays: 2 });
     const client = startClient(env.relays.map((r) => ({ host: '127.0.0.1', port: r.port })));
     await client.start();
-    await waitFor(() => client.currentSession?.subflowCount === 2, 5000);
+    await waitFor(() => client.currentSession?.subflowCount === 2, 'both paths joined');
     const conn = await client.dial({ host: '127.0.0.1', port: env.echo.port });
     const first = randomBytes(200_000);
     expect(sha(await echoRoundTrip(conn, first))).toBe(sha(first));
     // Every path dies at once.
     for (const r of env.relays) r.cut('reset');
-    await waitFor(() => (client.currentSession?.subflowCount ?? 0) === 0, 5000);
+    await waitFor(() => (client.currentSession?.subflowCount ?? 0) === 0, 'every subflow closed');
     // Data written during the outage waits, then flows once the client rejoins.
     const second = randomBytes(300_000);
     const back = echoRoundTrip(conn, second);
-    await waitFor(() => (client.currentSession?.subflowCount ?? 0) > 0, 10_000);
+    await waitFor(() => (client.currentSession?.subflowCount ?? 0) > 0, 'a subflow rejoined');
     expect(sha(await back)).toBe(sha(second));
     expect(env.server.sessions().length).toBe(1);
     conn.destroy();
@@ -118,23 +120,36 @@ describe('PlaitClient against a real server', () => {
       relays.push(r);
       cleanups.push(() => r.close());
     }
-    const client = startClient(relays.map((r) => ({ host: '127.0.0.1', port: r.port })));
+    const clock = new TestClock();
+    const client = startClient(relays.map((r) => ({ host: '127.0.0.1', port: r.port })), 30_000, [], undefined, clock);
     await client.start();
-    await waitFor(() => client.currentSession?.subflowCount === 2, 5000);
+    await clock.settle(() => client.currentSession?.subflowCount === 2, 'both paths joined');
     const conn = await client.dial({ host: '127.0.0.1', port: env.echo.port });
+    const onDead = () => client.stats().session!.subflows.filter((s) => s.remote.endsWith(`:${relays[0]!.port}`));
+    const stuckId = onDead()[0]!.id;
     // The link dies silently; its old connection never recovers ('drop' leaves a gap, like a TCP stuck in backoff).
     relays[0]!.cut('blackhole');
-    const during = randomBytes(200_000);
-    expect(sha(await echoRoundTrip(conn, during))).toBe(sha(during));
     const atCut = relays[0]!.stats.connections;
-    await new Promise((r) => setTimeout(r, 2500));
-    // While the link is dead, fresh connections are tried beside the stuck subflow.
-    expect(relays[0]!.stats.connections).toBeGreaterThan(atCut);
+    const during = randomBytes(200_000);
+    const back = track(echoRoundTrip(conn, during));
+    // Suspected within one retransmission timeout of clock time (maxRtoMs at most), long before deadAfterMs (15 s).
+    await clock.advanceUntil(() => onDead()[0]?.state === 'suspect', 3_100, 'the blackholed subflow is suspect');
+    // A fresh connection is tried beside the stuck subflow REPLACE_AFTER_MS (500 ms of clock) after it became suspect, not before.
+    const toRetry = await clock.advanceUntil(() => relays[0]!.stats.connections > atCut, 1_500, 'a fresh connection tried on the dead link');
+    expect(toRetry).toBeGreaterThan(475);
+    await clock.advanceUntil(() => back.settled, 5_000, 'the transfer completes on the other path');
+    expect(sha(await back.promise)).toBe(sha(during));
+    const atRestore = relays[0]!.stats.connections;
     relays[0]!.restore();
-    const t0 = Date.now();
-    // Back to two working subflows soon after the link returns (replaced, or closed on the gap and rejoined).
-    await waitFor(() => client.currentSession!.liveSubflows.filter((s) => s.state === 'active').length === 2 && client.currentSession!.subflowCount === 2, 5000);
-    expect(Date.now() - t0).toBeLessThan(2500);
+    // Back to two working subflows soon after the link returns (replaced, or closed on the gap and rejoined):
+    // at most the pending attempt's join timeout (2 s of clock) and a join; real I/O gets 5 ms per 25 ms step.
+    await clock.advanceUntil(
+      () => client.currentSession!.liveSubflows.filter((s) => s.state === 'active').length === 2 && client.currentSession!.subflowCount === 2,
+      2_500,
+      'two working subflows again',
+      { realMs: 5 },
+    );
+    expect(onDead().map((s) => s.id)).not.toContain(stuckId);
     const after = randomBytes(200_000);
     expect(sha(await echoRoundTrip(conn, after))).toBe(sha(after));
     conn.destroy();
@@ -146,6 +161,7 @@ describe('PlaitClient against a real server', () => {
     const regular = await startLinkRelay({ target: { host: '127.0.0.1', port: env.port }, delayMs: 5, blackhole: 'hold', allowFrom: '127.0.0.1' });
     const spare = await startLinkRelay({ target: { host: '127.0.0.1', port: env.port }, delayMs: 5, blackhole: 'hold', allowFrom: '127.0.0.2' });
     cleanups.push(() => regular.close(), () => spare.close());
+    const clock = new TestClock();
     const client = startClient(
       [
         { host: '127.0.0.1', port: regular.port },
@@ -154,21 +170,27 @@ describe('PlaitClient against a real server', () => {
       30_000,
       [],
       { binds: ['127.0.0.1', '127.0.0.2'], backups: ['127.0.0.2'] },
+      clock,
     );
+    // Four paths (two sources x two relays); each relay lets one source through, the others are refused and back off.
     await client.start();
-    await waitFor(() => client.currentSession?.liveSubflows.filter((s) => s.state === 'active').length === 2, 5000);
+    await clock.advanceUntil(() => client.currentSession?.liveSubflows.filter((s) => s.state === 'active').length === 2, 2_000, 'regular and backup subflows up');
+    const onRegular = () => client.stats().session!.subflows.find((s) => s.remote.endsWith(`:${regular.port}`));
     const conn = await client.dial({ host: '127.0.0.1', port: env.echo.port });
     const first = randomBytes(1 << 20);
     expect(sha(await echoRoundTrip(conn, first))).toBe(sha(first));
     expect(spare.stats.bytesUp).toBeLessThan(16 * 1024); // handshake and keepalives only
     regular.cut('blackhole');
     const during = randomBytes(1 << 20);
-    const t0 = Date.now();
-    expect(sha(await echoRoundTrip(conn, during))).toBe(sha(during));
-    expect(Date.now() - t0).toBeLessThan(3000);
+    const back = track(echoRoundTrip(conn, during));
+    // The regular subflow is suspected after one retransmission timeout of clock time (at most maxRtoMs, 3 s)...
+    await clock.advanceUntil(() => onRegular()?.state === 'suspect', 3_100, 'the regular subflow is suspect');
+    // ...and from then on the backup carries the transfer, with no more clock time needed.
+    await clock.settle(() => back.settled, 'the transfer completes over the backup');
+    expect(sha(await back.promise)).toBe(sha(during));
     expect(spare.stats.bytesUp).toBeGreaterThan(1 << 20);
     regular.restore();
-    await waitFor(() => client.currentSession?.liveSubflows.every((s) => s.state === 'active') ?? false, 3000);
+    await clock.advanceUntil(() => client.currentSession?.liveSubflows.every((s) => s.state === 'active') ?? false, 3_000, 'the regular subflow is active again');
     const spareBefore = spare.stats.bytesUp;
     const after = randomBytes(1 << 20);
     expect(sha(await echoRoundTrip(conn, after))).toBe(sha(after));
@@ -176,20 +198,25 @@ describe('PlaitClient against a real server', () => {
     conn.destroy();
   });
 
-  it('a refused target gives DialError REFUSED quickly and does not disturb other streams', async () => {
+  it('a refused target gives DialError REFUSED from the server, not from a timer, and does not disturb other streams', async () => {
     const env = await setup({ relays: 0 });
-    const client = startClient([{ host: '127.0.0.1', port: env.port }]);
+    const clock = new TestClock();
+    const client = startClient([{ host: '127.0.0.1', port: env.port }], 30_000, [], undefined, clock);
     await client.start();
     const good = await client.dial({ host: '127.0.0.1', port: env.echo.port });
     const closedPort = await freePort();
-    const t0 = Date.now();
-    const err = await client.dial({ host: '127.0.0.1', port: closedPort }).then(
-      () => undefined,
-      (e: unknown) => e,
+    const at = clock.now();
+    const err = await settles(
+      client.dial({ host: '127.0.0.1', port: closedPort }).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      'the dial to a closed port fails',
     );
     expect(err).toBeInstanceOf(DialError);
     expect((err as DialError).code).toBe(ResetCode.REFUSED);
-    expect(Date.now() - t0).toBeLessThan(2000);
+    // The clock never moved: no dial timeout (15 s) could have fired.
+    expect(clock.now()).toBe(at);
     const data = randomBytes(100_000);
     expect(sha(await echoRoundTrip(good, data))).toBe(sha(data));
     good.destroy();

@@ -4,7 +4,7 @@ import { Duplex, PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ResetCode } from '@plait/core';
 import { DialError, pipeBoth, socksReplyFor } from '../src/dialer.js';
-import { listen, closeServer, reader, connect, sleep } from './socket-helpers.js';
+import { listen, closeServer, reader, connect, settles, waitFor } from './socket-helpers.js';
 
 // ---- fixtures ----
 
@@ -86,29 +86,27 @@ describe('pipeBoth', () => {
   });
 
   it('passes a half-close left to right while right can still answer', async () => {
-    const { left, right } = await joined();
+    const { left, right, a, b } = await joined();
     const rl = reader(left);
     const rr = reader(right);
     left.end('request');
     expect((await rr.rest()).toString()).toBe('request');
-    await sleep(50);
-    // Left only half-closed: nothing may have been torn down.
-    expect(rl.isClosed()).toBe(false);
+    // Left only half-closed: the FIN went through and nothing was torn down.
+    expect([a.destroyed, b.destroyed, rl.isClosed()]).toEqual([false, false, false]);
     right.write('answer part 1, ');
-    await sleep(20);
+    expect((await rl.take(15)).toString()).toBe('answer part 1, ');
     right.end('part 2');
-    expect((await rl.rest()).toString()).toBe('answer part 1, part 2');
+    expect((await rl.rest()).toString()).toBe('part 2');
     await Promise.all([rl.closed(), rr.closed()]);
   });
 
   it('passes a half-close right to left while left can still send', async () => {
-    const { left, right } = await joined();
+    const { left, right, a, b } = await joined();
     const rl = reader(left);
     const rr = reader(right);
     right.end('banner');
     expect((await rl.rest()).toString()).toBe('banner');
-    await sleep(50);
-    expect(rr.isClosed()).toBe(false);
+    expect([a.destroyed, b.destroyed, rr.isClosed()]).toEqual([false, false, false]);
     left.end('late data');
     expect((await rr.rest()).toString()).toBe('late data');
   });
@@ -158,8 +156,9 @@ describe('pipeBoth', () => {
     const x = new PassThrough();
     const y = new PassThrough();
     pipeBoth(x, y);
+    const yClosed = new Promise<void>((r) => y.once('close', () => r()));
     x.destroy(new Error('broken'));
-    await sleep(10);
+    await settles(yClosed, 'the other side is closed', 5_000);
     expect(y.destroyed).toBe(true);
   });
 
@@ -167,8 +166,9 @@ describe('pipeBoth', () => {
     const x = new PassThrough();
     const y = new PassThrough();
     pipeBoth(x, y);
+    const xClosed = new Promise<void>((r) => x.once('close', () => r()));
     y.destroy();
-    await sleep(10);
+    await settles(xClosed, 'the other side is closed', 5_000);
     expect(x.destroyed).toBe(true);
   });
 
@@ -187,20 +187,19 @@ describe('pipeBoth', () => {
     let accepted = 0;
     const chunk = Buffer.alloc(16 * 1024);
     for (let i = 0; i < 1024 && a.write(chunk); i++) accepted += chunk.length;
-    await sleep(50);
-    // Without backpressure all 16 MiB would be pushed into b.
+    // Without backpressure all 16 MiB would be pushed into b, and a would never pause.
+    await waitFor(() => a.isPaused(), 'the pipe pauses a', 5_000);
     expect(accepted).toBeLessThan(1024 * 1024);
     expect(b.writableLength).toBeLessThanOrEqual(256 * 1024);
-    expect(a.isPaused()).toBe(true);
   });
 
   it('respects backpressure between sockets: a stalled reader does not make the middle buffer everything', async () => {
-    const { left, right, b } = await joined();
+    const { left, right, a, b } = await joined();
     right.pause();
     const big = Buffer.alloc(48 * 1024 * 1024, 7);
     left.write(big);
-    await sleep(500);
-    // The kernel buffers some MiB; the rest must wait in `left`, not in `b`.
+    // The middle stops reading `a` once `b` is full; the kernel buffers some MiB, the rest must wait in `left`, not in `b`.
+    await waitFor(() => a.isPaused() && b.writableLength > 0, 'the pipe stops reading a', 5_000);
     expect(b.writableLength).toBeLessThan(4 * 1024 * 1024);
     expect(left.writableLength).toBeGreaterThan(8 * 1024 * 1024);
     left.destroy();

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResetCode } from '@plait/core';
 import { DialError, type Dialer, type Target } from '../src/dialer.js';
 import { parseForwardSpec, serveForward } from '../src/forward.js';
-import { listen, closeServer, reader, connect, sleep, within } from './socket-helpers.js';
+import { listen, closeServer, reader, connect, settles } from './socket-helpers.js';
 
 // ---- tests ----
 
@@ -78,20 +78,25 @@ describe('serveForward', () => {
 
   it('dials the fixed target and carries data both ways, including bytes sent during the dial', async () => {
     const targets: Target[] = [];
+    let sent: () => void = () => {};
+    const payloadSent = new Promise<void>((res) => (sent = res));
     const dial: Dialer = async (t) => {
       targets.push(t);
-      await sleep(100);
+      // The dial completes only after the client has sent part of its payload.
+      await payloadSent;
       return connect(echoPort);
     };
     const { port, served } = await forward({ host: 'db.internal', port: 5432 }, dial);
     const sock = await connect(port);
     const r = reader(sock);
     const payload = randomBytes(2 * 1024 * 1024);
-    sock.end(payload);
+    // The first 64 KiB are in the kernel, on their way to the forward, before the dial completes.
+    sock.write(payload.subarray(0, 64 * 1024), () => sent());
+    sock.end(payload.subarray(64 * 1024));
     const back = await r.rest();
     expect(back.equals(payload)).toBe(true);
     expect(targets).toEqual([{ host: 'db.internal', port: 5432 }]);
-    await within(served[0], 2000);
+    await settles(served[0], 'serveForward after the tunnel closed');
   });
 
   it('resets the client connection when the dial fails', async () => {
@@ -101,21 +106,27 @@ describe('serveForward', () => {
     const sock = net.connect({ port, host: '127.0.0.1' });
     const err = new Promise<NodeJS.ErrnoException>((res) => sock.once('error', res));
     sock.write('hello');
-    expect((await within(err, 2000)).code).toBe('ECONNRESET');
-    await within(served[0], 2000);
+    expect((await settles(err, 'the client sees the reset')).code).toBe('ECONNRESET');
+    await settles(served[0], 'serveForward after the reset');
   });
 
   it('destroys the remote when the client reset during the dial', async () => {
     let release: (s: net.Socket) => void = () => {};
-    const dial: Dialer = () => new Promise<net.Socket>((res) => (release = res));
+    let dialing: () => void = () => {};
+    const dialCalled = new Promise<void>((res) => (dialing = res));
+    const dial: Dialer = () => {
+      dialing();
+      return new Promise<net.Socket>((res) => (release = res));
+    };
     const { port, served } = await forward({ host: 'x', port: 1 }, dial);
     const sock = await connect(port);
-    await sleep(20);
+    await dialCalled;
     sock.resetAndDestroy();
-    await within(served[0], 2000);
+    await settles(served[0], 'serveForward after the reset');
     const remote = await connect(echoPort);
+    const closed = new Promise<void>((res) => remote.once('close', () => res()));
     release(remote);
-    await sleep(20);
+    await settles(closed, 'the remote is closed');
     expect(remote.destroyed).toBe(true);
   });
 });

@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResetCode } from '@plait/core';
 import { DialError, type Dialer, type Target } from '../src/dialer.js';
 import { parseAuthority, serveHttpConnect, type HttpConnectOptions } from '../src/http-connect.js';
-import { listen, closeServer, reader, connect, sleep, within } from './socket-helpers.js';
+import { listen, closeServer, reader, connect, settles, waitFor } from './socket-helpers.js';
+import { TestClock } from './test-clock.js';
 
 // ---- fixtures ----
 
@@ -24,13 +25,15 @@ function echoDialer(): { dial: Dialer; targets: Target[] } {
 }
 
 const servers: net.Server[] = [];
-async function proxy(opts: HttpConnectOptions, dial: Dialer): Promise<{ port: number; served: Promise<void>[] }> {
+async function proxy(opts: HttpConnectOptions, dial: Dialer): Promise<{ port: number; served: Promise<void>[]; accepted: net.Socket[] }> {
   const served: Promise<void>[] = [];
+  const accepted: net.Socket[] = [];
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    accepted.push(s);
     served.push(serveHttpConnect(s, opts, dial));
   });
   servers.push(server);
-  return { port: await listen(server), served };
+  return { port: await listen(server), served, accepted };
 }
 
 beforeAll(async () => {
@@ -94,7 +97,7 @@ describe('serveHttpConnect', () => {
     const back = await r.rest();
     expect(back.equals(big)).toBe(true);
     expect(d.targets).toEqual([{ host: 'example.invalid', port: 443 }]);
-    await within(served[0], 2000);
+    await settles(served[0], 'serveHttpConnect after the tunnel closed');
   });
 
   it('accepts a bracketed IPv6 target, HTTP/1.0, bare LF line ends and leading blank lines', async () => {
@@ -117,13 +120,15 @@ describe('serveHttpConnect', () => {
 
   it('parses a request that arrives one byte at a time', async () => {
     const d = echoDialer();
-    const { port } = await proxy({}, d.dial);
+    const { port, accepted } = await proxy({}, d.dial);
     const sock = await connect(port);
     sock.setNoDelay(true);
     const r = reader(sock);
-    for (const b of Buffer.from('CONNECT slow.example:25 HTTP/1.1\r\nHost: slow.example:25\r\n\r\nhi')) {
+    const request = Buffer.from('CONNECT slow.example:25 HTTP/1.1\r\nHost: slow.example:25\r\n\r\nhi');
+    // Each byte is read by the proxy before the next is sent (the last two wait in the paused socket).
+    for (const [i, b] of request.entries()) {
       sock.write(Buffer.from([b]));
-      await sleep(1);
+      if (i < request.length - 2) await waitFor(() => accepted.length === 1 && accepted[0]!.bytesRead === i + 1, `byte ${i} read by the proxy`);
     }
     expect((await r.take(ESTABLISHED.length)).toString()).toBe(ESTABLISHED);
     expect((await r.take(2)).toString()).toBe('hi');
@@ -204,7 +209,7 @@ describe('serveHttpConnect', () => {
       const res = parseResponse(await exchange(port, 'CONNECT x.example:443 HTTP/1.1\r\n\r\n'));
       expect(res.status).toBe(status);
       expect(res.body.trim().length).toBeGreaterThan(0);
-      await within(served[0], 1000);
+      await settles(served[0], 'serveHttpConnect after the error response');
     });
   }
 
@@ -214,14 +219,20 @@ describe('serveHttpConnect', () => {
     expect(statusOf(await exchange(port, 'CONNECT x.example:443 HTTP/1.1\r\n\r\n'))).toBe(502);
   });
 
-  it('gives up on a client that never finishes its header block', async () => {
+  it('gives up on a client that never finishes its header block, at the handshake timeout and not before', async () => {
+    const clock = new TestClock();
     const d = echoDialer();
-    const { port, served } = await proxy({ handshakeTimeoutMs: 150 }, d.dial);
-    const started = Date.now();
-    const res = await exchange(port, 'CONNECT x.example:443 HTTP/1.1\r\n');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
-    expect(statusOf(res)).toBe(408);
-    await within(served[0], 1000);
+    const { port, served, accepted } = await proxy({ handshakeTimeoutMs: 150, clock }, d.dial);
+    const line = 'CONNECT x.example:443 HTTP/1.1\r\n';
+    const response = exchange(port, line);
+    await clock.settle(() => accepted.length === 1 && accepted[0]!.bytesRead === line.length, 'the request line reached the proxy');
+    await clock.advance(149);
+    expect(accepted[0]!.bytesWritten).toBe(0);
+    await clock.advance(1);
+    // The 408 is written by the clock's timer itself, not later.
+    expect(accepted[0]!.bytesWritten).toBeGreaterThan(0);
+    expect(statusOf(await response)).toBe(408);
+    await settles(served[0], 'serveHttpConnect after the 408');
     expect(d.targets).toEqual([]);
   });
 
@@ -230,7 +241,7 @@ describe('serveHttpConnect', () => {
     const { port, served } = await proxy({}, d.dial);
     const sock = await connect(port);
     sock.end('CONNECT x.example:443 HTTP/1.1\r\n');
-    await within(served[0], 2000);
+    await settles(served[0], 'serveHttpConnect after the client left');
     expect(d.targets).toEqual([]);
   });
 });

@@ -90,11 +90,17 @@ export function connect(port: number): Promise<net.Socket> {
   });
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-export function within<T>(p: Promise<T> | undefined, ms: number): Promise<T> {
-  if (!p) return Promise.reject(new Error('no promise'));
-  return Promise.race([p, sleep(ms).then(() => Promise.reject(new Error(`not settled within ${ms} ms`)))]);
+/**
+ * Resolves as `p` does. The real-time limit is a hang guard (a clear message
+ * instead of the test timeout), not an assertion on how long `p` takes.
+ */
+export function settles<T>(p: Promise<T> | undefined, what: string, guardMs = 20_000): Promise<T> {
+  if (!p) return Promise.reject(new Error(`no promise: ${what}`));
+  let timer: NodeJS.Timeout | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`never settled: ${what}`)), guardMs);
+  });
+  return Promise.race([p, guard]).finally(() => clearTimeout(timer));
 }
 
 /** Write `data` to an echo connection and resolve with what came back (as many bytes). */
@@ -114,12 +120,16 @@ export async function echoRoundTrip(conn: Duplex, data: Buffer): Promise<Buffer>
 
 export const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-/** Poll `cond` every 20 ms until it holds; throw after `ms`. */
-export async function waitFor(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
+/**
+ * Poll `cond` until it holds, for outcomes of real I/O. The real-time limit
+ * is a hang guard only: tests assert on what happened, and on clock time
+ * through a TestClock, never on how long this took.
+ */
+export async function waitFor(cond: () => boolean, what: string, guardMs = 20_000): Promise<void> {
+  const giveUp = performance.now() + guardMs;
   while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
+    if (performance.now() > giveUp) throw new Error(`never happened: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 

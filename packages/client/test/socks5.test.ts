@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResetCode } from '@plait/core';
 import { DialError, type Dialer, type Target } from '../src/dialer.js';
 import { formatIPv6, serveSocks5, type Socks5Options } from '../src/socks5.js';
-import { listen, closeServer, reader, connect, sleep, within } from './socket-helpers.js';
+import { listen, closeServer, reader, connect, settles, waitFor } from './socket-helpers.js';
+import { TestClock } from './test-clock.js';
 
 // ---- fixtures ----
 
@@ -15,13 +16,13 @@ const echo = net.createServer({ allowHalfOpen: true }, (s) => {
   s.pipe(s);
 });
 
-/** Dials the local echo server whatever the target, and remembers the targets. */
-function echoDialer(delayMs = 0): { dial: Dialer; targets: Target[]; remotes: net.Socket[] } {
+/** Dials the local echo server whatever the target, and remembers the targets; `hold` delays each dial until it resolves. */
+function echoDialer(hold?: Promise<void>): { dial: Dialer; targets: Target[]; remotes: net.Socket[] } {
   const targets: Target[] = [];
   const remotes: net.Socket[] = [];
   const dial: Dialer = async (t) => {
     targets.push(t);
-    if (delayMs) await sleep(delayMs);
+    if (hold) await hold;
     const s = await connect(echoPort);
     remotes.push(s);
     return s;
@@ -30,14 +31,16 @@ function echoDialer(delayMs = 0): { dial: Dialer; targets: Target[]; remotes: ne
 }
 
 const servers: net.Server[] = [];
-/** A SOCKS5 proxy on loopback using `dial`; also collects serveSocks5's promises. */
-async function proxy(opts: Socks5Options, dial: Dialer): Promise<{ port: number; served: Promise<void>[] }> {
+/** A SOCKS5 proxy on loopback using `dial`; also collects serveSocks5's promises and the accepted sockets. */
+async function proxy(opts: Socks5Options, dial: Dialer): Promise<{ port: number; served: Promise<void>[]; accepted: net.Socket[] }> {
   const served: Promise<void>[] = [];
+  const accepted: net.Socket[] = [];
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    accepted.push(s);
     served.push(serveSocks5(s, opts, dial));
   });
   servers.push(server);
-  return { port: await listen(server), served };
+  return { port: await listen(server), served, accepted };
 }
 
 beforeAll(async () => {
@@ -113,14 +116,15 @@ describe('serveSocks5 CONNECT', () => {
 
   it('parses a handshake that arrives one byte at a time', async () => {
     const d = echoDialer();
-    const { port } = await proxy({}, d.dial);
+    const { port, accepted } = await proxy({}, d.dial);
     const sock = await connect(port);
     sock.setNoDelay(true);
     const r = reader(sock);
     const all = Buffer.concat([GREETING_NOAUTH, domainRequest('split.example', 4242)]);
-    for (const byte of all) {
+    // Each byte is read by the proxy before the next is sent: one byte per read.
+    for (const [i, byte] of all.entries()) {
       sock.write(Buffer.from([byte]));
-      await sleep(2);
+      await waitFor(() => accepted.length === 1 && accepted[0]!.bytesRead === i + 1, `byte ${i} read by the proxy`);
     }
     expect([...(await r.take(2))]).toEqual([5, 0]);
     expect((await r.take(10)).equals(SUCCESS)).toBe(true);
@@ -129,7 +133,8 @@ describe('serveSocks5 CONNECT', () => {
   });
 
   it('keeps data pipelined behind the request while the dial is in progress', async () => {
-    const d = echoDialer(100);
+    let go: () => void = () => {};
+    const d = echoDialer(new Promise<void>((res) => (go = res)));
     const { port } = await proxy({ auth: { username: 'u', password: 'p' } }, d.dial);
     const sock = await connect(port);
     const r = reader(sock);
@@ -138,6 +143,9 @@ describe('serveSocks5 CONNECT', () => {
     sock.write(
       Buffer.concat([Buffer.from([5, 1, 2]), Buffer.from([1, 1, 0x75, 1, 0x70]), v4Request('198.51.100.1', 22), early]),
     );
+    // The dial completes only after the payload has been written behind the request.
+    await new Promise<void>((res) => sock.write(Buffer.alloc(0), () => res()));
+    go();
     expect([...(await r.take(2))]).toEqual([5, 2]);
     expect([...(await r.take(2))]).toEqual([1, 0]);
     expect((await r.take(10)).equals(SUCCESS)).toBe(true);
@@ -148,15 +156,23 @@ describe('serveSocks5 CONNECT', () => {
 
   it('replies success only after the dial resolved', async () => {
     let release: (s: Duplex) => void = () => {};
-    const dial: Dialer = () => new Promise<Duplex>((res) => (release = res));
-    const { port } = await proxy({}, dial);
+    let dialing: () => void = () => {};
+    const dialCalled = new Promise<void>((res) => (dialing = res));
+    const dial: Dialer = () => {
+      dialing();
+      return new Promise<Duplex>((res) => (release = res));
+    };
+    const { port, accepted } = await proxy({}, dial);
     const sock = await connect(port);
     const r = reader(sock);
     sock.write(Buffer.concat([GREETING_NOAUTH, v4Request('192.0.2.1', 80)]));
     await r.take(2);
-    await sleep(100);
+    await dialCalled;
+    // The dial is pending (its socket connected meanwhile): the proxy has written the method selection only.
+    const remote = await connect(echoPort);
+    expect(accepted[0]!.bytesWritten).toBe(2);
     expect(r.received().length).toBe(0);
-    release(await connect(echoPort));
+    release(remote);
     expect((await r.take(10)).equals(SUCCESS)).toBe(true);
     sock.destroy();
   });
@@ -171,7 +187,7 @@ describe('serveSocks5 CONNECT', () => {
     await r.take(2);
     // A reset, not a FIN: a FIN could be a client half-closing after its request.
     sock.resetAndDestroy();
-    await within(served[0], 2000);
+    await settles(served[0], 'serveSocks5 after the reset');
     const remote = await connect(echoPort);
     const closed = new Promise<void>((res) => remote.once('close', () => res()));
     release(remote);
@@ -293,7 +309,7 @@ describe('serveSocks5 errors', () => {
       const got = await r.rest();
       expect([...got]).toEqual([5, 0, 5, rep, 0, 1, 0, 0, 0, 0, 0, 0]);
       sock.end();
-      await within(served[0], 1000);
+      await settles(served[0], 'serveSocks5 after the client ended');
     });
   }
 
@@ -330,16 +346,22 @@ describe('serveSocks5 errors', () => {
     });
   }
 
-  it('drops a client that never completes the greeting', async () => {
+  it('drops a client that never completes the greeting, at the handshake timeout and not before', async () => {
+    const clock = new TestClock();
     const d = echoDialer();
-    const { port, served } = await proxy({ handshakeTimeoutMs: 150 }, d.dial);
+    const { port, served, accepted } = await proxy({ handshakeTimeoutMs: 150, clock }, d.dial);
     const sock = await connect(port);
     const r = reader(sock);
-    const started = Date.now();
     sock.write(Buffer.from([5, 2, 0]));
+    // Half a greeting has reached the proxy (it reads it, then waits for the rest).
+    await clock.settle(() => accepted.length === 1 && accepted[0]!.bytesRead === 3, 'the partial greeting reached the proxy');
+    await clock.advance(149);
+    expect(accepted[0]!.destroyed).toBe(false);
+    await clock.advance(1);
+    expect(accepted[0]!.destroyed).toBe(true);
     expect((await r.rest()).length).toBe(0);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(100);
-    await within(served[0], 2000);
+    await settles(served[0], 'serveSocks5 after the timeout');
+    expect(d.targets).toEqual([]);
   });
 
   it('closes when the client leaves mid-handshake', async () => {
@@ -347,7 +369,7 @@ describe('serveSocks5 errors', () => {
     const { port, served } = await proxy({}, d.dial);
     const sock = await connect(port);
     sock.end(Buffer.from([5, 1]));
-    await within(served[0], 2000);
+    await settles(served[0], 'serveSocks5 after the client left');
     expect(d.targets).toEqual([]);
   });
 });
