@@ -114,14 +114,27 @@ const server = run([CLI, 'server', '--listen', `127.0.0.1:${srvPort}`, '--allow-
 await waitPort(srvPort);
 const down = await freePort();
 const up = await freePort();
+const statsPort = await freePort();
+/** The client session's records sent and received so far (from its /stats). */
+const records = async () => {
+  const st = await (await fetch(`http://127.0.0.1:${statsPort}/stats`)).json();
+  const find = (o, k) => (o && typeof o === 'object' ? (k in o ? o[k] : Object.values(o).map((v) => find(v, k)).find((v) => v !== undefined)) : undefined);
+  return { sent: find(st, 'recordsSent'), received: find(st, 'recordsReceived') };
+};
 const client = run(
-  [CLI, 'client', '--server', `127.0.0.1:${srvPort}`, '--log-level', 'warn', '--forward', `${down}:127.0.0.1:${source.address().port}`, '--forward', `${up}:127.0.0.1:${sink.address().port}`],
+  [CLI, 'client', '--server', `127.0.0.1:${srvPort}`, '--stats', `127.0.0.1:${statsPort}`, '--log-level', 'warn', '--forward', `${down}:127.0.0.1:${source.address().port}`, '--forward', `${up}:127.0.0.1:${sink.address().port}`],
   join(DIR, 'client'),
 );
 await waitPort(down);
 await waitPort(up);
 await sleep(500);
 
+let r0 = await records();
+const recordLine = async (what) => {
+  const r = await records();
+  console.log(`${what}: client sealed ${r.sent - r0.sent} records, opened ${r.received - r0.received} (${((N / Math.max(1, what === 'download' ? r.received - r0.received : r.sent - r0.sent)) / 1024).toFixed(1)} KiB of payload per data record)`);
+  r0 = r;
+};
 if (DIRECTION !== 'upload') {
   const t0 = performance.now();
   await new Promise((resolve, reject) => {
@@ -137,6 +150,7 @@ if (DIRECTION !== 'upload') {
     s.on('error', reject);
   });
   console.log(`download ${((N * 8) / ((performance.now() - t0) / 1000) / 1e6).toFixed(0)} Mbit/s`);
+  await recordLine('download');
 }
 if (DIRECTION !== 'download') {
   const t0 = performance.now();
@@ -156,6 +170,7 @@ if (DIRECTION !== 'download') {
   await done;
   s.destroy();
   console.log(`upload ${((N * 8) / ((performance.now() - t0) / 1000) / 1e6).toFixed(0)} Mbit/s`);
+  await recordLine('upload');
 }
 
 const exited = (c) => new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r)));
