@@ -245,6 +245,22 @@ describe('serveSocks5 authentication', () => {
     expect(d.targets).toEqual([]);
   });
 
+  it('after a refusal, lets a client that never closes linger 2 s of clock time, then drops it', async () => {
+    const clock = new TestClock();
+    const { port, accepted, served } = await proxy({ auth, clock }, echoDialer().dial);
+    const sock = await connect(port);
+    const r = reader(sock);
+    sock.write(GREETING_NOAUTH);
+    // The refusal arrives with the proxy's FIN; this client keeps its side open.
+    expect([...(await r.rest())]).toEqual([5, 0xff]);
+    await clock.advance(1_999);
+    expect(accepted[0]!.destroyed).toBe(false);
+    await clock.advance(1);
+    expect(accepted[0]!.destroyed).toBe(true);
+    await settles(served[0], 'serveSocks5 after the linger');
+    sock.destroy();
+  });
+
   it('answers 0xFF when no auth is configured and the client offers only username/password', async () => {
     const d = echoDialer();
     const { port } = await proxy({}, d.dial);
