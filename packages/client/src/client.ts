@@ -6,6 +6,8 @@ import {
   ErrorCode,
   joinSession,
   makeConfig,
+  makeCounters,
+  CLIENT_COUNTERS,
   PlaitError,
   realClock,
   RemoteError,
@@ -141,22 +143,9 @@ export class PlaitClient {
   private outage: { timer: Timer; loggedAt: number } | undefined;
   /** `--via` interfaces seen missing, so each change is logged once. */
   private readonly missingVias = new Set<string>();
-  readonly counters = {
-    sessions: 0,
-    subflowsOpened: 0,
-    subflowFailures: 0,
-    subflowsReplaced: 0,
-    dials: 0,
-    dialFailures: 0,
-    /** Refusals on a path that did not prove the secret (forged, or a middlebox): that path only. */
-    unverifiedRefusals: 0,
-    /** Clock offsets adopted from verified STALE_TIMESTAMP refusals. */
-    clockCorrections: 0,
-    /** HELLOs that completed after another path had already made the session. */
-    helloRaceLosers: 0,
-    /** Sessions ended because no path worked for the whole grace. */
-    outagesExpired: 0,
-  };
+  /** Declared, with what each counts, in @plait/core counters.ts (CLIENT_COUNTERS). */
+  readonly counters = makeCounters(CLIENT_COUNTERS);
+
 
   constructor(private readonly opts: PlaitClientOptions) {
     this.config = makeConfig(opts.config);
