@@ -22,7 +22,7 @@ import {
   type Subflow,
   type Timer,
 } from '@plait/core';
-import { loadSockOpts, SocketChannel, StreamDuplex } from '@plait/node';
+import { adoptSlabReads, loadSockOpts, slabOnread, SocketChannel, StreamDuplex } from '@plait/node';
 import { lookup } from 'node:dns/promises';
 import { DialError, type Target } from './dialer.js';
 import { backoffMs, interfaceAddresses, localSources, planPaths, type PathSpec, type RemoteAddr, type SourceOptions } from './path-manager.js';
@@ -621,13 +621,16 @@ export class PlaitClient {
         (late) => late.destroy(),
       );
       socket.setNoDelay(true);
+      adoptSlabReads(socket); // as net.connect's onread below
     } else {
       socket = await new Promise<net.Socket>((resolve, reject) => {
-        const s = net.connect({
+        const s: net.Socket = net.connect({
           host: spec.remote.host,
           port: spec.remote.port,
           ...(local ? { localAddress: local, family: net.isIP(local) } : {}),
           noDelay: true,
+          // Reads into 1 MiB slabs instead of a fresh 64 KiB buffer each (less GC).
+          onread: slabOnread(() => s),
         });
         const timer = this.clock.setTimeout(() => {
           s.destroy();
