@@ -1,4 +1,5 @@
 import * as net from 'node:net';
+import { adoptSlabReads } from '@plait/node';
 import type { Dialer } from './dialer.js';
 import { serveForward, type ForwardSpec } from './forward.js';
 import { serveHttpConnect, type HttpConnectOptions } from './http-connect.js';
@@ -8,8 +9,11 @@ import { serveSocks5, type Socks5Options } from './socks5.js';
 export function listenTcp(host: string, port: number, serve: (socket: net.Socket) => Promise<void>): Promise<net.Server> {
   return new Promise((resolve, reject) => {
     // allowHalfOpen: a client's FIN must pass through the tunnel as a half-close.
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
+    // highWaterMark: a record's frames (up to 64 KiB) fit in the write buffer,
+    // so pipeBoth's per-tick cork batches them (16 KiB paused after one frame).
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: 256 * 1024 }, (socket) => {
       socket.on('error', () => undefined);
+      adoptSlabReads(socket); // reads into 1 MiB slabs, not a fresh 64 KiB buffer each (less GC)
       void serve(socket).catch(() => socket.destroy());
     });
     server.once('error', reject);

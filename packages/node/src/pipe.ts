@@ -65,8 +65,31 @@ export function pipeBoth(a: Duplex, b: Duplex): void {
     teardown(undefined, undefined);
     return;
   }
+  corkPerTick(a, b);
+  corkPerTick(b, a);
   a.pipe(b);
   b.pipe(a);
+}
+
+/**
+ * Batch what `src` hands to the socket `dst` within one tick into a single
+ * writev (a record's frames arrive as several chunks): cork on the tick's
+ * first chunk, uncork after it. Registered before pipe()'s own 'data'
+ * listener, so the cork is in place before the first write.
+ */
+function corkPerTick(src: Duplex, dst: Duplex): void {
+  if (!(dst instanceof Socket) || !(src instanceof StreamDuplex)) return;
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    dst.uncork();
+  };
+  src.on('data', () => {
+    if (corked || dst.destroyed) return;
+    corked = true;
+    dst.cork();
+    process.nextTick(uncork);
+  });
 }
 
 function abort(d: Duplex): void {

@@ -33,8 +33,9 @@ export class StreamDuplex extends Duplex {
     super({ allowHalfOpen: true, readableHighWaterMark: 256 * 1024, writableHighWaterMark: 64 * 1024 });
     stream.setHandlers({
       data: (chunk) => {
-        // A record carries several 16 KiB frames; hand them on as one buffer so
-        // the socket behind us sees one write, not one syscall per frame.
+        // A record carries several 16 KiB frames; they are pushed together at
+        // the end of the microtask (pipeBoth corks the socket behind us for the
+        // tick, so they go out in one writev, without a copy).
         if (this.batch.length === 0) queueMicrotask(() => this.flushBatch());
         this.batch.push(chunk);
         this.batchBytes += chunk.length;
@@ -90,10 +91,14 @@ export class StreamDuplex extends Duplex {
   private flushBatch(): void {
     if (this.batch.length === 0 || this.destroyed) return;
     const n = this.batchBytes;
-    const buf = this.batch.length === 1 ? this.batch[0]! : Buffer.concat(this.batch, n);
+    const batch = this.batch;
     this.batch = [];
     this.batchBytes = 0;
-    if (this.push(buf)) this.stream.release(n);
+    // Every frame is pushed (push only queues once the reader is full);
+    // credit goes back at once only if the reader still wants more.
+    let wantsMore = true;
+    for (const chunk of batch) wantsMore = this.push(chunk);
+    if (wantsMore) this.stream.release(n);
     else this.unreleased += n;
     if (this.ended) this.push(null);
   }
