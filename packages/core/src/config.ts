@@ -88,6 +88,19 @@ export interface Config {
   inflightGain: number;
   /** Health check period while data is in flight (ms). */
   tickMs: number;
+  /**
+   * A lone ack-eliciting record is acknowledged after at most this long
+   * (ms), unless the ACK can ride on a record going out anyway; two records,
+   * or a PING, are acknowledged at once (TCP's delayed ACK, scaled down).
+   */
+  ackDelayMs: number;
+  /**
+   * A partly filled data record may wait this long (ms) for more data while
+   * the subflow has records in flight (an ACK will come and the pump run
+   * again): fewer, fuller records cost less per byte; an idle subflow sends
+   * at once (Nagle's rule, bounded).
+   */
+  recordHoldMs: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
@@ -120,6 +133,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   ackSlackMs: 5,
   inflightGain: 1,
   tickMs: 25,
+  ackDelayMs: 1,
+  recordHoldMs: 1,
 });
 
 /** Merge overrides onto the defaults and check how the limits relate. */

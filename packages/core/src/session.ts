@@ -115,6 +115,8 @@ export class Session implements StreamHost {
   private readonly unsubscribeBudget: (() => void) | undefined;
   private pumpScheduled = false;
   private tickTimer: Timer | undefined;
+  /** Held records and delayed ACKs go out when this fires. */
+  private flushTimer: Timer | undefined;
   private closedState = false;
   /** Clock time of the last bytes from the peer on any subflow (or of the last handshake). */
   private lastHeard: number;
@@ -269,7 +271,11 @@ export class Session implements StreamHost {
         return;
       }
       // A record counts as processed once it decoded (PROTOCOL.md 6.2).
-      sf.onRecordIn(frames.some((f) => f.type !== FrameType.ACK));
+      sf.onRecordIn(
+        frames.some((f) => f.type !== FrameType.ACK),
+        sf.lastRecvAt,
+        frames.some((f) => f.type === FrameType.PING),
+      );
       for (const f of frames) {
         try {
           this.handleFrame(sf, f);
@@ -284,7 +290,7 @@ export class Session implements StreamHost {
         if (sf.isClosed || this.closedState) return;
       }
     }
-    if (sf.ackDue) this.schedulePump();
+    if (sf.ackPending) this.schedulePump();
     this.checkRecvBudget();
   }
 
@@ -479,8 +485,11 @@ export class Session implements StreamHost {
   }
 
   private reinjectFrom(sf: Subflow): void {
-    for (const rec of sf.takeForReinjection()) {
-      for (const item of rec.items) {
+    const records = [...sf.takeForReinjection()].map((r) => r.items);
+    // Then the record it was filling (held for more data), never sent.
+    records.push(sf.takeStaged());
+    for (const items of records) {
+      for (const item of items) {
         this.reinjectQueue.push(item);
         this.counters.framesReinjected++;
         if (item.kind === 'data') {
@@ -650,14 +659,19 @@ export class Session implements StreamHost {
     const now = this.clock.now();
     for (const sf of this.subflows) sf.refreshView(now, this.config);
 
-    // 1. Acks ride on the subflow they acknowledge, ahead of everything.
+    // 1. Acks ride on the subflow they acknowledge, ahead of everything; one
+    //    not yet due waits to ride on the next record (or for its time).
+    const urgent = new Set<Subflow>();
     for (const sf of this.subflows) {
-      const records = sf.takeAckDue();
-      if (records !== undefined) this.stageFrame(sf, { type: FrameType.ACK, subflow: sf.id, records }, undefined);
+      if (sf.ackDueAt(now, this.config.ackDelayMs) === 'now') {
+        this.stageAck(sf);
+        urgent.add(sf);
+      }
     }
     // 2. Window updates and control frames jump ahead of bulk data.
     const ctl = this.controlSubflow();
-    if (ctl) {
+    if (ctl && (this.dirtyWindows.size > 0 || this.controlQueue.length > 0)) {
+      urgent.add(ctl);
       for (const s of this.dirtyWindows) {
         const w = s.windowFrame();
         const f: Frame = { type: FrameType.WINDOW, finReceived: w.finReceived, stream: s.id, ackOffset: w.ackOffset, maxOffset: w.maxOffset };
@@ -671,11 +685,35 @@ export class Session implements StreamHost {
     }
     // Seal these now: inside a big data record they would wait for the whole
     // record to cross the link (a record is authenticated as a whole).
-    for (const sf of this.subflows) this.sealStaged(sf);
+    for (const sf of urgent) this.sealStaged(sf);
     // 3. Reinjected data, then new data, as the scheduler allows.
     this.sendReinjections();
     this.sendNewData();
-    for (const sf of this.subflows) this.sealStaged(sf);
+    let wakeAt = Infinity;
+    for (const sf of this.subflows) {
+      if (sf.mayHold(now, this.config.recordHoldMs)) {
+        wakeAt = Math.min(wakeAt, sf.holdDeadline + this.config.recordHoldMs);
+        continue;
+      }
+      this.sealStaged(sf);
+      if (sf.ackDueAt(now, this.config.ackDelayMs) === 'later') wakeAt = Math.min(wakeAt, sf.ackDeadline + this.config.ackDelayMs);
+    }
+    if (wakeAt !== Infinity) this.armFlush(wakeAt - now);
+  }
+
+  /** Run the pump again in `ms` for held records and delayed ACKs (one timer per session). */
+  private armFlush(ms: number): void {
+    if (this.flushTimer || this.closedState) return;
+    // At least a quarter millisecond: a deadline a rounding error away would
+    // fire at the same instant again and again.
+    this.flushTimer = this.clock.setTimeout(() => {
+      this.flushTimer = undefined;
+      this.schedulePump();
+    }, Math.max(0.25, ms));
+  }
+
+  private stageAck(sf: Subflow): void {
+    this.stageFrame(sf, { type: FrameType.ACK, subflow: sf.id, records: sf.takeAck() }, undefined);
   }
 
   /** Usable subflows of the class that may carry data: regular ones, else backups. */
@@ -768,6 +806,7 @@ export class Session implements StreamHost {
   }
 
   private stageData(sf: Subflow, s: Stream, offset: number, len: number, fin: boolean): void {
+    if (sf.ackPending) this.stageAck(sf); // a pending ACK rides along for free
     const size = DATA_HEADER_SIZE + len;
     const rec = sf.stage(size, this.config.recordTarget, this.clock.now());
     const pos = writeDataHeader(rec.buf, rec.pos, fin, s.id, offset, len);
@@ -779,6 +818,7 @@ export class Session implements StreamHost {
   }
 
   private stageFrame(sf: Subflow, f: Frame, item: ReliableItem | undefined): void {
+    if (f.type !== FrameType.ACK && sf.ackPending) this.stageAck(sf); // a pending ACK rides along for free
     const size = frameSize(f);
     const rec = sf.stage(size, this.config.recordTarget, this.clock.now());
     rec.pos = writeFrame(rec.buf, rec.pos, f);
@@ -841,6 +881,8 @@ export class Session implements StreamHost {
     this.unsubscribeBudget?.();
     this.tickTimer?.cancel();
     this.tickTimer = undefined;
+    this.flushTimer?.cancel();
+    this.flushTimer = undefined;
     for (const sf of [...this.subflows]) {
       sf.close('session closed', error ?? new PlaitError(ErrorCode.CLOSED, 'session closed'));
       sf.channel.end();

@@ -83,9 +83,14 @@ export class Subflow implements SubflowView {
   private _inflightBytes = 0;
   private _sentRecords = 0;
   private _recvRecords = 0;
-  private needAck = false;
+  /** Ack-eliciting records received and not yet acknowledged, since when, and whether one was a PING. */
+  private unacked = 0;
+  private unackedSince = 0;
+  private ackUrgent = false;
   private _writable = true;
   private staged: StagedRecord | undefined;
+  /** When the record being filled was started (clock ms). */
+  private stagedSince = 0;
   private spareBuf: Uint8Array | undefined;
 
   private _lastRecvAt: number;
@@ -213,6 +218,22 @@ export class Subflow implements SubflowView {
   get rate(): number {
     return this._rate;
   }
+  /**
+   * Whether the partly filled record may wait for more data (Nagle's rule,
+   * bounded): it is under half full, records are in flight (their ACK will
+   * run the pump again), and it has waited less than `holdMs`.
+   */
+  mayHold(now: number, holdMs: number): boolean {
+    const rec = this.staged;
+    if (!rec || rec.pos === 0) return false;
+    return rec.pos * 2 < this._recordTarget && this._inflightBytes > 0 && now - this.stagedSince < holdMs;
+  }
+
+  /** When a held record must go out (clock ms). */
+  get holdDeadline(): number {
+    return this.stagedSince;
+  }
+
   /** Payload room left in the record being filled (0 if none is open). */
   get stagedRoom(): number {
     return this.staged ? this._recordTarget - this.staged.pos : 0;
@@ -252,21 +273,42 @@ export class Subflow implements SubflowView {
     this._bytesReceived += n;
   }
 
-  /** A record from the peer was authenticated and its frames handled. */
-  onRecordIn(ackEliciting: boolean): void {
+  /** A record from the peer was authenticated (it asked for an ACK; a PING asks for one at once). */
+  onRecordIn(ackEliciting: boolean, now: number, urgent = false): void {
     this._recvRecords++;
-    if (ackEliciting) this.needAck = true;
+    if (!ackEliciting) return;
+    if (this.unacked === 0) this.unackedSince = now;
+    this.unacked++;
+    if (urgent) this.ackUrgent = true;
   }
 
-  /** Records to acknowledge now, if an ACK is due (clears the request). */
-  takeAckDue(): number | undefined {
-    if (!this.needAck || this._state === 'pending-ok' || this._state === 'closed') return undefined;
-    this.needAck = false;
+  /** Some received record still waits for its ACK. */
+  get ackPending(): boolean {
+    return this.unacked > 0 && this._state !== 'pending-ok' && this._state !== 'closed';
+  }
+
+  /**
+   * Whether the pending ACK must go out now on its own: two records or more
+   * (as TCP acks every second segment, so the sender's cap never waits on a
+   * timer), a PING, or one record that has waited ackDelayMs. Otherwise it
+   * rides on the next record this subflow sends, or waits for its time.
+   */
+  ackDueAt(now: number, delayMs: number): 'now' | 'later' | 'none' {
+    if (!this.ackPending) return 'none';
+    if (this.ackUrgent || this.unacked >= 2 || now - this.unackedSince >= delayMs) return 'now';
+    return 'later';
+  }
+
+  /** When the pending ACK falls due by time (clock ms). */
+  get ackDeadline(): number {
+    return this.unackedSince;
+  }
+
+  /** Records to acknowledge; clears the pending ACK. */
+  takeAck(): number {
+    this.unacked = 0;
+    this.ackUrgent = false;
     return this._recvRecords;
-  }
-
-  get ackDue(): boolean {
-    return this.needAck;
   }
 
   /**
@@ -352,7 +394,8 @@ export class Subflow implements SubflowView {
     if (this._state === 'closed') return undefined;
     const wasPending = this._state === 'pending-ok';
     this._state = 'closed';
-    this.staged = undefined;
+    // The record being filled stays for takeStaged(): its frames were never
+    // sent, and the session resends them elsewhere.
     this.readyReject?.(error ?? new PlaitError(ErrorCode.CLOSED, `subflow closed before it was ready: ${reason}`));
     this.readyResolve = this.readyReject = undefined;
     return { wasPending };
@@ -366,6 +409,17 @@ export class Subflow implements SubflowView {
       r.reinjected = true;
       yield r;
     }
+  }
+
+  /**
+   * The reliable frames of the record being filled, which was never sent:
+   * taken (and the record dropped) when the subflow closes or turns suspect,
+   * so a held record's data goes out on another subflow.
+   */
+  takeStaged(): ReliableItem[] {
+    const rec = this.staged;
+    this.staged = undefined;
+    return rec ? rec.items : [];
   }
 
   /** Payload bytes of this subflow's records that went out again elsewhere. */
@@ -387,6 +441,7 @@ export class Subflow implements SubflowView {
       const spare = this.spareBuf && this.spareBuf.length >= size ? this.spareBuf : undefined;
       this.spareBuf = undefined;
       this.staged = { buf: spare ?? new Uint8Array(Math.max(defaultSize, size)), pos: 0, items: [], eliciting: false };
+      this.stagedSince = now;
     }
     return this.staged;
   }
