@@ -1,6 +1,7 @@
 import * as http from 'node:http';
 import { isIP } from 'node:net';
 import { counterHelp, type SessionStats } from '@plait/core';
+import { LIVE_PAGE_HEADERS, LIVE_PAGE_HTML } from './live-page.js';
 
 export interface StatsSnapshot {
   role: 'client' | 'server';
@@ -41,7 +42,7 @@ export function isAllowedStatsHost(host: string | undefined): boolean {
   return isIP(name) === 4 || name === 'localhost' || name === 'localhost.';
 }
 
-/** Serve GET /stats (JSON) and GET /metrics (Prometheus text) for `snapshot()`. */
+/** Serve GET / (the live link page), GET /stats (JSON) and GET /metrics (Prometheus text) for `snapshot()`. */
 export function startStatsServer(host: string, port: number, snapshot: () => StatsSnapshot): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     if (!isAllowedStatsHost(req.headers.host)) {
@@ -55,12 +56,14 @@ export function startStatsServer(host: string, port: number, snapshot: () => Sta
       res.writeHead(405, { allow: 'GET' }).end();
       return;
     }
-    if (path === '/stats') {
+    if (path === '/') {
+      res.writeHead(200, LIVE_PAGE_HEADERS).end(LIVE_PAGE_HTML);
+    } else if (path === '/stats') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(publicSnapshot(snapshot()), null, 2) + '\n');
     } else if (path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(toPrometheus(snapshot()));
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('try /stats or /metrics\n');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('try / (live page), /stats or /metrics\n');
     }
   });
   return new Promise((resolve, reject) => {
