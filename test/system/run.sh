@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `npm run test:system`: the deployment checks (issue 8 items 2, 4, 5). They need curl, systemd
-# (systemd-analyze) and docker-compose from Debian; .ci/run installs them when missing. They reuse
+# `npm run test:system`: the deployment checks (issue 8 items 2, 4, 5, 6). They need curl, systemd
+# (systemd-analyze), docker-compose and chromium from Debian; .ci/run installs them when missing. They reuse
 # the built tree (`npm pack` runs `tsc -b`, a no-op after `npm test`).
 #   1. pack-install.mjs    npm pack -> one tarball -> npm install -g --prefix EMPTY --offline;
 #                          the installed plait: --help, keygen, server + client through SOCKS5,
@@ -8,6 +8,8 @@
 #   2. systemd-verify.sh   deploy/systemd units: systemd-analyze verify (ExecStart pointed at the
 #                          plait installed in 1) and security, hardening, capabilities, flags
 #   3. compose-config.sh   docker-compose config, and the Dockerfile's install path
+#   4. live-page.sh        headless Chromium renders GET / of a `plait demo` during a download:
+#                          screenshot, and the DOM shows both subflows active and moving
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 start=$SECONDS
@@ -26,9 +28,10 @@ fi
 # Without an installed copy (pack failed) the unit check still runs, against the repository's CLI.
 bash test/system/systemd-verify.sh ${prefix:+"$prefix/bin/plait"} || failed+=(systemd-verify)
 bash test/system/compose-config.sh || failed+=(compose-config)
+bash test/system/live-page.sh || failed+=(live-page)
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "test:system: FAILED: ${failed[*]} ($((SECONDS - start)) s)" >&2
   exit 1
 fi
-echo "test:system: pack-install, systemd-verify, compose-config passed in $((SECONDS - start)) s"
+echo "test:system: pack-install, systemd-verify, compose-config, live-page passed in $((SECONDS - start)) s"

@@ -145,6 +145,7 @@ export function renderLive(snap: LiveSnapshot | undefined, hist: LiveHistory, st
     return (
       '<svg class="spark" width="' + w + '" height="' + h + '" viewBox="0 0 ' + w + ' ' + h + '" role="img" aria-label="' + esc(label) + '"><title>' + esc(label) + '</title>' +
       '<line x1="0" y1="' + (h - 0.5) + '" x2="' + w + '" y2="' + (h - 0.5) + '" class="axis"/>' +
+      (down.length > 1 ? '<polygon class="downfill" points="' + (w - (down.length - 1) * (w / 59)).toFixed(1) + ',' + h + ' ' + line(down) + ' ' + w + ',' + h + '"/>' : '') +
       (down.length > 1 ? '<polyline class="down" points="' + line(down) + '"/>' : '') +
       (up.length > 1 ? '<polyline class="up" points="' + line(up) + '"/>' : '') +
       '</svg>'
@@ -284,7 +285,7 @@ td.warn{color:var(--warn);font-weight:600}
 .figs div.warn dd{color:var(--warn)}
 .spark{display:block}
 .spark polyline{fill:none;stroke-width:1.6;stroke-linejoin:round}
-.spark .up{stroke:var(--up)}.spark .down{stroke:var(--down)}.spark .axis{stroke:var(--line)}
+.spark .up{stroke:var(--up)}.spark .down{stroke:var(--down)}.spark .axis{stroke:var(--line)}.spark .downfill{fill:var(--down);opacity:.15;stroke:none}
 .key{font-weight:600;margin-left:4px}.key.up{color:var(--up)}.key.down{color:var(--down)}
 meter{display:block;width:100%;min-width:90px;height:10px}
 .cap span{font-size:12px;color:var(--mute)}
