@@ -69,48 +69,48 @@ describe('session property: bytes through intact over failing subflows', () => {
 
 function property() {
   return fc.asyncProperty(
-        fc.array(linkArb, { minLength: 1, maxLength: 4 }),
-        fc.array(streamArb, { minLength: 1, maxLength: 6 }),
-        fc.array(faultArb, { maxLength: 3 }),
-        async (links, streams, faults) => {
-          const pair = await makePair({
-            links,
-            onServerStream: (s, target) => {
-              // The port names the stream; reply with a pattern of its asked size.
-              const spec = streams[target.port - 1]!;
-              s.accept();
-              const got = collect(s);
-              serverGot.set(target.port, got);
-              writeInPieces(s, pattern(target.port, spec.downLen), spec.piece);
-            },
-          });
-          const serverGot = new Map<number, ReturnType<typeof collect>>();
-          const clientSide = streams.map((spec, i) => {
-            const s = pair.client.openStream({ host: 'target.test', port: i + 1 });
-            const got = collect(s);
-            const closed = new Promise<void>((r) => s.setHandlers({ close: () => r() }));
-            writeInPieces(s, spec.up, spec.piece);
-            return { got, closed };
-          });
-          // Kill up to all but one subflow at random moments.
-          const victims = new Set<number>();
-          for (const f of faults) {
-            const idx = f.link % links.length;
-            if (victims.size >= links.length - 1 || victims.has(idx)) continue;
-            victims.add(idx);
-            pair.clock.setTimeout(() => (f.kind === 'cut' ? pair.links[idx]!.cut() : pair.links[idx]!.blackhole()), f.atMs);
-          }
-          await settle(pair.clock, Promise.all(clientSide.map((c) => c.closed)), 600_000);
-          streams.forEach((spec, i) => {
-            const down = clientSide[i]!.got;
-            expect(down.reset).toBeUndefined();
-            expect(down.ended).toBe(true);
-            expect(down.total().equals(pattern(i + 1, spec.downLen))).toBe(true);
-            const up = serverGot.get(i + 1)!;
-            expect(up.ended).toBe(true);
-            expect(up.total().equals(Buffer.from(spec.up))).toBe(true);
-          });
-          pair.client.close();
+    fc.array(linkArb, { minLength: 1, maxLength: 4 }),
+    fc.array(streamArb, { minLength: 1, maxLength: 6 }),
+    fc.array(faultArb, { maxLength: 3 }),
+    async (links, streams, faults) => {
+      const pair = await makePair({
+        links,
+        onServerStream: (s, target) => {
+          // The port names the stream; reply with a pattern of its asked size.
+          const spec = streams[target.port - 1]!;
+          s.accept();
+          const got = collect(s);
+          serverGot.set(target.port, got);
+          writeInPieces(s, pattern(target.port, spec.downLen), spec.piece);
         },
+      });
+      const serverGot = new Map<number, ReturnType<typeof collect>>();
+      const clientSide = streams.map((spec, i) => {
+        const s = pair.client.openStream({ host: 'target.test', port: i + 1 });
+        const got = collect(s);
+        const closed = new Promise<void>((r) => s.setHandlers({ close: () => r() }));
+        writeInPieces(s, spec.up, spec.piece);
+        return { got, closed };
+      });
+      // Kill up to all but one subflow at random moments.
+      const victims = new Set<number>();
+      for (const f of faults) {
+        const idx = f.link % links.length;
+        if (victims.size >= links.length - 1 || victims.has(idx)) continue;
+        victims.add(idx);
+        pair.clock.setTimeout(() => (f.kind === 'cut' ? pair.links[idx]!.cut() : pair.links[idx]!.blackhole()), f.atMs);
+      }
+      await settle(pair.clock, Promise.all(clientSide.map((c) => c.closed)), 600_000);
+      streams.forEach((spec, i) => {
+        const down = clientSide[i]!.got;
+        expect(down.reset).toBeUndefined();
+        expect(down.ended).toBe(true);
+        expect(down.total().equals(pattern(i + 1, spec.downLen))).toBe(true);
+        const up = serverGot.get(i + 1)!;
+        expect(up.ended).toBe(true);
+        expect(up.total().equals(Buffer.from(spec.up))).toBe(true);
+      });
+      pair.client.close();
+    },
   );
 }
