@@ -12,20 +12,9 @@ import { decodeControl, encodeControl } from '../src/control.js';
 import { encodeFrames, FrameType, type Frame } from '../src/frames.js';
 import { Packr } from 'msgpackr';
 import type { Session } from '../src/session.js';
-import type { Stream } from '../src/stream.js';
 import type { Subflow } from '../src/subflow.js';
-import { collect, makePair, settle, writeAll } from './harness.js';
+import { collect, echoServer, makePair, settle, writeAll } from './harness.js';
 
-function echoServer(s: Stream): void {
-  s.accept();
-  s.setHandlers({
-    data: (c) => {
-      s.write(c.slice());
-      s.release(c.length);
-    },
-    end: () => s.end(),
-  });
-}
 
 /** Seal `plaintext` (or frames) as the next record of `sf` and send it, as a broken peer would. */
 function inject(sf: Subflow, content: Frame[] | Uint8Array): void {

@@ -124,3 +124,15 @@ export function writeAll(s: Stream, data: Uint8Array, piece = 65536, thenEnd = t
   s.setHandlers({ drain: pump });
   pump();
 }
+
+/** Accept a peer stream and echo it back, releasing credit as it goes. */
+export function echoServer(s: Stream): void {
+  s.accept();
+  s.setHandlers({
+    data: (c) => {
+      s.write(c.slice());
+      s.release(c.length);
+    },
+    end: () => s.end(),
+  });
+}

@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { collect, makePair, settle, writeAll } from './harness.js';
-import type { Stream } from '../src/stream.js';
+import { collect, echoServer, makePair, settle, writeAll } from './harness.js';
 
-function echoServer(s: Stream): void {
-  s.accept();
-  s.setHandlers({
-    data: (c) => {
-      s.write(c.slice());
-      s.release(c.length);
-    },
-    end: () => s.end(),
-  });
-}
 
 describe('session over in-memory subflows', () => {
   it('carries a stream both ways over one subflow', async () => {
