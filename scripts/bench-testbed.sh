@@ -157,28 +157,13 @@ epoch_ms() { date +%s%N | awk '{printf "%.3f", $1/1e6}'; }
 man() { echo "$1" >> "$MAN"; }
 say() { echo "[$(date +%T)] $* (load $(cut -d" " -f1 /proc/loadavg))" >&2; echo "[$(date +%T)] # $* (loadavg $(cut -d" " -f1-3 /proc/loadavg))" >> "$CMDLOG"; }
 
-distsum() { cat "$1"/packages/{core,node,client,server,cli}/dist/*.js 2>/dev/null | sha256sum | cut -c1-12; }
+# shellcheck source=lib/dist-snapshot.sh
+source "$HERE/lib/dist-snapshot.sh"   # distsum, snapshot_dist
 SNAP=""
 if [[ $LIVE == 0 ]]; then
   # a private copy of the built packages (third-party node_modules are linked, not copied)
   SNAP="/tmp/plait-bench-snap-$TS"
-  for attempt in 1 2 3; do
-    rm -rf "$SNAP"; mkdir -p "$SNAP/node_modules/@plait"
-    before=$(distsum "$REPO")
-    for p in core node client server cli; do
-      mkdir -p "$SNAP/packages/$p"
-      cp -a "$REPO/packages/$p/package.json" "$REPO/packages/$p/dist" "$SNAP/packages/$p/"
-      [[ -d $REPO/packages/$p/bin ]] && cp -a "$REPO/packages/$p/bin" "$SNAP/packages/$p/"
-      ln -s "../../packages/$p" "$SNAP/node_modules/@plait/$p"
-    done
-    for e in "$REPO"/node_modules/* "$REPO"/node_modules/.bin; do
-      [[ $(basename "$e") == @plait ]] || ln -s "$e" "$SNAP/node_modules/$(basename "$e")"
-    done
-    cp "$REPO/package.json" "$SNAP/"
-    [[ $(distsum "$REPO") == "$before" && $(distsum "$SNAP") == "$before" ]] && break
-    sleep 5   # someone was rebuilding: take it again
-  done
-  PLAIT="$SNAP/packages/cli/bin/plait.js"
+  snapshot_dist "$REPO" "$SNAP"
 fi
 DISTSUM=$(distsum "${SNAP:-$REPO}")
 DISTTIME=$(find "$REPO"/packages/{core,node,client,server,cli}/dist -name '*.js' -printf '%TY-%Tm-%Td %TH:%TM:%.2TS\n' 2>/dev/null | sort | tail -1)

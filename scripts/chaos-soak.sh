@@ -79,7 +79,8 @@ if [[ -z $REV ]] && [[ $BUILD == 1 || ! -f $REPO/packages/cli/dist/main.js ]]; t
 fi
 mkdir -p "$RUN"
 
-distsum() { cat "$1"/packages/{core,node,client,server,cli}/dist/*.js 2>/dev/null | sha256sum | cut -c1-12; }
+# shellcheck source=lib/dist-snapshot.sh
+source "$HERE/lib/dist-snapshot.sh"   # distsum, snapshot_dist
 # default: a private copy of the built packages (as bench-testbed.sh; third-party node_modules are linked)
 SNAP="" PLAIT="$REPO/packages/cli/bin/plait.js"
 if [[ -n $REV ]]; then
@@ -98,23 +99,7 @@ if [[ -n $REV ]]; then
   BUILDID="${SHA:0:10} (clean build of $REV), dist $(distsum "$SNAP")"
 elif [[ $LIVE == 0 ]]; then
   SNAP="/tmp/plait-chaos-snap-$TS"
-  for attempt in 1 2 3; do
-    rm -rf "$SNAP"; mkdir -p "$SNAP/node_modules/@plait"
-    before=$(distsum "$REPO")
-    for p in core node client server cli; do
-      mkdir -p "$SNAP/packages/$p"
-      cp -a "$REPO/packages/$p/package.json" "$REPO/packages/$p/dist" "$SNAP/packages/$p/"
-      [[ -d $REPO/packages/$p/bin ]] && cp -a "$REPO/packages/$p/bin" "$SNAP/packages/$p/"
-      ln -s "../../packages/$p" "$SNAP/node_modules/@plait/$p"
-    done
-    for e in "$REPO"/node_modules/* "$REPO"/node_modules/.bin; do
-      [[ $(basename "$e") == @plait ]] || ln -s "$e" "$SNAP/node_modules/$(basename "$e")"
-    done
-    cp "$REPO/package.json" "$SNAP/"
-    [[ $(distsum "$REPO") == "$before" && $(distsum "$SNAP") == "$before" ]] && break
-    sleep 5   # someone was rebuilding: take it again
-  done
-  PLAIT="$SNAP/packages/cli/bin/plait.js"
+  snapshot_dist "$REPO" "$SNAP"
 fi
 [[ -n ${BUILDID:-} ]] || BUILDID="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$REPO" diff --quiet HEAD -- packages 2>/dev/null || echo '+uncommitted edits'), dist $(distsum "${SNAP:-$REPO}")"
 # the build must load as a whole (a dist caught mid-rebuild fails on a missing export)
