@@ -612,8 +612,10 @@ function checkSessionBounds(fx, session) {
     check(fx, s.reassembly.parts <= cfg.reassemblyParts, `stream ${s.id} holds ${s.reassembly.parts} parts`);
   }
   fx.stats.peakReassemblyParts = Math.max(fx.stats.peakReassemblyParts, parts);
-  const ids = session.closedPeerIds?.intervals ?? 0;
+  const ids = session.peerIds?.ranges ?? 0;
   fx.stats.peakClosedIdIntervals = Math.max(fx.stats.peakClosedIdIntervals, ids);
+  // PeerStreamIds ends a session whose peer leaves more than 4 x maxStreams gaps.
+  check(fx, ids <= 4 * cfg.maxStreams + 1, `${ids} finished-id ranges remembered, above 4 x maxStreams`);
   for (const sf of session.liveSubflows) {
     check(fx, sf.inflightBytes <= 64 << 20, `subflow ${sf.id} has ${sf.inflightBytes} bytes in flight`);
   }
