@@ -685,6 +685,7 @@ export class PlaitClient {
     session.setEvents({
       stream: (s) => s.reset(ResetCode.NOT_ALLOWED, 'the client accepts no streams'),
       subflowDown: (sf, reason, closed) => {
+        if (this.closed) return; // our own shutdown: nothing to report or repair
         const slot = [...this.slots.values()].find((x) => x.subflow === sf);
         if (closed) {
           this.log.warn({ subflow: sf.id, path: slot?.spec.key }, `subflow closed: ${reason}`);
@@ -705,7 +706,8 @@ export class PlaitClient {
         if (this.session !== session) return;
         this.session = undefined;
         this.endOutage(undefined);
-        this.log.warn({}, `session closed${err ? `: ${err.message}` : ''}`);
+        if (this.closed) this.log.info({}, 'session closed (client stopping)');
+        else this.log.warn({}, `session closed${err ? `: ${err.message}` : ''}`);
         for (const slot of this.slots.values()) {
           if (slot.state === 'up') this.retryLater(slot, 'session closed', 0);
         }
@@ -727,7 +729,7 @@ export class PlaitClient {
    * the server sent (not from when the last subflow was declared dead).
    */
   private checkOutage(session: Session): void {
-    if (session !== this.session || session.isClosed) return;
+    if (this.closed || session !== this.session || session.isClosed) return;
     if (session.hasUsableSubflow) {
       this.endOutage(session);
       return;
