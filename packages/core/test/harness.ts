@@ -1,4 +1,4 @@
-import { Acceptor } from '../src/acceptor.js';
+import { Acceptor, type AcceptorOptions } from '../src/acceptor.js';
 import { VirtualClock } from '../src/clock.js';
 import { makeConfig, type Config } from '../src/config.js';
 import { connectSession, joinSession } from '../src/connector.js';
@@ -9,6 +9,11 @@ import type { Session, SessionEvents } from '../src/session.js';
 import type { Stream } from '../src/stream.js';
 
 export const SECRET = 'test-secret-0123456789abcdef';
+
+/** A server acceptor for tests: the shared secret, 16 sessions, a 30 s grace; `extra` adds or overrides. */
+export function testAcceptor(clock: VirtualClock, config: Config, extra: Partial<AcceptorOptions> & Pick<AcceptorOptions, 'onSession'>): Acceptor {
+  return new Acceptor({ secretKeys: deriveSecretKeys(SECRET), config, clock, maxSessions: 16, graceMs: 30_000, ...extra });
+}
 
 export interface Pair {
   clock: VirtualClock;
@@ -31,12 +36,7 @@ export async function makePair(opts: {
   const config = makeConfig(opts.config);
   const secretKeys = deriveSecretKeys(SECRET);
   let serverSession: Session | undefined;
-  const acceptor = new Acceptor({
-    secretKeys,
-    config,
-    clock,
-    maxSessions: 16,
-    graceMs: 30_000,
+  const acceptor = testAcceptor(clock, config, {
     onSession: (s) => {
       serverSession = s;
       return { ...opts.serverEvents, stream: (st, t) => opts.onServerStream?.(st, t) };

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { Acceptor } from '../src/acceptor.js';
 import { VirtualClock } from '../src/clock.js';
 import { makeConfig, type Config } from '../src/config.js';
 import { connectSession } from '../src/connector.js';
@@ -9,7 +8,7 @@ import { MemoryBudget } from '../src/memory-budget.js';
 import { MemoryLink } from '@plait/testkit';
 import type { Session } from '../src/session.js';
 import type { Stream } from '../src/stream.js';
-import { collect, SECRET, settle } from './harness.js';
+import { collect, SECRET, settle, testAcceptor } from './harness.js';
 
 const PIECE = 32 * 1024;
 
@@ -48,12 +47,7 @@ async function makeServer(opts: { clients: number; config: Partial<Config>; budg
   const config = makeConfig(opts.config);
   const secretKeys = deriveSecretKeys(SECRET);
   const servers: Session[] = [];
-  const acceptor = new Acceptor({
-    secretKeys,
-    config,
-    clock,
-    maxSessions: 16,
-    graceMs: 30_000,
+  const acceptor = testAcceptor(clock, config, {
     ...(opts.budget ? { budget: opts.budget } : {}),
     onSession: (s) => {
       servers.push(s);

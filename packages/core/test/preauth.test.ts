@@ -4,7 +4,6 @@
  * their handshake slot to a real client.
  */
 import { describe, expect, it } from 'vitest';
-import { Acceptor } from '../src/acceptor.js';
 import type { ChannelHandlers } from '../src/channel.js';
 import { VirtualClock } from '../src/clock.js';
 import { makeConfig } from '../src/config.js';
@@ -16,19 +15,14 @@ import type { HandshakeSlotLimits } from '../src/handshake-slots.js';
 import { deriveSecretKeys } from '../src/keys.js';
 import { MemoryLink, type MemoryChannel } from '@plait/testkit';
 import type { Session } from '../src/session.js';
-import { SECRET, settle } from './harness.js';
+import { SECRET, settle, testAcceptor } from './harness.js';
 
 const secretKeys = deriveSecretKeys(SECRET);
 
 function setup(slots?: Partial<HandshakeSlotLimits>) {
   const clock = new VirtualClock();
   const config = makeConfig();
-  const acceptor = new Acceptor({
-    secretKeys,
-    config,
-    clock,
-    maxSessions: 16,
-    graceMs: 30_000,
+  const acceptor = testAcceptor(clock, config, {
     ...(slots ? { handshakeSlots: slots } : {}),
     onSession: () => ({ stream: () => undefined }),
   });
