@@ -271,11 +271,13 @@ export class Session implements StreamHost {
         return;
       }
       // A record counts as processed once it decoded (PROTOCOL.md 6.2).
-      sf.onRecordIn(
-        frames.some((f) => f.type !== FrameType.ACK),
-        sf.lastRecvAt,
-        frames.some((f) => f.type === FrameType.PING),
-      );
+      let eliciting = false;
+      let ping = false;
+      for (const f of frames) {
+        if (f.type !== FrameType.ACK) eliciting = true;
+        if (f.type === FrameType.PING) ping = true;
+      }
+      sf.onRecordIn(eliciting, sf.lastRecvAt, ping);
       for (const f of frames) {
         try {
           this.handleFrame(sf, f);
