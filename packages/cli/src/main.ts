@@ -4,6 +4,7 @@ import { runClient, type ClientFlags } from './run-client.js';
 import { runDemo, type DemoFlags } from './run-demo.js';
 import { runServer, type ServerFlags } from './run-server.js';
 import { collect, UsageError } from './args.js';
+import { tuneHeapForThroughput } from '@plait/node';
 
 /**
  * Commander's usage errors in the CLI's one-line form, `--flag: what is
@@ -87,6 +88,10 @@ export function buildProgram(): Command {
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
+  // The commands that relay bytes for a long time get the GC tuning (heap-tuning.ts says why).
+  program.hook('preAction', (_program, action) => {
+    if (['server', 'client', 'demo'].includes(action.name())) tuneHeapForThroughput();
+  });
   try {
     await program.parseAsync(argv);
   } catch (e) {
