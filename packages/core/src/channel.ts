@@ -21,6 +21,12 @@ export interface ByteChannel {
   /** Stop / restart delivering `data` (receive-side backpressure). */
   pause(): void;
   resume(): void;
+  /**
+   * The consumer still holds views of only the last `bytes` bytes `data` gave
+   * it; the channel may reuse the memory of everything before them. Optional
+   * on both sides: a consumer that never calls it keeps every view valid.
+   */
+  holding?(bytes: number): void;
   /** Attach the consumer; bytes that arrived before are delivered now. */
   setHandlers(handlers: ChannelHandlers): void;
   /** The kernel's view of the connection (Linux TCP_INFO), where available. */

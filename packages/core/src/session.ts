@@ -292,6 +292,9 @@ export class Session implements StreamHost {
         if (sf.isClosed || this.closedState) return;
       }
     }
+    // The opener keeps views of only its unopened bytes (a record is copied
+    // out as it is deciphered): the channel may reuse the memory of the rest.
+    sf.channel.holding?.(sf.opener.buffered);
     if (sf.ackPending) this.schedulePump();
     this.checkRecvBudget();
   }

@@ -13,17 +13,34 @@ const MIN_READ = 64 * 1024;
  */
 const RAMP_BYTES = 256 * 1024;
 
+/** Spare slabs kept for reuse per socket: enough to cover the one being drained while the next fills. */
+const MAX_SPARE = 2;
+
 /**
- * Read buffers carved from 1 MiB slabs. Every byte region is handed out at
- * most once and never reused: a view passed on as 'data' may be kept by its
- * receiver (a partial record in the opener's queue, a frame in reassembly, a
- * chunk in a Duplex's buffer), so reuse could overwrite bytes still in use.
- * A slab is freed by the GC once no view into it remains. One per socket.
+ * Read buffers carved from 1 MiB slabs. A region is handed out once and is
+ * reused only when its consumer says it holds no view into it any more
+ * (`release`): a view passed on as 'data' may be kept (a partial record in
+ * the opener's queue, a chunk in a Duplex's buffer), so reuse without that
+ * word could overwrite bytes still in use. Without `release` calls a slab is
+ * freed by the GC once no view into it remains, as before.
+ *
+ * Reuse matters because every fresh slab is external memory, and external
+ * allocation is what drives V8's young-generation collections on a busy
+ * subflow ("external memory pressure" in --trace-gc): reusing the slabs of
+ * subflow reads removes about half of them. One per socket.
  */
 export class ReadSlab {
   private slab: Buffer = Buffer.allocUnsafeSlow(0);
+  /** Stream position (bytes taken before it) of the current slab's first byte. */
+  private slabStart = 0;
   private off = 0;
   private total = 0;
+  /** Filled slabs, oldest first, with the stream position just past their last byte. */
+  private readonly retired: { buf: Buffer; start: number; end: number }[] = [];
+  private readonly spare: Buffer[] = [];
+  /** Only slabs starting at or after this position may be reused (set by the first release). */
+  private reusableFrom = Infinity;
+  private reusedCount = 0;
 
   constructor(
     private readonly slabBytes = SLAB_BYTES,
@@ -33,7 +50,11 @@ export class ReadSlab {
   /** The region the next read may fill: the unused rest of the slab (up to maxRead). */
   region(): Buffer {
     if (this.slab.length - this.off < Math.min(MIN_READ, this.maxRead)) {
-      this.slab = Buffer.allocUnsafeSlow(this.slabBytes);
+      if (this.slab.length > 0) this.retired.push({ buf: this.slab, start: this.slabStart, end: this.total });
+      const reused = this.spare.pop();
+      if (reused) this.reusedCount++;
+      this.slab = reused ?? Buffer.allocUnsafeSlow(this.slabBytes);
+      this.slabStart = this.total;
       this.off = 0;
     }
     const max = this.total < RAMP_BYTES ? Math.min(MIN_READ, this.maxRead) : this.maxRead;
@@ -47,6 +68,39 @@ export class ReadSlab {
     this.total += n;
     return view;
   }
+
+  /** Bytes taken so far (the stream position after the last view). */
+  get taken(): number {
+    return this.total;
+  }
+
+  /** Slabs reused instead of allocated (for tests and profiles). */
+  get reused(): number {
+    return this.reusedCount;
+  }
+
+  /**
+   * The consumer holds no view into the bytes before stream position `pos`:
+   * slabs wholly before it may be reused. The first call fixes where reuse
+   * may start: bytes taken earlier went to whoever read the socket before
+   * (a handshake parser may still hold views of them), so slabs that hold
+   * any of them are left to the GC.
+   */
+  release(pos: number): void {
+    if (this.reusableFrom === Infinity) this.reusableFrom = Math.min(pos, this.total);
+    while (this.retired.length > 0 && this.retired[0]!.end <= pos) {
+      const r = this.retired.shift()!;
+      if (r.start >= this.reusableFrom && this.spare.length < MAX_SPARE) this.spare.push(r.buf);
+    }
+  }
+}
+
+/** The slab each socket reads into (set up by adoptSlabReads / slabOnread), so its channel can release regions. */
+const slabs = new WeakMap<Socket, ReadSlab>();
+
+/** The ReadSlab a socket reads into, if it reads into one. */
+export function slabOf(socket: Socket): ReadSlab | undefined {
+  return slabs.get(socket);
 }
 
 /** Node's `onread` option value: reads go to the socket's own readable side (push), so 'data', pipe and pause work as usual. */
@@ -65,7 +119,11 @@ export interface SlabOnread {
 export function slabOnread(socket: () => Socket, slab = new ReadSlab()): SlabOnread {
   return {
     buffer: () => slab.region(),
-    callback: (n) => socket().push(slab.take(n)),
+    callback: (n) => {
+      const s = socket();
+      if (!slabs.has(s)) slabs.set(s, slab);
+      return s.push(slab.take(n));
+    },
   };
 }
 
@@ -91,6 +149,7 @@ export function adoptSlabReads(socket: Socket, slab = new ReadSlab()): boolean {
   // Already in user-buffer mode (created with onread): leave it.
   if (rec[kBuffer] !== null || rec[kBufferCb] !== null) return false;
   const first = slab.region();
+  slabs.set(socket, slab);
   rec[kBufferGen] = () => slab.region();
   rec[kBufferCb] = (n: number) => socket.push(slab.take(n));
   rec[kBuffer] = first;

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { RecordSealer, type ByteChannel, type ChannelHandlers, type KernelPathInfo } from '@plait/core';
+import { slabOf, type ReadSlab } from './slab-read.js';
 import { loadSockOpts } from './tcp-sockopt.js';
 
 const NOOP: ChannelHandlers = { data: () => undefined, drain: () => undefined, close: () => undefined };
@@ -8,6 +9,10 @@ const NOOP: ChannelHandlers = { data: () => undefined, drain: () => undefined, c
 export class SocketChannel implements ByteChannel {
   private handlers: ChannelHandlers = NOOP;
   private early: Uint8Array[] = [];
+  private earlyBytes = 0;
+  /** Bytes the socket delivered (its read slab's position at the end of the last chunk delivered). */
+  private received = 0;
+  private slab: ReadSlab | undefined;
   private attached = false;
   private closed = false;
   private closeError: Error | undefined;
@@ -20,8 +25,12 @@ export class SocketChannel implements ByteChannel {
     this.localLabel = hostPort(socket.localAddress, socket.localPort);
     this.remoteLabel = hostPort(socket.remoteAddress, socket.remotePort);
     socket.on('data', (chunk: Buffer) => {
+      this.received += chunk.length;
       if (this.attached) this.handlers.data(chunk);
-      else this.early.push(chunk);
+      else {
+        this.early.push(chunk);
+        this.earlyBytes += chunk.length;
+      }
     });
     socket.on('drain', () => this.handlers.drain());
     socket.on('error', (err) => {
@@ -39,6 +48,7 @@ export class SocketChannel implements ByteChannel {
     this.attached = true;
     const early = this.early;
     this.early = [];
+    this.earlyBytes = 0;
     for (const c of early) h.data(c);
     if (this.closed) h.close(this.closeError);
   }
@@ -51,6 +61,14 @@ export class SocketChannel implements ByteChannel {
     // one (fewer external allocations, fewer full GCs). No-op for other data.
     if (this.socket.writableLength === 0) RecordSealer.recycle(data);
     return ok;
+  }
+  /**
+   * The consumer keeps views of only its last `bytes` bytes: the socket's
+   * read slabs before them can be reused (see ReadSlab.release).
+   */
+  holding(bytes: number): void {
+    this.slab ??= slabOf(this.socket);
+    this.slab?.release(this.received - this.earlyBytes - bytes);
   }
   end(): void {
     this.socket.end();

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { adoptSlabReads, ReadSlab, slabOnread } from '../src/slab-read.js';
+import { adoptSlabReads, ReadSlab, slabOf, slabOnread } from '../src/slab-read.js';
+import { SocketChannel } from '../src/socket-channel.js';
 
 describe('ReadSlab', () => {
   it('hands out each region once, never reusing bytes, and starts a new slab when the rest is small', () => {
@@ -22,6 +23,98 @@ describe('ReadSlab', () => {
     views.forEach((v, i) => expect(v.every((b) => b === i)).toBe(true));
     // More than one slab was used (40 x ~70 KB > 1 MiB).
     expect(new Set(views.map((v) => v.buffer)).size).toBeGreaterThan(1);
+  });
+});
+
+describe('ReadSlab reuse', () => {
+  const fill = (slab: ReadSlab, n: number, v: number): Buffer => {
+    const r = slab.region();
+    r.fill(v, 0, n);
+    return slab.take(n);
+  };
+
+  it('reuses a slab only once the consumer released every byte in it, and never one read before the first release', () => {
+    const slab = new ReadSlab(128 * 1024, 64 * 1024);
+    // Slab 1 (the "handshake" era): its views may still be held by whoever read them.
+    const hs = fill(slab, 64 * 1024, 1);
+    fill(slab, 64 * 1024, 2);
+    slab.release(slab.taken); // the first release: slab 1 began before it, so it is never reused
+    const a = fill(slab, 64 * 1024, 3); // slab 2
+    fill(slab, 64 * 1024, 4);
+    fill(slab, 64 * 1024, 5); // slab 3
+    expect(slab.reused).toBe(0);
+    expect(hs.every((b) => b === 1)).toBe(true);
+    // The consumer still holds `a` (slab 2): nothing may be reused yet.
+    slab.release(slab.taken - 3 * 64 * 1024);
+    fill(slab, 64 * 1024, 6);
+    fill(slab, 64 * 1024, 7); // slab 4: fresh
+    expect(slab.reused).toBe(0);
+    expect(a.every((b) => b === 3)).toBe(true);
+    // Now slabs 2 and 3 are released; slab 4 still has room for one read, then a spare is reused.
+    slab.release(slab.taken - 64 * 1024);
+    fill(slab, 64 * 1024, 8);
+    expect(slab.reused).toBe(0);
+    const c = fill(slab, 64 * 1024, 9);
+    expect(slab.reused).toBe(1);
+    expect(c.buffer).not.toBe(hs.buffer);
+    // Slab 1 (before the first release) was never handed out again.
+    expect(hs.every((b) => b === 1)).toBe(true);
+  });
+
+  it('a SocketChannel whose consumer reports what it holds reads 24 MiB intact while reusing slabs', async () => {
+    const N = 24 * 1024 * 1024;
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+    const c = net.connect({ port, host: '127.0.0.1' });
+    const s = await accepted;
+    adoptSlabReads(s);
+    const ch = new SocketChannel(s);
+    // A consumer like the record opener: it keeps up to ~2.5 MB of views (more than a slab), hashes
+    // bytes only when it lets them go, and reports what it still holds.
+    const held: Buffer[] = [];
+    let heldBytes = 0;
+    const got = createHash('sha256');
+    let n = 0;
+    const done = new Promise<void>((resolve) => {
+      ch.setHandlers({
+        data: (chunk) => {
+          held.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+          heldBytes += chunk.length;
+          n += chunk.length;
+          while (heldBytes > 2_500_000) {
+            const d = held.shift()!;
+            got.update(d);
+            heldBytes -= d.length;
+          }
+          ch.holding(heldBytes);
+          if (n >= N) resolve();
+        },
+        drain: () => undefined,
+        close: () => undefined,
+      });
+    });
+    const sent = createHash('sha256');
+    let off = 0;
+    let i = 0;
+    const more = (): void => {
+      while (off < N) {
+        const b = Buffer.alloc(Math.min(70_001 + (i++ % 7) * 913, N - off), i & 0xff);
+        sent.update(b);
+        off += b.length;
+        if (!c.write(b)) return;
+      }
+    };
+    c.on('drain', more);
+    more();
+    await done;
+    for (const d of held) got.update(d);
+    expect(got.digest('hex')).toBe(sent.digest('hex'));
+    expect(slabOf(s)!.reused).toBeGreaterThan(5);
+    c.destroy();
+    s.destroy();
+    server.close();
   });
 });
 
