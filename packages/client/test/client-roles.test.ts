@@ -30,7 +30,7 @@ describe('path roles at runtime (real sockets)', () => {
     const client = new PlaitClient({ servers: [{ host: '127.0.0.1', port: env.port }], secretKeys, sources: { binds: ['127.0.0.1', '127.0.0.2'], vias: [], backups: [] } });
     cleanups.push(() => client.close());
     await client.start();
-    await waitFor(() => Object.keys(env.serverRoles()).length === 2, 'two subflows at the server');
+    await waitFor(() => Object.keys(env.serverRoles()).length === 2 && client.stats().paths.every((p) => p.subflow !== undefined), 'two subflows up');
     const path = client.stats().paths.find((p) => p.local === '127.0.0.2')!;
     expect(path.role).toBe('regular');
     expect(client.setSubflowRole(path.subflow!, 'overflow')).toBe(path.key);
@@ -75,7 +75,7 @@ describe('path roles at runtime (real sockets)', () => {
     const client = new PlaitClient({ servers: [{ host: '127.0.0.1', port: env.port }], secretKeys, sources: { binds: ['127.0.0.1', '127.0.0.2'], vias: [], backups: [] } });
     cleanups.push(() => client.close());
     await client.start();
-    await waitFor(() => Object.keys(env.serverRoles()).length === 2, 'two subflows');
+    await waitFor(() => Object.keys(env.serverRoles()).length === 2 && client.stats().paths.every((p) => p.subflow !== undefined), 'two subflows up');
     const p2 = client.stats().paths.find((p) => p.local === '127.0.0.2')!;
     client.setSubflowRole(p2.subflow!, 'backup');
     client.reconfigure({ binds: ['127.0.0.1', '127.0.0.2'], vias: [], backups: [] });
