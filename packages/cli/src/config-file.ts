@@ -6,6 +6,7 @@
  * with `FILE: key:` in place of `--flag:`.
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Command, Option } from 'commander';
 import { parseDocument } from 'yaml';
 import { UsageError } from './args.js';
@@ -14,6 +15,9 @@ import { UsageError } from './args.js';
 const MAX_CONFIG_BYTES = 256 * 1024;
 /** YAML aliases expand: bound them (a "billion laughs" file must not eat the memory). */
 const MAX_ALIASES = 100;
+
+/** Options naming a file: a relative path in a config file is relative to that file's directory. */
+const PATH_KEYS = new Set(['secret-file', 'proxy-auth-file']);
 
 /** Options that set one thing between them: the command line giving one overrides all of them in the file. */
 const GROUPS: readonly (readonly string[])[] = [
@@ -165,7 +169,9 @@ export class CommandConfig<T> {
         throw new UsageError(`${file}: ${key}: unknown option${s ? ` (did you mean ${s}?)` : ''}`);
       }
       if (v === null) throw new UsageError(`${file}: ${key}: a value is required`);
-      fromFile.set(opt.attributeName(), convert(file, key, opt, v));
+      let value = convert(file, key, opt, v);
+      if (PATH_KEYS.has(key) && typeof value === 'string' && value !== '' && !isAbsolute(value)) value = resolve(dirname(file), value);
+      fromFile.set(opt.attributeName(), value);
     }
     const attrOf = (key: string): string => byKey.get(key)?.attributeName() ?? key;
     for (const group of GROUPS) {

@@ -65,6 +65,13 @@ describe('--config: keys are the long flag names', () => {
     expect(checkServerFlags(s.loaded.flags).maxSessions).toBe(12);
   });
 
+  it('a relative secret-file is relative to the config file, not to the working directory', async () => {
+    const f = file('server: 127.0.0.1:7000\nsecret-file: secret\nsocks: 1080');
+    const { loaded } = await load<ClientFlags>('client', ['--config', f]);
+    expect(loaded.flags.secretFile).toBe(SECRET_FILE);
+    expect(checkClientFlags(loaded.flags).secret.length).toBeGreaterThan(16);
+  });
+
   it('JSON works too (YAML 1.2 reads it)', async () => {
     const f = file(JSON.stringify({ server: '127.0.0.1:7000', 'secret-file': SECRET_FILE, http: '127.0.0.1:8080', backup: ['127.0.0.2'] }), 'c.json');
     const { loaded } = await load<ClientFlags>('client', ['--config', f]);
