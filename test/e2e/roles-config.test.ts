@@ -129,6 +129,13 @@ describe('roles at runtime through the CLI (a download running)', () => {
       expect(onTwo2).toBeGreaterThan(2 * MiB);
       expect(run.proc.exited, 'the download was still running through all of it').toBe(false);
 
+      // Without arguments it lists the paths with their subflow ids and roles.
+      const list = await runPlait(['role', '--stats', `127.0.0.1:${c.statsPort}`]);
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.stdout).toMatch(/^subflow\s+role\s+state\s+path\n/);
+      expect(list.stdout).toMatch(new RegExp(`\\n${one}\\s+backup\\s+up\\s+127\\.0\\.0\\.1>`));
+      expect(list.stdout).toMatch(new RegExp(`\\n${two}\\s+regular\\s+up\\s+127\\.0\\.0\\.2>`));
+
       // 3. Mistakes: an unknown id (exit 1, the reason), a bad role (exit 2, one line).
       const unknown = await runPlait(['role', '--stats', `127.0.0.1:${c.statsPort}`, '4000', 'backup']);
       expect(unknown.code).toBe(1);

@@ -127,9 +127,9 @@ export function buildProgram(): Command {
     .command('role')
     .description("change the role of a running client's path: regular, backup or overflow (the server follows it)")
     .requiredOption('--stats <host:port>', "the client's --stats address")
-    .argument('<subflow>', 'subflow id, as in the /stats of the client')
-    .argument('<role>', 'regular, backup or overflow')
-    .action(async (subflow: string, role: string, flags: RoleFlags) => runRole(subflow, role, flags));
+    .argument('[subflow]', 'subflow id, as in the /stats of the client (none: list the paths with their subflow ids and roles)')
+    .argument('[role]', 'regular, backup or overflow')
+    .action(async (subflow: string | undefined, role: string | undefined, flags: RoleFlags) => runRole(subflow, role, flags));
 
   program
     .command('demo')

@@ -59,11 +59,55 @@ export async function changeRole(subflow: string, role: string, flags: RoleFlags
   });
 }
 
+interface PathRow {
+  key?: unknown;
+  role?: unknown;
+  state?: unknown;
+  subflow?: unknown;
+}
+
+/** Without arguments: the client's paths, with their subflow ids and roles (from GET /stats). */
+export async function listRoles(flags: RoleFlags): Promise<RoleOutcome> {
+  const at = parseHostPort('--stats', flags.stats, { connect: true });
+  const where = at.host.includes(':') ? `[${at.host}]:${at.port}` : `${at.host}:${at.port}`;
+  return new Promise<RoleOutcome>((resolve) => {
+    const req = http.get({ host: at.host, port: at.port, path: '/stats', timeout: 5_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (c: Buffer) => {
+        // Bounded like an answer from a client with a few thousand paths; more is not a plait client.
+        if ((size += c.length) <= 8 << 20) chunks.push(c);
+      });
+      res.on('end', () => {
+        let paths: PathRow[] | undefined;
+        try {
+          const st = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { paths?: unknown };
+          if (Array.isArray(st.paths)) paths = st.paths as PathRow[];
+        } catch {
+          // handled below
+        }
+        if (res.statusCode !== 200 || !paths) {
+          resolve({ ok: false, message: `HTTP ${res.statusCode ?? '?'} from ${where} without client paths (is it a plait client's --stats port?)` });
+          return;
+        }
+        const rows = paths.map((p) => [p.subflow === undefined ? '-' : String(p.subflow), String(p.role ?? ''), String(p.state ?? ''), String(p.key ?? '')]);
+        const head = ['subflow', 'role', 'state', 'path'];
+        const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+        const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join('  ');
+        resolve({ ok: true, message: [line(head), ...rows.map(line)].join('\n') });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 5 s')));
+    req.on('error', (e: NodeJS.ErrnoException) => resolve({ ok: false, message: `--stats: cannot reach ${where}: ${e.code ?? e.message}` }));
+  });
+}
+
 /** The action: exit 0 on success, 1 when the client refused or could not be reached (usage errors exit 2 in main). */
-export async function runRole(subflow: string, role: string, flags: RoleFlags): Promise<void> {
+export async function runRole(subflow: string | undefined, role: string | undefined, flags: RoleFlags): Promise<void> {
+  if (subflow !== undefined && role === undefined) throw new UsageError('<role>: give the role too: regular, backup or overflow');
   let out: RoleOutcome;
   try {
-    out = await changeRole(subflow, role, flags);
+    out = subflow === undefined || role === undefined ? await listRoles(flags) : await changeRole(subflow, role, flags);
   } catch (e) {
     if (e instanceof UsageError) throw e;
     out = { ok: false, message: e instanceof Error ? e.message : String(e) };
