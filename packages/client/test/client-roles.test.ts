@@ -40,6 +40,10 @@ describe('path roles at runtime (real sockets)', () => {
     expect(client.setSubflowRole(path.subflow!, 'backup')).toBe(path.key);
     await waitFor(() => env.serverRoles()[path.subflow!] === 'backup', 'the server learns backup');
     expect(client.setSubflowRole(9999, 'regular')).toBeUndefined();
+    // The server may change it too (prio the other way): the path takes it.
+    const serverSession = env.server.sessions()[0]!;
+    serverSession.setSubflowRole(serverSession.liveSubflows.find((s) => s.id === path.subflow)!, 'overflow');
+    await waitFor(() => client.stats().paths.find((p) => p.key === path.key)!.role === 'overflow', 'the path follows the server');
     const conn = await client.dial({ host: '127.0.0.1', port: env.echo.port });
     const data = randomBytes(200_000);
     expect(sha(await echoRoundTrip(conn, data))).toBe(sha(data));
