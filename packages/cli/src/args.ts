@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { MIN_SECRET_BYTES, schedulerNames } from '@plait/core';
+import { isSubflowRole, MIN_SECRET_BYTES, schedulerNames, SUBFLOW_ROLES, type SubflowRole } from '@plait/core';
 
 /** A bad flag or value: printed as one line naming the flag, exit status 2. */
 export class UsageError extends Error {
@@ -101,6 +101,19 @@ export function parseBackup(value: string): string {
   return isIP(value) !== 0 ? value : parseInterfaceName('--backup', value);
 }
 
+/** --overflow, like --backup: a local address or an interface name, not also given to --backup. */
+export function parseOverflow(value: string, backups: readonly string[]): string {
+  const v = isIP(value) !== 0 ? value : parseInterfaceName('--overflow', value);
+  if (backups.includes(v)) throw new UsageError(`--overflow: ${v} is also given to --backup; a path has one role`);
+  return v;
+}
+
+/** A link role, as --overflow/--backup and `plait role` name them. */
+export function parseRole(flag: string, value: string): SubflowRole {
+  if (!isSubflowRole(value)) throw new UsageError(`${flag}: "${value}" is not a role; use ${SUBFLOW_ROLES.slice(0, -1).join(', ')} or ${SUBFLOW_ROLES.at(-1)}`);
+  return value;
+}
+
 /** Whether a listen host keeps a socket on this machine (127.0.0.0/8, ::1, localhost). */
 export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase();
@@ -116,7 +129,7 @@ export function isLoopbackHost(host: string): boolean {
  * keeps trying.
  */
 export function sourceWarnings(
-  sources: { binds: string[]; vias: string[]; backups: string[] },
+  sources: { binds: string[]; vias: string[]; backups: string[]; overflows?: string[] },
   interfaces: NodeJS.Dict<{ address: string }[]>,
 ): string[] {
   const names = new Set(Object.keys(interfaces));
@@ -136,6 +149,7 @@ export function sourceWarnings(
   for (const b of sources.binds) checkAddr('--bind', b);
   for (const v of sources.vias) checkIface('--via', v);
   for (const b of sources.backups) (isIP(b) ? checkAddr : checkIface)('--backup', b);
+  for (const b of sources.overflows ?? []) (isIP(b) ? checkAddr : checkIface)('--overflow', b);
   return out;
 }
 
@@ -215,7 +229,7 @@ export interface ResolvedSecret {
 }
 
 /** The secret from --secret, --secret-file or PLAIT_SECRET (never logged). */
-export function resolveSecret(opts: { secret?: string; secretFile?: string }, env: NodeJS.ProcessEnv = process.env): ResolvedSecret {
+export function resolveSecret(opts: { secret?: string; secretFile?: string; secretInFile?: string }, env: NodeJS.ProcessEnv = process.env): ResolvedSecret {
   if (opts.secret !== undefined && opts.secretFile !== undefined) throw new UsageError('--secret-file: give either --secret or --secret-file, not both');
   const warnings: string[] = [];
   let secret: string | undefined;
@@ -225,7 +239,8 @@ export function resolveSecret(opts: { secret?: string; secretFile?: string }, en
     secret = readSecretFile(flag, opts.secretFile, warnings);
   } else if (opts.secret !== undefined) {
     secret = opts.secret;
-    warnings.push('--secret is visible to every local user (ps, /proc/PID/cmdline); use --secret-file F (mode 600) or PLAIT_SECRET instead');
+    // From a config file (`secretInFile`), not argv: that file's mode is checked where it is read.
+    if (opts.secretInFile === undefined) warnings.push('--secret is visible to every local user (ps, /proc/PID/cmdline); use --secret-file F (mode 600) or PLAIT_SECRET instead');
   } else if (env.PLAIT_SECRET) {
     secret = env.PLAIT_SECRET;
     flag = 'PLAIT_SECRET';

@@ -30,6 +30,7 @@ export interface LiveSnapshot {
       remote?: string;
       state?: string;
       backup?: boolean;
+      role?: string;
       rttMs?: number;
       rateBytesPerSec?: number;
       inflightBytes?: number;
@@ -40,7 +41,7 @@ export interface LiveSnapshot {
     }[];
   }[];
   counters?: Record<string, number>;
-  paths?: { key?: string; local?: string; remote?: string; backup?: boolean; state?: string; attempts?: number; lastError?: string; problem?: string }[];
+  paths?: { key?: string; local?: string; remote?: string; backup?: boolean; role?: string; state?: string; attempts?: number; lastError?: string; problem?: string }[];
 }
 
 /** Per subflow (key "token/id"): the last counters seen and the rates over the last minute. */
@@ -135,6 +136,11 @@ export function renderLive(snap: LiveSnapshot | undefined, hist: LiveHistory, st
     const k = kindOf(state);
     return '<span class="st ' + k + '">' + icons[k] + ' ' + esc(state === undefined ? 'unknown' : state) + '</span>';
   };
+  // A non-regular role, tagged (older stats have only the backup flag).
+  const roleTag = (role: unknown, backup: unknown): string => {
+    const r = role === undefined ? (backup ? 'backup' : 'regular') : String(role);
+    return r === 'regular' ? '' : ' <span class="backup">' + esc(r) + '</span>';
+  };
   const spark = (up: number[], down: number[]): string => {
     const w = 120;
     const h = 28;
@@ -202,7 +208,7 @@ export function renderLive(snap: LiveSnapshot | undefined, hist: LiveHistory, st
         '<tr class="sf row-' + kindOf(sf.state) + '" data-subflow="' + esc(sf.id) + '">' +
           '<td>' + esc(sf.id) + '</td>' +
           '<td class="addr">' + esc(sf.local) + ' → ' + esc(sf.remote) + '</td>' +
-          '<td>' + badge(sf.state) + (sf.backup ? ' <span class="backup">backup</span>' : '') + '</td>' +
+          '<td>' + badge(sf.state) + roleTag(sf.role, sf.backup) + '</td>' +
           '<td class="n">' + esc(num(sf.rttMs).toFixed(1)) + ' ms</td>' +
           '<td class="n two"><span class="up" title="upload">↑ ' + esc(rate(last(h.up) ?? 0)) + '</span><span class="down" title="download">↓ ' + esc(rate(last(h.down) ?? 0)) + '</span></td>' +
           '<td>' + spark(h.up, h.down) + '</td>' +
@@ -233,7 +239,7 @@ export function renderLive(snap: LiveSnapshot | undefined, hist: LiveHistory, st
         '<tr class="path" data-path="' + esc(p.key || '') + '">' +
           '<td class="addr">' + esc(p.local) + ' → ' + esc(p.remote) + '</td>' +
           '<td>' + badge(p.state) + '</td>' +
-          '<td>' + (p.backup ? '<span class="backup">backup</span>' : 'regular') + '</td>' +
+          '<td>' + (roleTag(p.role, p.backup) || 'regular') + '</td>' +
           '<td class="n">' + esc(num(p.attempts)) + '</td>' +
           '<td class="problem">' + (p.lastError ? (p.problem ? '<b>' + esc(p.problem) + '</b>: ' : '') + esc(p.lastError) : p.problem ? '<b>' + esc(p.problem) + '</b>' : '') + '</td>' +
           '</tr>',

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { Command, CommanderError } from 'commander';
-import { runClient, type ClientFlags } from './run-client.js';
+import { checkClientFlags, runClient, type ClientFlags } from './run-client.js';
 import { runDemo, type DemoFlags } from './run-demo.js';
-import { runServer, type ServerFlags } from './run-server.js';
+import { checkServerFlags, runServer, type ServerFlags } from './run-server.js';
 import { collect, UsageError } from './args.js';
 import { tuneHeapForThroughput } from '@plait/node';
+import { CommandConfig, guessConfigKind, readConfigFile } from './config-file.js';
+import { runRole, type RoleFlags } from './role-command.js';
 
 /**
  * Commander's usage errors in the CLI's one-line form, `--flag: what is
@@ -36,10 +38,11 @@ export function buildProgram(): Command {
       process.stdout.write(randomBytes(32).toString('base64url') + '\n');
     });
 
-  program
+  const server = program
     .command('server')
     .description('accept sessions from plait clients and connect their streams to targets')
-    .requiredOption('--listen <host:port>', 'address to accept subflows on')
+    // Required, but it may come from --config: checked in checkServerFlags.
+    .option('--listen <host:port>', 'address to accept subflows on (required)')
     .option('--secret-file <file>', 'read the secret from a file (mode 600; surrounding whitespace trimmed)')
     .option('--secret <secret>', 'pre-shared secret (visible in ps: prefer --secret-file or PLAIT_SECRET)')
     .option('--stats <host:port>', 'serve GET /stats (JSON) and /metrics (Prometheus)')
@@ -51,9 +54,18 @@ export function buildProgram(): Command {
     .option('--max-pending-per-source <n>', 'the same per source address (IPv6: per /64) (1-100000)', '64')
     .option('--cipher <name>', 'record ciphers clients may choose: any, aes-256-gcm, chacha20-poly1305', 'any')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace, silent', 'info')
-    .action(async (flags: ServerFlags) => void (await runServer(flags)));
+    .option('--config <file>', 'read options from a JSON or YAML file (keys are the long flag names; flags given here override it; SIGHUP re-checks it)')
+    .action(async (_flags: unknown, cmd: Command) => {
+      const file = new CommandConfig<ServerFlags>(cmd);
+      const loaded = file.load();
+      try {
+        await runServer(loaded.flags, { file, warnings: loaded.warnings });
+      } catch (e) {
+        throw loaded.explain(e);
+      }
+    });
 
-  program
+  const client = program
     .command('client')
     .description('bond local links into one session to a plait server; serve SOCKS5 / HTTP CONNECT / forwards')
     .option('--server <host:port>', 'plait server address (repeatable)', collect, [])
@@ -61,7 +73,8 @@ export function buildProgram(): Command {
     .option('--secret <secret>', 'pre-shared secret (visible in ps: prefer --secret-file or PLAIT_SECRET)')
     .option('--bind <addr>', 'open a subflow from this local address (repeatable)', collect, [])
     .option('--via <iface>', "open subflows from this interface's addresses, following changes (repeatable)", collect, [])
-    .option('--backup <addr|iface>', 'use this path only when no regular one works (repeatable)', collect, [])
+    .option('--backup <addr|iface>', 'use this path only when no regular or overflow one works (repeatable)', collect, [])
+    .option('--overflow <addr|iface>', 'use this path only for what the regular ones cannot take (repeatable)', collect, [])
     .option('--socks <host:port>', 'SOCKS5 listen address')
     .option('--http <host:port>', 'HTTP CONNECT proxy listen address')
     .option('--proxy-auth-file <file>', 'require USER:PASS (read from this file) on the SOCKS5 and HTTP proxies (or PLAIT_PROXY_AUTH)')
@@ -72,7 +85,51 @@ export function buildProgram(): Command {
     .option('--scheduler <name>', 'how frames are spread over subflows: earliest-arrival, round-robin, redundant', 'earliest-arrival')
     .option('--cipher <name>', 'record cipher: auto (AES-256-GCM if the CPU has AES instructions, else ChaCha20-Poly1305), aes-256-gcm, chacha20-poly1305', 'auto')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace, silent', 'info')
-    .action(async (flags: ClientFlags) => void (await runClient(flags)));
+    .option('--config <file>', 'read options from a JSON or YAML file (keys are the long flag names; flags given here override it; SIGHUP re-reads paths and roles)')
+    .action(async (_flags: unknown, cmd: Command) => {
+      const file = new CommandConfig<ClientFlags>(cmd);
+      const loaded = file.load();
+      try {
+        await runClient(loaded.flags, { file, warnings: loaded.warnings });
+      } catch (e) {
+        throw loaded.explain(e);
+      }
+    });
+
+  program
+    .command('check-config')
+    .description('check a client or server config file as `plait client/server --config FILE` would (exit 0 if valid, 2 if not)')
+    .argument('<file>', 'JSON or YAML config file')
+    .option('--client', 'check it as a client config')
+    .option('--server', 'check it as a server config')
+    .action((file: string, o: { client?: boolean; server?: boolean }) => {
+      if (o.client && o.server) throw new UsageError('--server: give --client or --server, not both');
+      let kind = o.client ? 'client' : o.server ? 'server' : undefined;
+      if (!kind) {
+        kind = guessConfigKind(readConfigFile(file).raw, new CommandConfig(client).keys, new CommandConfig(server).keys);
+        if (!kind) throw new UsageError(`${file}: cannot tell a client config from a server one by its keys; give --client or --server`);
+      }
+      const cfg = new CommandConfig<ClientFlags & ServerFlags>(kind === 'client' ? client : server, file);
+      const loaded = cfg.load();
+      let warnings: string[];
+      try {
+        warnings = [...loaded.warnings, ...(kind === 'client' ? checkClientFlags(loaded.flags) : checkServerFlags(loaded.flags)).warnings];
+      } catch (e) {
+        // Everything here came from the file: name it and the key even for a missing option.
+        const m = e instanceof UsageError ? /^--([\w-]+): (.*)$/s.exec(e.message) : null;
+        throw m ? new UsageError(`${file}: ${m[1]}: ${m[2]}`) : e;
+      }
+      for (const w of warnings) process.stderr.write(`plait: warning: ${w}\n`);
+      process.stdout.write(`${file}: a valid ${kind} config\n`);
+    });
+
+  program
+    .command('role')
+    .description("change the role of a running client's path: regular, backup or overflow (the server follows it)")
+    .requiredOption('--stats <host:port>', "the client's --stats address")
+    .argument('[subflow]', 'subflow id, as in the /stats of the client (none: list the paths with their subflow ids and roles)')
+    .argument('[role]', 'regular, backup or overflow')
+    .action(async (subflow: string | undefined, role: string | undefined, flags: RoleFlags) => runRole(subflow, role, flags));
 
   program
     .command('demo')

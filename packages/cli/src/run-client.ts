@@ -10,6 +10,7 @@ import {
   parseHostPort,
   parseInterfaceName,
   parseLogLevel,
+  parseOverflow,
   parseScheduler,
   resolveProxyAuth,
   resolveSecret,
@@ -17,6 +18,7 @@ import {
   UsageError,
 } from './args.js';
 import { parseClientCipher } from './cipher-flag.js';
+import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
 
@@ -27,6 +29,7 @@ export interface ClientFlags {
   bind: string[];
   via: string[];
   backup: string[];
+  overflow: string[];
   socks?: string;
   proxyAuth?: string;
   socksAuth?: string;
@@ -37,12 +40,14 @@ export interface ClientFlags {
   scheduler: string;
   cipher: string;
   logLevel: string;
+  /** The config file that gave `secret` (then it is not in argv). */
+  secretInFile?: string;
 }
 
 const addrText = (a: net.AddressInfo): string => (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
 
-export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
-  // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
+/** Every flag checked, nothing started: what runClient needs, and all `plait check-config` does. */
+export function checkClientFlags(flags: ClientFlags) {
   const logLevel = parseLogLevel(flags.logLevel);
   if (flags.server.length === 0) throw new UsageError('--server: at least one plait server address is required');
   const servers = flags.server.map((s) => parseHostPort('--server', s, { connect: true }));
@@ -50,6 +55,7 @@ export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
   const binds = flags.bind.map((b) => parseAddress('--bind', b));
   const vias = flags.via.map((v) => parseInterfaceName('--via', v));
   const backups = flags.backup.map(parseBackup);
+  const overflows = flags.overflow.map((o) => parseOverflow(o, backups));
   const scheduler = parseScheduler(flags.scheduler);
   const cipher = parseClientCipher(flags.cipher);
   const socks = flags.socks ? parseHostPort('--socks', flags.socks) : undefined;
@@ -66,7 +72,7 @@ export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
     }
   });
   if (!socks && !http && forwards.length === 0) throw new UsageError('--socks: give at least one of --socks, --http or --forward');
-  warnings.push(...sourceWarnings({ binds, vias, backups }, networkInterfaces()));
+  warnings.push(...sourceWarnings({ binds, vias, backups, overflows }, networkInterfaces()));
   // Anyone who can reach a non-loopback proxy or forward can use the session (and the server's egress).
   for (const [flag, at] of [
     ['--socks', socks],
@@ -81,13 +87,18 @@ export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
       warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
     }
   }
+  return { logLevel, servers, secret, warnings, sources: { binds, vias, backups, overflows }, scheduler, cipher, socks, http, stats, auth, forwards };
+}
 
+export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient> {
+  // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
+  const { logLevel, servers, secret, warnings, sources, scheduler, cipher, socks, http, stats, auth, forwards } = checkClientFlags(flags);
   const log = makeLogger(logLevel);
-  for (const w of warnings) log.warn({}, w);
+  for (const w of [...(config?.warnings ?? []), ...warnings]) log.warn({}, w);
   const client = new PlaitClient({
     servers,
     secretKeys: deriveSecretKeys(secret),
-    sources: { binds, vias, backups },
+    sources,
     scheduler,
     cipher: cipher.cipher,
     log,
@@ -114,16 +125,21 @@ export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
   const started = Date.now();
   if (stats) {
     const l = await listenFor('--stats', stats, () =>
-      startStatsServer(stats.host, stats.port, () => {
-        const st = client.stats();
-        return {
-          role: 'client',
-          uptimeSeconds: Math.round((Date.now() - started) / 1000),
-          sessions: st.session ? [st.session] : [],
-          counters: { ...client.counters },
-          paths: st.paths,
-        };
-      }),
+      startStatsServer(
+        stats.host,
+        stats.port,
+        () => {
+          const st = client.stats();
+          return {
+            role: 'client',
+            uptimeSeconds: Math.round((Date.now() - started) / 1000),
+            sessions: st.session ? [st.session] : [],
+            counters: { ...client.counters },
+            paths: st.paths,
+          };
+        },
+        { setRole: (id, role) => client.setSubflowRole(id, role) },
+      ),
     );
     listeners.push(l);
     announce.push(() => log.info({ stats: addrText(l.address() as net.AddressInfo) }, 'stats at /stats and /metrics'));
@@ -143,5 +159,48 @@ export async function runClient(flags: ClientFlags): Promise<PlaitClient> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  if (config?.file.file !== undefined) {
+    const file = config.file;
+    process.on('SIGHUP', () => reloadClientConfig(file, flags, client, log));
+  }
   return client;
+}
+
+/** Keys whose change a reload applies at once; the others need a restart. */
+const LIVE_KEYS = new Set(['bind', 'via', 'backup', 'overflow']);
+
+/**
+ * SIGHUP: read the config file again and apply its paths and roles without
+ * touching the session (added paths start subflows, removed ones close
+ * theirs, changed roles go to the server in `prio`). A file that no longer
+ * parses or checks is logged, and the running config kept.
+ */
+export function reloadClientConfig(
+  file: CommandConfig<ClientFlags>,
+  /** What the process started with: a changed key that needs a restart is named on every reload until then. */
+  running: ClientFlags,
+  client: PlaitClient,
+  log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void },
+): boolean {
+  let loaded: ReturnType<CommandConfig<ClientFlags>['load']> | undefined;
+  let checked: ReturnType<typeof checkClientFlags>;
+  try {
+    loaded = file.load();
+    checked = checkClientFlags(loaded.flags);
+  } catch (e) {
+    const why = loaded ? loaded.explain(e) : e;
+    log.error({ config: file.file }, `config reload failed, keeping the running config: ${why instanceof Error ? why.message : String(why)}`);
+    return false;
+  }
+  for (const w of loaded.warnings) log.warn({}, w);
+  client.reconfigure(checked.sources);
+  const was = running as unknown as Record<string, unknown>;
+  const now = loaded.flags as unknown as Record<string, unknown>;
+  const keyOf = (attr: string): string => attr.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  for (const attr of new Set([...Object.keys(was), ...Object.keys(now)])) {
+    if (attr === 'secretInFile' || LIVE_KEYS.has(keyOf(attr))) continue;
+    if (JSON.stringify(was[attr]) !== JSON.stringify(now[attr])) log.warn({ config: file.file, key: keyOf(attr) }, `${file.file}: ${keyOf(attr)} changed; restart plait to apply it (a reload applies paths and roles)`);
+  }
+  log.info({ config: file.file, paths: client.stats().paths.map((p) => `${p.key} ${p.role}`) }, 'config reloaded: paths and roles applied');
+  return true;
 }

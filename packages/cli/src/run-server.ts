@@ -4,11 +4,13 @@ import { loadSockOpts } from '@plait/node';
 import { EgressPolicy, parseCidr, PlaitServer } from '@plait/server';
 import { listenFor, parseCount, parseHostPort, parseLogLevel, resolveSecret, UsageError } from './args.js';
 import { parseServerCiphers } from './cipher-flag.js';
+import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
 
 export interface ServerFlags {
-  listen: string;
+  /** Required, from the command line or the config file. */
+  listen?: string;
   secret?: string;
   secretFile?: string;
   stats?: string;
@@ -20,14 +22,17 @@ export interface ServerFlags {
   maxPendingPerSource: string;
   cipher: string;
   logLevel: string;
+  /** The config file that gave `secret` (then it is not in argv). */
+  secretInFile?: string;
 }
 
 /** More sessions than this is a typo, not a plan (each holds buffers and subflows). */
 const MAX_SESSIONS = 100_000;
 
-export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
-  // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
+/** Every flag checked, nothing started: what runServer needs, and all `plait check-config` does. */
+export function checkServerFlags(flags: ServerFlags) {
   const logLevel = parseLogLevel(flags.logLevel);
+  if (flags.listen === undefined) throw new UsageError('--listen: this option is required (HOST:PORT)');
   const listen = parseHostPort('--listen', flags.listen, { defaultHost: '0.0.0.0' });
   const { secret, warnings } = resolveSecret(flags);
   const stats = flags.stats ? parseHostPort('--stats', flags.stats) : undefined;
@@ -44,8 +49,14 @@ export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
   const maxPendingPerSource = parseCount('--max-pending-per-source', flags.maxPendingPerSource, MAX_SESSIONS);
   if (maxPendingPerSource > maxPendingHandshakes) throw new UsageError('--max-pending-per-source: may not exceed --max-pending');
   const ciphers = parseServerCiphers(flags.cipher);
+  return { logLevel, listen, secret, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers };
+}
+
+export async function runServer(flags: ServerFlags, config?: { file: CommandConfig<ServerFlags>; warnings: string[] }): Promise<PlaitServer> {
+  // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
+  const { logLevel, listen, secret, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers } = checkServerFlags(flags);
   const log = makeLogger(logLevel);
-  for (const w of warnings) log.warn({}, w);
+  for (const w of [...(config?.warnings ?? []), ...warnings]) log.warn({}, w);
   const sockopts = loadSockOpts();
   if (!sockopts.available) {
     log.warn({ reason: sockopts.reason }, 'kernel socket options unavailable: no TCP_NOTSENT_LOWAT (more queueing on slow links), no TCP_INFO in /stats');
@@ -92,5 +103,20 @@ export async function runServer(flags: ServerFlags): Promise<PlaitServer> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  if (config?.file.file !== undefined) {
+    // Paths and roles are the client's: a server reload only checks the file, so a broken edit shows before a restart.
+    const file = config.file;
+    process.on('SIGHUP', () => {
+      let loaded: ReturnType<CommandConfig<ServerFlags>['load']> | undefined;
+      try {
+        loaded = file.load();
+        checkServerFlags(loaded.flags);
+        log.info({ config: file.file }, 'config file checked: the server applies its changes at the next restart (paths and roles are set by clients)');
+      } catch (e) {
+        const why = loaded ? loaded.explain(e) : e;
+        log.error({ config: file.file }, `config reload failed, keeping the running config: ${why instanceof Error ? why.message : String(why)}`);
+      }
+    });
+  }
   return server;
 }

@@ -2,6 +2,7 @@ import * as http from 'node:http';
 import { isIP } from 'node:net';
 import { counterHelp, type SessionStats } from '@plait/core';
 import { LIVE_PAGE_HEADERS, LIVE_PAGE_HTML } from './live-page.js';
+import { handleRolePost, SUBFLOW_PATH, type SetRole } from './role-endpoint.js';
 
 export interface StatsSnapshot {
   role: 'client' | 'server';
@@ -42,8 +43,12 @@ export function isAllowedStatsHost(host: string | undefined): boolean {
   return isIP(name) === 4 || name === 'localhost' || name === 'localhost.';
 }
 
-/** Serve GET / (the live link page), GET /stats (JSON) and GET /metrics (Prometheus text) for `snapshot()`. */
-export function startStatsServer(host: string, port: number, snapshot: () => StatsSnapshot): Promise<http.Server> {
+/**
+ * Serve GET / (the live link page), GET /stats (JSON) and GET /metrics
+ * (Prometheus text) for `snapshot()`; with `setRole` (the client), also
+ * POST /subflows/<id> to change a path's role (role-endpoint.ts).
+ */
+export function startStatsServer(host: string, port: number, snapshot: () => StatsSnapshot, opts: { setRole?: SetRole } = {}): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     if (!isAllowedStatsHost(req.headers.host)) {
       res
@@ -51,7 +56,13 @@ export function startStatsServer(host: string, port: number, snapshot: () => Sta
         .end('plait stats: the Host header must be an IP address or localhost (DNS rebinding protection)\n');
       return;
     }
-    const path = (req.url ?? '/').split('?')[0];
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const subflow = SUBFLOW_PATH.exec(path);
+    if (subflow) {
+      if (req.method !== 'POST') res.writeHead(405, { allow: 'POST' }).end();
+      else handleRolePost(req, res, Number(subflow[1]), opts.setRole);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET' }).end();
       return;
@@ -98,7 +109,7 @@ export function toPrometheus(full: StatsSnapshot): string {
   family('plait_open_streams', 'gauge', 'Open streams per session.', s.sessions.map((st) => [sess(st), st.openStreams]));
   family('plait_streams_opened_total', 'counter', 'Streams opened per session.', s.sessions.map((st) => [sess(st), st.streamsOpened]));
   const sub = (st: SessionStats, field: (x: SessionStats['subflows'][number]) => number): [Record<string, string | number | boolean>, number][] =>
-    st.subflows.map((x) => [{ ...sess(st), subflow: x.id, local: x.local, remote: x.remote, backup: x.backup, state: x.state }, field(x)]);
+    st.subflows.map((x) => [{ ...sess(st), subflow: x.id, local: x.local, remote: x.remote, backup: x.backup, role: x.role, state: x.state }, field(x)]);
   const all = (field: (x: SessionStats['subflows'][number]) => number) => s.sessions.flatMap((st) => sub(st, field));
   family('plait_subflow_up', 'gauge', '1 if the subflow is active, 0 if suspect or pending.', all((x) => (x.state === 'active' ? 1 : 0)));
   family('plait_subflow_rtt_seconds', 'gauge', 'Smoothed RTT from data-level acks.', all((x) => x.rttMs / 1000));

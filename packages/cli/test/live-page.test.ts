@@ -75,6 +75,16 @@ describe('renderLive (the function the page runs)', () => {
     expect(r1).toContain('↓ 0 bit/s');
   });
 
+  it('shows the overflow role, from subflow and path stats', () => {
+    const snap = sample();
+    const subs = snap.sessions![0]!.subflows!;
+    subs[0] = { ...subs[0]!, role: 'overflow' } as never;
+    snap.paths![0] = { ...snap.paths![0]!, role: 'overflow' } as never;
+    const page = renderLive(snap, {}, { connected: true, updatedAt: t0 });
+    expect(rowOf(page, 'data-subflow="1"')).toContain('<span class="backup">overflow</span>');
+    expect(rowOf(page, 'data-path="a"')).toContain('<span class="backup">overflow</span>');
+  });
+
   it('session figures, uptime, and the client paths with their problem', () => {
     expect(html).toContain('plait client');
     expect(html).toContain('up 1h 2m 5s');

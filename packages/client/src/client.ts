@@ -20,6 +20,7 @@ import {
   type Session,
   type SessionStats,
   type Subflow,
+  type SubflowRole,
   type Timer,
 } from '@plait/core';
 import { adoptSlabReads, loadSockOpts, slabOnread, SocketChannel, StreamDuplex } from '@plait/node';
@@ -70,6 +71,8 @@ type SlotState = 'idle' | 'connecting' | 'up' | 'backoff';
 
 interface Slot {
   spec: PathSpec;
+  /** The path's role now: from the flags, then changed at runtime (setSubflowRole, the peer's prio, a reload). */
+  role: SubflowRole;
   state: SlotState;
   attempt: number;
   addrId: number;
@@ -88,7 +91,11 @@ export interface PathStats {
   local: string;
   remote: string;
   origin: string;
+  /** True for role `backup` only. */
   backup: boolean;
+  role: SubflowRole;
+  /** The path's subflow now (its id in /stats), if one is up. */
+  subflow: number | undefined;
   state: SlotState;
   attempts: number;
   lastError: string | undefined;
@@ -125,6 +132,8 @@ export class PlaitClient {
   private readonly clock: Clock;
   private session: Session | undefined;
   private readonly slots = new Map<string, Slot>();
+  /** Where subflows come from: the options' sources until reconfigure() replaces them. */
+  private sources: SourceOptions;
   private readonly remotes: RemoteAddr[];
   private readonly addrIds = new Map<string, number>();
   private sessionWaiters: { resolve(s: Session): void; reject(e: Error): void }[] = [];
@@ -152,6 +161,7 @@ export class PlaitClient {
     this.log = opts.log ?? SILENT;
     this.clock = opts.clock ?? realClock;
     this.remotes = opts.servers.map((s) => ({ host: s.host, port: s.port, id: 0 }));
+    this.sources = opts.sources;
     if (opts.scheduler) createScheduler(opts.scheduler); // fail early on a bad name
   }
 
@@ -167,7 +177,7 @@ export class PlaitClient {
     });
     const sockopts = loadSockOpts();
     if (!sockopts.available) {
-      const lost = this.opts.sources.vias.length > 0 || this.opts.sources.backups.some((b) => net.isIP(b) === 0)
+      const lost = this.interfaceNames().length > 0
         ? '--via binds by source address only (no SO_BINDTODEVICE, so routing must send each address out of its link), '
         : '';
       this.log.warn(
@@ -176,10 +186,45 @@ export class PlaitClient {
       );
     }
     this.refreshPaths();
-    if (this.opts.sources.vias.length > 0 || this.opts.sources.backups.some((b) => net.isIP(b) === 0)) {
-      this.schedulePoll();
-    }
+    if (this.interfaceNames().length > 0) this.schedulePoll();
     return p;
+  }
+
+  /** Interfaces the sources name (`--via`, and `--backup`/`--overflow` given a name): followed by polling. */
+  private interfaceNames(): string[] {
+    const s = this.sources;
+    return [...s.vias, ...[...s.backups, ...(s.overflows ?? [])].filter((b) => net.isIP(b) === 0)];
+  }
+
+  /**
+   * New sources (a reloaded config file): paths no longer wanted close their
+   * subflows, new ones start, and a path whose role the new sources change
+   * takes it at once. The session and its streams are untouched.
+   */
+  reconfigure(sources: SourceOptions): void {
+    if (this.closed) return;
+    this.sources = sources;
+    this.refreshPaths();
+    if (this.interfaceNames().length > 0 && !this.pollTimer) this.schedulePoll();
+  }
+
+  /**
+   * Change the role of the path whose subflow has this id (as in /stats):
+   * here and, by `prio`, at the server. The path keeps the role for its
+   * later subflows. Returns the path's key, or undefined if no path has a
+   * subflow with that id.
+   */
+  setSubflowRole(subflowId: number, role: SubflowRole): string | undefined {
+    const slot = [...this.slots.values()].find((x) => x.subflow !== undefined && x.subflow.id === subflowId && x.subflow.state !== 'pending-ok');
+    if (!slot || !slot.subflow) return undefined;
+    this.setSlotRole(slot, role, 'request');
+    return slot.spec.key;
+  }
+
+  private setSlotRole(slot: Slot, role: SubflowRole, why: string): void {
+    if (slot.role !== role) this.log.info({ path: slot.spec.key, role, was: slot.role, by: why }, `path role now ${role}`);
+    slot.role = role;
+    if (slot.subflow && this.session && !slot.subflow.isClosed) this.session.setSubflowRole(slot.subflow, role);
   }
 
   /** Re-read the interfaces every `pollMs` (a clock timer re-armed each time, so tests can drive it). */
@@ -248,7 +293,9 @@ export class PlaitClient {
         local: s.spec.local.address ?? '(default)',
         remote: `${s.spec.remote.host}:${s.spec.remote.port}`,
         origin: s.spec.local.origin,
-        backup: s.spec.local.backup,
+        backup: s.role === 'backup',
+        role: s.role,
+        subflow: s.subflow && !s.subflow.isClosed ? s.subflow.id : undefined,
         state: s.state,
         attempts: s.attempt,
         lastError: s.lastError,
@@ -289,7 +336,7 @@ export class PlaitClient {
   refreshPaths(): void {
     if (this.closed) return;
     this.noteMissingVias();
-    const wanted = planPaths(localSources(this.opts.sources), this.remotes);
+    const wanted = planPaths(localSources(this.sources), this.remotes);
     const keys = new Set(wanted.map((p) => p.key));
     for (const slot of [...this.slots.values()]) {
       if (!keys.has(slot.spec.key)) {
@@ -299,9 +346,17 @@ export class PlaitClient {
       }
     }
     for (const spec of wanted) {
-      if (this.slots.has(spec.key)) continue;
+      const have = this.slots.get(spec.key);
+      if (have) {
+        // Only a change in what the sources say moves the role: one set at runtime stays until then.
+        const was = have.spec.local.role;
+        have.spec = spec;
+        if (spec.local.role !== was) this.setSlotRole(have, spec.local.role, 'sources');
+        continue;
+      }
       const slot: Slot = {
         spec,
+        role: spec.local.role,
         state: 'idle',
         attempt: 0,
         addrId: this.addrIdFor(spec.local.address),
@@ -314,15 +369,14 @@ export class PlaitClient {
         replaceTimer: undefined,
       };
       this.slots.set(spec.key, slot);
-      this.log.info({ path: spec.key, backup: spec.local.backup, origin: spec.local.origin }, 'new path');
+      this.log.info({ path: spec.key, role: spec.local.role, origin: spec.local.origin }, 'new path');
       this.kick(slot);
     }
   }
 
   /** Say once when a `--via` (or `--backup IFACE`) interface is missing or has no address, and when it comes back. */
   private noteMissingVias(): void {
-    const names = [...this.opts.sources.vias, ...this.opts.sources.backups.filter((b) => net.isIP(b) === 0)];
-    for (const name of names) {
+    for (const name of this.interfaceNames()) {
       const missing = interfaceAddresses(name).length === 0;
       if (missing && !this.missingVias.has(name)) {
         this.missingVias.add(name);
@@ -445,14 +499,14 @@ export class PlaitClient {
         return;
       }
       const channel = new SocketChannel(socket);
-      const backup = slot.spec.local.backup;
+      const role = slot.role;
       const existing = this.session;
       if (!existing) {
         const { session, subflow } = await connectSession(channel, {
           secretKeys: this.opts.secretKeys,
           config: this.config,
           clock: this.clock,
-          backup,
+          role,
           addrId: slot.addrId,
           clockOffsetMs: this.clockOffsetMs,
           ...(this.opts.cipher ? { cipher: this.opts.cipher } : {}),
@@ -471,7 +525,7 @@ export class PlaitClient {
       } else {
         const subflow = await joinSession(existing, channel, {
           clock: this.clock,
-          backup,
+          role,
           addrId: slot.addrId,
           secretKeys: this.opts.secretKeys,
         });
@@ -569,7 +623,7 @@ export class PlaitClient {
       const socket = await this.tcpConnect(slot.spec, REPLACE_CONNECT_TIMEOUT_MS);
       const fresh = await joinSession(session, new SocketChannel(socket), {
         clock: this.clock,
-        backup: slot.spec.local.backup,
+        role: slot.role,
         addrId: slot.addrId,
         timeoutMs: REPLACE_CONNECT_TIMEOUT_MS * 2,
         secretKeys: this.opts.secretKeys,
@@ -600,7 +654,9 @@ export class PlaitClient {
     if (slot.problem) this.log.info({ path: slot.spec.key }, `path working again (was: ${slot.problem.message})`);
     slot.problem = undefined;
     this.counters.subflowsOpened++;
-    this.log.info({ path: slot.spec.key, subflow: subflow.id, backup: subflow.backup }, 'subflow up');
+    this.log.info({ path: slot.spec.key, subflow: subflow.id, role: subflow.role }, 'subflow up');
+    // The role may have changed while the subflow was joining.
+    if (subflow.role !== slot.role && this.session) this.session.setSubflowRole(subflow, slot.role);
     if (this.session) this.checkOutage(this.session);
   }
 
@@ -701,6 +757,15 @@ export class PlaitClient {
         this.checkOutage(session);
       },
       addresses: (addrs) => this.addRemotes(addrs),
+      roleChanged: (sf, role, by) => {
+        // The server changed it: the path keeps it for its next subflows too.
+        if (by !== 'peer') return;
+        const slot = [...this.slots.values()].find((x) => x.subflow === sf);
+        if (slot && slot.role !== role) {
+          this.log.info({ path: slot.spec.key, role, was: slot.role }, `path role now ${role} (set by the server)`);
+          slot.role = role;
+        }
+      },
       idle: () => this.checkOutage(session),
       closed: (err) => {
         if (this.session !== session) return;

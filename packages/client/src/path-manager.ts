@@ -1,11 +1,13 @@
 import * as os from 'node:os';
 import { isIP } from 'node:net';
+import type { SubflowRole } from '@plait/core';
 
 /** A local source for subflows: an address, or "the default route". */
 export interface LocalSource {
   /** Source address to bind, or undefined for the OS's choice. */
   address: string | undefined;
-  backup: boolean;
+  /** From --backup / --overflow (an address or interface named there); else regular. */
+  role: SubflowRole;
   /** Where it came from, for logs: `--bind`, `--via eth0`, `default`. */
   origin: string;
   /** Interface to bind to (SO_BINDTODEVICE) for `--via` / `--backup IFACE` sources. */
@@ -30,7 +32,12 @@ export interface SourceOptions {
   vias: string[];
   /** Addresses or interface names whose subflows are backups. */
   backups: string[];
+  /** Addresses or interface names whose subflows carry only what the regular ones cannot take. */
+  overflows?: string[];
 }
+
+/** When one address gets two roles (its interface is named for one, the address for another), the more sparing wins. */
+const ROLE_RANK: Record<SubflowRole, number> = { regular: 0, overflow: 1, backup: 2 };
 
 type Interfaces = ReturnType<typeof os.networkInterfaces>;
 
@@ -46,21 +53,28 @@ export function interfaceAddresses(name: string, ifaces: Interfaces = os.network
  */
 export function localSources(opts: SourceOptions, ifaces: Interfaces = os.networkInterfaces()): LocalSource[] {
   const out = new Map<string, LocalSource>();
-  const isBackupName = (x: string): boolean => opts.backups.includes(x);
-  const add = (address: string, origin: string, backup: boolean, device?: string): void => {
+  const overflows = opts.overflows ?? [];
+  const roleOf = (...names: string[]): SubflowRole =>
+    names.some((x) => opts.backups.includes(x)) ? 'backup' : names.some((x) => overflows.includes(x)) ? 'overflow' : 'regular';
+  const add = (address: string, origin: string, role: SubflowRole, device?: string): void => {
     const prev = out.get(address);
     if (prev) {
-      prev.backup ||= backup;
+      if (ROLE_RANK[role] > ROLE_RANK[prev.role]) prev.role = role;
       prev.device ??= device;
-    } else out.set(address, { address, origin, backup, ...(device ? { device } : {}) });
+    } else out.set(address, { address, origin, role, ...(device ? { device } : {}) });
   };
-  for (const b of opts.binds) add(b, '--bind', isBackupName(b));
-  for (const iface of opts.vias) for (const a of interfaceAddresses(iface, ifaces)) add(a, `--via ${iface}`, isBackupName(iface) || isBackupName(a), iface);
-  for (const b of opts.backups) {
-    if (isIP(b)) add(b, '--backup', true);
-    else for (const a of interfaceAddresses(b, ifaces)) add(a, `--backup ${b}`, true, b);
+  for (const b of opts.binds) add(b, '--bind', roleOf(b));
+  for (const iface of opts.vias) for (const a of interfaceAddresses(iface, ifaces)) add(a, `--via ${iface}`, roleOf(iface, a), iface);
+  for (const [flag, list, role] of [
+    ['--backup', opts.backups, 'backup'],
+    ['--overflow', overflows, 'overflow'],
+  ] as const) {
+    for (const b of list) {
+      if (isIP(b)) add(b, flag, role);
+      else for (const a of interfaceAddresses(b, ifaces)) add(a, `${flag} ${b}`, role, b);
+    }
   }
-  if (out.size === 0 && opts.vias.length === 0) return [{ address: undefined, backup: false, origin: 'default route' }];
+  if (out.size === 0 && opts.vias.length === 0) return [{ address: undefined, role: 'regular', origin: 'default route' }];
   return [...out.values()];
 }
 

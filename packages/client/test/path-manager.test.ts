@@ -16,22 +16,34 @@ const ifaces = (m: Record<string, string[]>): ReturnType<typeof os.networkInterf
 
 describe('path manager', () => {
   it('uses the default route when no source is given', () => {
-    expect(localSources({ binds: [], vias: [], backups: [] }, ifaces({}))).toEqual([{ address: undefined, backup: false, origin: 'default route' }]);
+    expect(localSources({ binds: [], vias: [], backups: [] }, ifaces({}))).toEqual([{ address: undefined, role: 'regular', origin: 'default route' }]);
   });
 
   it('follows an interface: its addresses now, minus link-local IPv6; backups flagged', () => {
     const opts = { binds: ['127.0.0.1'], vias: ['eth0', 'wwan0'], backups: ['wwan0'] };
     const before = localSources(opts, ifaces({ eth0: ['192.168.1.20', 'fe80::1'], wwan0: [] }));
-    expect(before.map((s) => [s.address, s.backup])).toEqual([
-      ['127.0.0.1', false],
-      ['192.168.1.20', false],
+    expect(before.map((s) => [s.address, s.role])).toEqual([
+      ['127.0.0.1', 'regular'],
+      ['192.168.1.20', 'regular'],
     ]);
     // The LTE stick comes up: a new backup source appears on the next poll.
     const after = localSources(opts, ifaces({ eth0: ['192.168.1.20'], wwan0: ['10.64.0.5'] }));
-    expect(after.map((s) => [s.address, s.backup])).toEqual([
-      ['127.0.0.1', false],
-      ['192.168.1.20', false],
-      ['10.64.0.5', true],
+    expect(after.map((s) => [s.address, s.role])).toEqual([
+      ['127.0.0.1', 'regular'],
+      ['192.168.1.20', 'regular'],
+      ['10.64.0.5', 'backup'],
+    ]);
+  });
+
+  it('overflow sources: an address or an interface; an address named for two roles gets the more sparing one', () => {
+    const opts = { binds: ['127.0.0.1', '127.0.0.2'], vias: ['eth0'], backups: ['10.64.0.5'], overflows: ['127.0.0.2', 'wwan0'] };
+    const got = localSources(opts, ifaces({ eth0: ['192.168.1.20'], wwan0: ['10.64.0.5', '10.64.0.6'] }));
+    expect(got.map((s) => [s.address, s.role, s.origin])).toEqual([
+      ['127.0.0.1', 'regular', '--bind'],
+      ['127.0.0.2', 'overflow', '--bind'],
+      ['192.168.1.20', 'regular', '--via eth0'],
+      ['10.64.0.5', 'backup', '--backup'],
+      ['10.64.0.6', 'overflow', '--overflow wwan0'],
     ]);
   });
 

@@ -5,7 +5,7 @@ import type { PathSpec } from '../src/path-manager.js';
 
 const spec = (local?: string, device?: string): PathSpec => ({
   key: 'k',
-  local: { address: local, backup: false, origin: 'test', ...(device ? { device } : {}) },
+  local: { address: local, role: 'regular', origin: 'test', ...(device ? { device } : {}) },
   remote: { host: 'vps.example', port: 7000, id: 0 },
 });
 const sys = (code: string): Error => Object.assign(new Error(`x ${code}`), { code });

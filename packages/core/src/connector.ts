@@ -8,6 +8,7 @@ import { HandshakeChannel } from './handshake-channel.js';
 import { startHello, startJoin } from './handshake.js';
 import type { SecretKeys } from './keys.js';
 import { RecordOpener, RecordSealer } from './record.js';
+import { roleBackupBit, type SubflowRole } from './roles.js';
 import type { Scheduler } from './scheduler.js';
 import { Session, type SessionEvents } from './session.js';
 import type { Subflow } from './subflow.js';
@@ -17,6 +18,8 @@ export interface ConnectOptions {
   config: Config;
   clock: Clock;
   backup?: boolean;
+  /** The subflow's role (wins over `backup`); one the handshake bit cannot say goes out in `prio` after `ok`. */
+  role?: SubflowRole;
   addrId?: number;
   /** Give up if the handshake (including the server's `ok`) takes longer (ms). */
   timeoutMs?: number;
@@ -38,7 +41,7 @@ export function sessionCipher(session: Session): CipherName {
 
 /** Client: create a session with HELLO over `channel`; resolves once the server's `ok` arrived. */
 export async function connectSession(channel: ByteChannel, opts: ConnectOptions): Promise<{ session: Session; subflow: Subflow }> {
-  const backup = opts.backup ?? false;
+  const backup = opts.role ? roleBackupBit(opts.role) : (opts.backup ?? false);
   const addrId = opts.addrId ?? 0;
   const deadline = opts.clock.now() + (opts.timeoutMs ?? opts.config.handshakeTimeoutMs);
   const hc = new HandshakeChannel(channel, opts.clock);
@@ -60,6 +63,7 @@ export async function connectSession(channel: ByteChannel, opts: ConnectOptions)
       sealer: new RecordSealer(result.subflowKeys.send, result.cipher),
       opener: new RecordOpener(result.subflowKeys.recv, undefined, result.cipher),
       backup,
+      ...(opts.role ? { role: opts.role } : {}),
       addrId,
       leftover: hc.detach(),
     });
@@ -92,6 +96,8 @@ export async function joinSession(
   opts: {
     clock: Clock;
     backup?: boolean;
+    /** As in ConnectOptions. */
+    role?: SubflowRole;
     addrId: number;
     timeoutMs?: number;
     /** The secret's keys: lets us verify the server's refusals (an unverified one only fails this path). */
@@ -100,7 +106,7 @@ export async function joinSession(
     cipher?: CipherName;
   },
 ): Promise<Subflow> {
-  const backup = opts.backup ?? false;
+  const backup = opts.role ? roleBackupBit(opts.role) : (opts.backup ?? false);
   const deadline = opts.clock.now() + (opts.timeoutMs ?? session.config.handshakeTimeoutMs);
   const hc = new HandshakeChannel(channel, opts.clock);
   try {
@@ -122,6 +128,7 @@ export async function joinSession(
       sealer: new RecordSealer(ack.subflowKeys.send, ack.cipher),
       opener: new RecordOpener(ack.subflowKeys.recv, undefined, ack.cipher),
       backup,
+      ...(opts.role ? { role: opts.role } : {}),
       addrId: opts.addrId,
       leftover: hc.detach(),
     });

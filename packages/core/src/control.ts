@@ -13,6 +13,7 @@ import { Packr } from 'msgpackr';
 import { ByteQueue } from './byte-queue.js';
 import { WIRE } from './config.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
+import { isSubflowRole, roleBackupBit, type SubflowRole } from './roles.js';
 
 export interface PeerAddr {
   id: number;
@@ -23,7 +24,11 @@ export interface PeerAddr {
 export type ControlMessage =
   | { t: 'ok'; subflow: number; addrs?: PeerAddr[] }
   | { t: 'close'; code: number; reason: string }
-  | { t: 'prio'; subflow: number; backup: boolean }
+  /**
+   * MP_PRIO: the sender changed a subflow's role. `role` (absent from older
+   * senders) wins over `backup`; `seq` (also optional) orders the changes.
+   */
+  | { t: 'prio'; subflow: number; backup: boolean; role?: SubflowRole; seq?: number }
   /** A `t` this implementation does not know: receivers ignore it (forward compatibility). */
   | { t: 'unknown'; name: string };
 
@@ -290,10 +295,21 @@ export function encodeControl(m: ControlMessage): Uint8Array {
       const reason = utf8Fatal.decode(truncateUtf8(m.reason, CLOSE_REASON_MAX));
       return pack({ t: 'close', code: m.code, reason });
     }
-    case 'prio':
+    case 'prio': {
       if (!isU32(m.subflow)) throw internal(`invalid subflow ${m.subflow}`);
       if (typeof m.backup !== 'boolean') throw internal('invalid backup flag');
-      return pack({ t: 'prio', subflow: m.subflow, backup: m.backup });
+      const o: Record<string, unknown> = { t: 'prio', subflow: m.subflow, backup: m.backup };
+      if (m.role !== undefined) {
+        // An older receiver reads only `backup`: it must say what the role means to it.
+        if (!isSubflowRole(m.role) || roleBackupBit(m.role) !== m.backup) throw internal(`invalid role ${String(m.role)} with backup ${m.backup}`);
+        o.role = m.role;
+      }
+      if (m.seq !== undefined) {
+        if (!isU32(m.seq)) throw internal(`invalid prio seq ${m.seq}`);
+        o.seq = m.seq;
+      }
+      return pack(o);
+    }
     case 'unknown':
       // Lets tests (and future versions) send a message old receivers must ignore.
       if (typeof m.name !== 'string' || KNOWN_T.has(m.name) || LONE_SURROGATE.test(m.name)) {
@@ -340,7 +356,17 @@ export function decodeControl(body: Uint8Array): ControlMessage {
       const backup = own(m, 'backup');
       if (!isU32(subflow)) throw protocol('CONTROL prio: bad subflow');
       if (typeof backup !== 'boolean') throw protocol('CONTROL prio: bad backup');
-      return { t: 'prio', subflow, backup };
+      const out: ControlMessage = { t: 'prio', subflow, backup };
+      // A role this version does not know (a later one's) is absent: `backup` then says what to do.
+      const role = own(m, 'role');
+      if (role !== undefined && role !== null && typeof role !== 'string') throw protocol('CONTROL prio: bad role');
+      if (isSubflowRole(role)) out.role = role;
+      const seq = own(m, 'seq');
+      if (seq !== undefined && seq !== null) {
+        if (!isU32(seq)) throw protocol('CONTROL prio: bad seq');
+        out.seq = seq;
+      }
+      return out;
     }
     default:
       return { t: 'unknown', name: t };

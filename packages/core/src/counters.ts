@@ -38,6 +38,8 @@ export const SESSION_COUNTERS = {
   framesUnknownStream: 'Frames for stream 0, an id of ours never opened, or an id far beyond any the peer opened: dropped.',
   acksUnknownSubflow: 'ACKs naming a subflow id we do not have (closed, or never existed): ignored.',
   resetsAfterData: 'Streams aborted after their data: the RESET waited for the acknowledgement.',
+  rolesChangedLocally: 'Subflow roles changed on this side (and announced to the peer with prio).',
+  rolesChangedByPeer: "Subflow roles changed by the peer's prio message.",
 } as const;
 
 /** Handshake codes a server refuses with, each counted as `reject<Name>`. */

@@ -10,6 +10,7 @@ export type { Session, SessionStats } from './session.js';
 export type { Subflow } from './subflow.js';
 export type { Stream } from './stream.js';
 export { createScheduler, schedulerNames } from './scheduler.js';
+export { isSubflowRole, SUBFLOW_ROLES, type SubflowRole } from './roles.js';
 export { MemoryBudget } from './memory-budget.js';
 
 // Configuration, time and transport: what the embedder supplies.

@@ -1,10 +1,12 @@
+import type { SubflowRole } from './roles.js';
+
 /**
  * The scheduler decides which subflow(s) carry the next frame. It sees a
  * read-only view of each usable subflow and never touches sockets.
  */
 export interface SubflowView {
   readonly id: number;
-  readonly backup: boolean;
+  readonly role: SubflowRole;
   /** Bytes sent (or staged) and not yet acknowledged. */
   readonly inflight: number;
   /** Cap on `inflight` from the measured bandwidth-delay product. */
@@ -22,8 +24,9 @@ export interface Scheduler {
   /**
    * Subflows to send a frame of `bytes` on, or an empty array to wait (the
    * session retries when an ack frees room). `candidates` holds only usable,
-   * writable subflows of one class: the regular ones, or the backups when no
-   * regular subflow is usable. Returning several subflows sends a copy on each.
+   * writable subflows of one role tier (roles.ts dataTiers): the session asks
+   * the next tier only when this returns nothing. Returning several subflows
+   * sends a copy on each.
    */
   pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[];
 }

@@ -11,6 +11,7 @@ import { SendBudget } from './send-budget.js';
 import type { SessionKeys } from './keys.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { RecordOpener, RecordSealer } from './record.js';
+import { dataTiers, roleBackupBit, type SubflowRole } from './roles.js';
 import { EarliestArrivalScheduler, type Scheduler } from './scheduler.js';
 import { Stream, type StreamHost } from './stream.js';
 import { Subflow, type ReliableItem } from './subflow.js';
@@ -22,6 +23,8 @@ export interface SubflowSetup {
   sealer: RecordSealer;
   opener: RecordOpener;
   backup: boolean;
+  /** Client: the role when the handshake's backup bit cannot say it (overflow); announced after `ok`. */
+  role?: SubflowRole;
   addrId: number;
   /** Bytes read past the handshake (the first records may ride along). */
   leftover?: Uint8Array;
@@ -35,7 +38,9 @@ export interface SubflowStats {
   local: string;
   remote: string;
   state: string;
+  /** True for role `backup` only. */
   backup: boolean;
+  role: SubflowRole;
   rttMs: number;
   minRttMs: number;
   rateBytesPerSec: number;
@@ -69,6 +74,8 @@ export interface SessionEvents {
   subflowUp?(subflow: Subflow): void;
   /** A subflow closed (`closed`) or stopped answering (`suspect`). */
   subflowDown?(subflow: Subflow, reason: string, closed: boolean): void;
+  /** A subflow's role changed, here (`local`, setSubflowRole) or by the peer's `prio`. */
+  roleChanged?(subflow: Subflow, role: SubflowRole, by: 'local' | 'peer'): void;
   /** Server advertised extra addresses (client side). */
   addresses?(addrs: { id: number; host: string; port: number }[]): void;
   /** No subflow left; streams wait for a new one (the owner decides how long). */
@@ -198,6 +205,30 @@ export class Session implements StreamHost {
     return !this.closedState && this.subflows.length < this.config.maxSubflows;
   }
 
+  /**
+   * Change a subflow's role on this side and tell the peer with `prio`, so
+   * both directions follow it. A client subflow still waiting for `ok` takes
+   * the role now and announces it when `ok` comes (the peer cannot name it
+   * before). False for a subflow not (or no longer) in this session.
+   */
+  setSubflowRole(sf: Subflow, role: SubflowRole): boolean {
+    if (this.closedState || !this.subflows.includes(sf)) return false;
+    if (sf.role !== role) {
+      sf.setRole(role);
+      this.counters.rolesChangedLocally++;
+      this.events.roleChanged?.(sf, role, 'local');
+    }
+    this.announceRole(sf);
+    this.schedulePump();
+    return true;
+  }
+
+  private announceRole(sf: Subflow): void {
+    const a = sf.takeRoleAnnouncement();
+    if (!a) return;
+    this.queueControl({ type: FrameType.CONTROL, message: { t: 'prio', subflow: sf.id, backup: roleBackupBit(a.role), role: a.role, seq: a.seq } });
+  }
+
   // ------------------------------------------------------------ subflows
 
   /**
@@ -212,6 +243,7 @@ export class Session implements StreamHost {
     const sf = new Subflow(setup.channel, setup.sealer, setup.opener, {
       id: isServer ? this.nextSubflowId++ : 0,
       backup: setup.backup,
+      ...(setup.role ? { role: setup.role } : {}),
       addrId: setup.addrId,
       awaitOk: !isServer,
       now,
@@ -372,6 +404,7 @@ export class Session implements StreamHost {
       case 'ok':
         if (this.role !== 'client') throw new ProtocolError(ErrorCode.PROTOCOL, 'unexpected ok message');
         sf.onOk(m.subflow);
+        this.announceRole(sf);
         // Measure the new path at once: an unmeasured subflow is assumed slow.
         this.probe(sf, this.clock.now());
         this.events.subflowUp?.(sf);
@@ -388,8 +421,13 @@ export class Session implements StreamHost {
         this.close(m.code === ErrorCode.CLOSED ? undefined : new PlaitError(m.code as ErrorCode, `peer closed the session: ${errorName(m.code)} ${m.reason}`), false);
         return;
       case 'prio': {
-        const target = this.subflows.find((s) => s.id === m.subflow);
-        target?.setBackup(m.backup);
+        const target = this.subflows.find((s) => s.id === m.subflow && s.state !== 'pending-ok');
+        if (!target) return; // closed meanwhile, or never ours: harmless
+        const role = m.role ?? (m.backup ? 'backup' : 'regular');
+        if (target.onPeerRole(role, m.seq)) {
+          this.counters.rolesChangedByPeer++;
+          this.events.roleChanged?.(target, role, 'peer');
+        }
         this.schedulePump();
         return;
       }
@@ -721,23 +759,13 @@ export class Session implements StreamHost {
     this.stageFrame(sf, { type: FrameType.ACK, subflow: sf.id, records: sf.takeAck() }, undefined);
   }
 
-  /** Usable subflows of the class that may carry data: regular ones, else backups. */
-  private dataCandidates(): Subflow[] {
-    const regular: Subflow[] = [];
-    const backup: Subflow[] = [];
-    for (const sf of this.subflows) {
-      if (!sf.usable) continue;
-      (sf.backup ? backup : regular).push(sf);
-    }
-    // A backup subflow is used only when no regular one works (MPTCP low_prio).
-    const cls = regular.length > 0 ? regular : backup;
-    return cls.filter((sf) => sf.writable);
-  }
-
   private controlSubflow(): Subflow | undefined {
     let best: Subflow | undefined;
-    for (const sf of this.dataCandidates()) if (!best || (sf.srtt || Infinity) < (best.srtt || Infinity)) best = sf;
-    if (best) return best;
+    // The lowest-RTT subflow of the first tier that has a writable one (roles.ts).
+    for (const tier of dataTiers(this.subflows)) {
+      for (const sf of tier) if (!best || (sf.srtt || Infinity) < (best.srtt || Infinity)) best = sf;
+      if (best) return best;
+    }
     // Nothing writable: control frames are small, queue them on any live subflow.
     return this.subflows.find((sf) => sf.usable) ?? this.subflows.find((sf) => sf.state === 'suspect');
   }
@@ -790,11 +818,15 @@ export class Session implements StreamHost {
     }
   }
 
+  /** The scheduler's choice in the first role tier where it finds room (regular, then overflow; or backup). */
   private pickSubflows(bytes: number): Subflow[] {
-    const cands = this.dataCandidates();
-    if (cands.length === 0) return [];
-    for (const sf of cands) sf.noteCapLimited(bytes);
-    return this.scheduler.pick(cands, bytes) as Subflow[];
+    for (const cands of dataTiers(this.subflows)) {
+      if (cands.length === 0) continue;
+      for (const sf of cands) sf.noteCapLimited(bytes);
+      const picked = this.scheduler.pick(cands, bytes) as Subflow[];
+      if (picked.length > 0) return picked;
+    }
+    return [];
   }
 
   /** Payload bytes that fit in the subflow's current record (or a fresh one). */
@@ -925,6 +957,7 @@ export class Session implements StreamHost {
           remote: sf.channel.remoteLabel,
           state: sf.state,
           backup: sf.backup,
+          role: sf.role,
           rttMs: round(sf.metrics.srtt),
           minRttMs: round(sf.metrics.minRtt(now)),
           rateBytesPerSec: Math.round(sf.metrics.rate(now) * 1000),

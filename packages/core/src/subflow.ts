@@ -4,6 +4,7 @@ import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
 import type { Frame } from './frames.js';
 import { PathMetrics } from './path-metrics.js';
 import type { RecordOpener, RecordSealer } from './record.js';
+import type { SubflowRole } from './roles.js';
 import type { SubflowView } from './scheduler.js';
 import type { Stream } from './stream.js';
 
@@ -73,7 +74,12 @@ export interface PacingConfig {
  */
 export class Subflow implements SubflowView {
   private _id: number;
-  private _backup: boolean;
+  private _role: SubflowRole;
+  /** The role the peer knows of: from the handshake's backup bit, then from `prio` either way. */
+  private peerRole: SubflowRole;
+  /** Last `seq` of a `prio` we sent, and the last one we applied from the peer (0: none). */
+  private prioSent = 0;
+  private prioApplied = 0;
   readonly addrId: number;
   private _state: SubflowState;
   readonly metrics = new PathMetrics();
@@ -126,10 +132,11 @@ export class Subflow implements SubflowView {
     readonly channel: ByteChannel,
     readonly sealer: RecordSealer,
     readonly opener: RecordOpener,
-    opts: { id: number; backup: boolean; addrId: number; awaitOk: boolean; now: number },
+    opts: { id: number; backup: boolean; role?: SubflowRole; addrId: number; awaitOk: boolean; now: number },
   ) {
     this._id = opts.id;
-    this._backup = opts.backup;
+    this.peerRole = opts.backup ? 'backup' : 'regular';
+    this._role = opts.role ?? this.peerRole;
     this.addrId = opts.addrId;
     this._state = opts.awaitOk ? 'pending-ok' : 'active';
     this._lastRecvAt = opts.now;
@@ -149,8 +156,12 @@ export class Subflow implements SubflowView {
   get id(): number {
     return this._id;
   }
+  get role(): SubflowRole {
+    return this._role;
+  }
+  /** Role `backup` (an overflow subflow is not a backup). */
   get backup(): boolean {
-    return this._backup;
+    return this._role === 'backup';
   }
   get state(): SubflowState {
     return this._state;
@@ -257,9 +268,31 @@ export class Subflow implements SubflowView {
     this.markReady();
   }
 
-  /** MP_PRIO: the peer changed this subflow's backup flag. */
-  setBackup(backup: boolean): void {
-    this._backup = backup;
+  /** This side changes the role; the session tells the peer (takeRoleAnnouncement). */
+  setRole(role: SubflowRole): void {
+    this._role = role;
+  }
+
+  /** A `prio` to send when the peer does not know the current role yet (after `ok` on a client). */
+  takeRoleAnnouncement(): { role: SubflowRole; seq: number } | undefined {
+    if (this._state === 'pending-ok' || this._state === 'closed' || this.peerRole === this._role) return undefined;
+    this.peerRole = this._role;
+    return { role: this._role, seq: ++this.prioSent };
+  }
+
+  /**
+   * MP_PRIO: the peer changed the role. A `prio` may overtake an older one
+   * (they ride on any subflow, and are resent elsewhere when one fails), so
+   * one whose `seq` is not above the last applied is stale and ignored.
+   */
+  onPeerRole(role: SubflowRole, seq: number | undefined): boolean {
+    if (seq !== undefined) {
+      if (seq <= this.prioApplied) return false;
+      this.prioApplied = seq;
+    }
+    this._role = role;
+    this.peerRole = role;
+    return true;
   }
 
   /** The channel can take writes again. */

@@ -60,6 +60,9 @@ const controlMsg: fc.Arbitrary<ControlMessage> = fc.oneof(
   }),
   fc.record({ t: fc.constant('close' as const), code: fc.integer({ min: 0, max: 255 }), reason: fc.string({ unit: 'binary', maxLength: 60 }) }),
   fc.record({ t: fc.constant('prio' as const), subflow: u32, backup: fc.boolean() }),
+  fc
+    .record({ subflow: u32, role: fc.constantFrom('regular' as const, 'backup' as const, 'overflow' as const), seq: u32 })
+    .map(({ subflow, role, seq }) => ({ t: 'prio' as const, subflow, backup: role !== 'regular', role, seq })),
   fc.record({ t: fc.constant('unknown' as const), name: fc.string({ unit: 'binary', maxLength: 20 }).filter((s) => !['ok', 'close', 'prio'].includes(s)) }),
 );
 
@@ -75,6 +78,9 @@ describe('CONTROL messages', () => {
 
   it('decodes what another encoder writes, ignoring extra fields and int widths', () => {
     expect(decodeControl(pk({ t: 'prio', subflow: 3, backup: false, future: [1, { x: 'y' }] }))).toEqual({ t: 'prio', subflow: 3, backup: false });
+    // A role from a later version is left out: the receiver then goes by `backup`. nil fields are absent.
+    expect(decodeControl(pk({ t: 'prio', subflow: 3, backup: true, role: 'metered-later', seq: 4 }))).toEqual({ t: 'prio', subflow: 3, backup: true, seq: 4 });
+    expect(decodeControl(pk({ t: 'prio', subflow: 3, backup: true, role: null, seq: null }))).toEqual({ t: 'prio', subflow: 3, backup: true });
     // subflow as uint64 (0xcf) and nil addrs are accepted.
     const body = Uint8Array.of(0x83, ...fs('t'), ...fs('ok'), ...fs('subflow'), 0xcf, 0, 0, 0, 0, 0, 0, 0, 7, ...fs('addrs'), 0xc0);
     expect(decodeControl(body)).toEqual({ t: 'ok', subflow: 7 });
@@ -128,6 +134,11 @@ describe('CONTROL messages', () => {
       { t: 'prio', subflow: 1 },
       { t: 'prio', subflow: 1, backup: 1 },
       { t: 'prio', subflow: 'a', backup: true },
+      { t: 'prio', subflow: 1, backup: true, role: 1 },
+      { t: 'prio', subflow: 1, backup: true, role: ['backup'] },
+      { t: 'prio', subflow: 1, backup: true, role: 'backup', seq: -1 },
+      { t: 'prio', subflow: 1, backup: true, role: 'backup', seq: 2 ** 32 },
+      { t: 'prio', subflow: 1, backup: true, role: 'backup', seq: 'x' },
     ];
     for (const v of bad) expectProtocol(() => decodeControl(pk(v)));
   });

@@ -4,6 +4,7 @@ import { makeConfig, type Config } from '../src/config.js';
 import { connectSession, joinSession } from '../src/connector.js';
 import { deriveSecretKeys } from '../src/keys.js';
 import { MemoryLink, type LinkOptions } from '@plait/testkit';
+import type { SubflowRole } from '../src/roles.js';
 import type { Scheduler } from '../src/scheduler.js';
 import type { Session, SessionEvents } from '../src/session.js';
 import type { Stream } from '../src/stream.js';
@@ -26,7 +27,7 @@ export interface Pair {
 
 /** Wire a client and a server session over `links.length` in-memory subflows. */
 export async function makePair(opts: {
-  links: (LinkOptions & { backup?: boolean })[];
+  links: (LinkOptions & { backup?: boolean; role?: SubflowRole })[];
   config?: Partial<Config>;
   onServerStream?: (s: Stream, target: { host: string; port: number }) => void;
   serverEvents?: SessionEvents;
@@ -45,12 +46,12 @@ export async function makePair(opts: {
   const links = opts.links.map((l, i) => new MemoryLink(clock, l, `l${i}`));
   const first = links[0]!;
   void acceptor.accept(first.b);
-  const connecting = connectSession(first.a, { secretKeys, config: { ...config }, clock, backup: opts.links[0]?.backup ?? false, ...(opts.scheduler ? { scheduler: opts.scheduler } : {}) });
+  const connecting = connectSession(first.a, { secretKeys, config: { ...config }, clock, backup: opts.links[0]?.backup ?? false, ...roleOf(opts.links[0]), ...(opts.scheduler ? { scheduler: opts.scheduler } : {}) });
   const { session } = await settle(clock, connecting);
   for (let i = 1; i < links.length; i++) {
     const link = links[i]!;
     void acceptor.accept(link.b);
-    await settle(clock, joinSession(session, link.a, { clock, addrId: i, backup: opts.links[i]?.backup ?? false }));
+    await settle(clock, joinSession(session, link.a, { clock, addrId: i, backup: opts.links[i]?.backup ?? false, ...roleOf(opts.links[i]) }));
   }
   return {
     clock,
@@ -64,6 +65,8 @@ export async function makePair(opts: {
     config,
   };
 }
+
+const roleOf = (l: { role?: SubflowRole } | undefined): { role?: SubflowRole } => (l?.role ? { role: l.role } : {});
 
 /** Advance virtual time until the promise settles (or fail after `limitMs`). */
 export async function settle<T>(clock: VirtualClock, p: Promise<T>, limitMs = 60_000): Promise<T> {

@@ -12,11 +12,11 @@ import {
 /**
  * Recorded subflow states, built by hand like net/mptcp's scheduler tests.
  * The scheduler only reads SubflowView, so a plain object stands in for a
- * Subflow; which subflows are usable, backup or writable is decided before
- * (Session.dataCandidates) and reaches the scheduler as the candidate list.
+ * Subflow; which subflows are usable, of which role or writable is decided
+ * before (roles.ts dataTiers) and reaches the scheduler as the candidate list.
  */
 const view = (v: Partial<SubflowView> & { id: number }): SubflowView => ({
-  backup: false,
+  role: 'regular',
   inflight: 0,
   cap: 1 << 30,
   srtt: 0,
