@@ -45,7 +45,6 @@ describe('plait CLI basics', () => {
 
 describe('plait demo', () => {
   it('`plait demo --duration 6` prints a curl --socks5-hostname line that works while the demo runs', async () => {
-    const t0 = Date.now();
     const demo = spawnPlait(['demo', '--duration', '6'], { name: 'plait demo' });
     const lines = await waitUntil(
       'the demo to print its curl lines',
@@ -73,7 +72,7 @@ describe('plait demo', () => {
     // The printed line writes to /dev/null: ask curl (-w) how much it fetched.
     const res = await curl([...bulkArgs, '-sS', '--fail', '-w', '%{size_download}'], 15_000);
     expect(res.code, `curl: ${res.stderr}\n${demo.dump()}`).toBe(0);
-    expect(Date.now() - t0, 'the download finished while the demo was still running').toBeLessThan(6_000);
+    expect(demo.exited, 'the download finished while the demo was still running').toBe(false);
     const size = Number(/size=(\d+)/.exec(bulk!)?.[1] ?? NaN);
     expect(Number.isFinite(size)).toBe(true);
     expect(Number(res.head)).toBe(size);

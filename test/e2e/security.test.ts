@@ -19,7 +19,7 @@ import {
   spawnPlait,
   startClient,
   startServer,
-  timeUntilDropped,
+  untilDropped,
   waitUntil,
   type ServerHandle,
 } from './cli-helpers.js';
@@ -64,13 +64,11 @@ describe('handshake refusals (server with --allow-private)', () => {
   it('a client with the wrong secret exits non-zero saying "authentication failed"; the server logs AUTH_FAILED; a good client still works', async () => {
     const wrong = randomBytes(32).toString('base64url');
     const socksPort = await freePort();
-    const t0 = Date.now();
     const bad = spawnPlait(['client', '--server', server.addr, '--secret', wrong, '--socks', `127.0.0.1:${socksPort}`], { name: 'plait client (wrong secret)' });
-    const { code } = await bad.waitExit(8_000);
-    const elapsed = Date.now() - t0;
+    // A hang guard, not a timing: the client must give up by itself.
+    const { code } = await bad.waitExit(20_000);
     expect(code, bad.dump()).not.toBe(0);
     expect(code, bad.dump()).not.toBeNull();
-    expect(elapsed).toBeLessThan(8_000);
     expect(bad.stderr()).toMatch(/authentication failed/i);
 
     const line = await waitUntil(
@@ -90,16 +88,18 @@ describe('handshake refusals (server with --allow-private)', () => {
     }
   }, 40_000);
 
-  it('garbage, a half handshake and a slow drip are each dropped within ~6 s; the server keeps serving', async () => {
+  it('garbage, a half handshake and a slow drip are each dropped before the drip could finish; the server keeps serving', async () => {
     const before = refusals(server).length;
-    const DEADLINE = 6_500; // handshake timeout is 5 s
+    // The server's handshake deadline (5 s) is pinned on a virtual clock in packages/core/test/preauth.test.ts;
+    // here, a separate process on real time, the guard only has to sit far above it (a busy machine must not
+    // fail the test) and far below the ~55 s the drip needs to complete (a server that waits it out must).
+    const GUARD_MS = 20_000;
 
     // 1. Garbage: an unknown message type straight away.
-    const garbage = async (): Promise<number> => {
+    const garbage = async (): Promise<void> => {
       const s = await connectTcp(server.port);
       s.on('error', () => undefined);
-      const t0 = Date.now();
-      const dropped = timeUntilDropped(s, t0, DEADLINE);
+      const dropped = untilDropped(s, GUARD_MS);
       const junk = randomBytes(1024);
       junk[0] = 0xee;
       s.write(junk);
@@ -110,11 +110,10 @@ describe('handshake refusals (server with --allow-private)', () => {
       }
     };
     // 2. A valid-looking HELLO header (type 0x01, length 107), then nothing.
-    const half = async (): Promise<number> => {
+    const half = async (): Promise<void> => {
       const s = await connectTcp(server.port);
       s.on('error', () => undefined);
-      const t0 = Date.now();
-      const dropped = timeUntilDropped(s, t0, DEADLINE);
+      const dropped = untilDropped(s, GUARD_MS);
       s.write(Buffer.from([0x01, 0x00, 0x6b]));
       try {
         return await dropped;
@@ -123,22 +122,24 @@ describe('handshake refusals (server with --allow-private)', () => {
       }
     };
     // 3. A HELLO dripped one byte every 500 ms (would take ~55 s to complete).
-    const drip = async (): Promise<number> => {
+    const drip = async (): Promise<void> => {
       const s: net.Socket = await connectTcp(server.port);
       s.on('error', () => undefined);
-      const t0 = Date.now();
-      const dropped = timeUntilDropped(s, t0, DEADLINE);
+      const dropped = untilDropped(s, GUARD_MS);
       const hello = Buffer.concat([Buffer.from([0x01, 0x00, 0x6b, 0x01, 0x00, 0x00]), randomBytes(104)]);
       let stop = false;
+      let sent = 0;
       const writer = (async () => {
         for (let i = 0; i < hello.length && !stop; i++) {
           if (s.destroyed || s.writableEnded) break;
           s.write(hello.subarray(i, i + 1));
+          sent++;
           await sleep(500);
         }
       })();
       try {
-        return await dropped;
+        await dropped;
+        expect(sent, 'the drip was cut off before its HELLO was complete').toBeLessThan(hello.length);
       } finally {
         stop = true;
         s.destroy();
@@ -146,10 +147,7 @@ describe('handshake refusals (server with --allow-private)', () => {
       }
     };
 
-    const [g, h, d] = await Promise.all([garbage(), half(), drip()]);
-    expect(g, 'garbage dropped').toBeLessThan(DEADLINE);
-    expect(h, 'half handshake dropped').toBeLessThan(DEADLINE);
-    expect(d, 'slow drip dropped').toBeLessThan(DEADLINE);
+    await Promise.all([garbage(), half(), drip()]);
 
     await waitUntil('three refusals in the server log', () => refusals(server).length - before >= 3, 3_000).catch((e: unknown) => {
       throw new Error(`${String(e)}\n${server.proc.dump()}`);
@@ -171,14 +169,12 @@ describe('egress policy (server without --allow-private)', () => {
     const client = await startClient({ secret, servers: [server.addr], http: true });
     const echoBefore = echo.connections;
 
-    const t0 = Date.now();
     const r = await socks5Connect(client.socksPort!, '127.0.0.1', echo.port, 10_000);
     try {
       expect(r.reply[0]).toBe(0x05);
       expect(r.code, `SOCKS reply ${r.reply.toString('hex')}`).toBe(0x02);
       // It must not hang: the proxy closes the connection after the error reply.
-      const closedAfter = await timeUntilDropped(r.socket, t0, 5_000);
-      expect(closedAfter).toBeLessThan(5_000);
+      await untilDropped(r.socket, 10_000);
     } finally {
       r.socket.destroy();
     }

@@ -225,23 +225,26 @@ describe('RecordOpener', () => {
     expect([up.counter, upO.counter, down.counter, downO.counter]).toEqual([3, 3, 1, 1]);
   });
 
-  it('is fast: 64 MiB sealed and opened in MSS-sized chunks well within budget', () => {
+  // Throughput is a figure for scripts/bench-cipher.mjs, not a timed test: this one checks the volume path.
+  it('opens 64 MiB of records pushed in MSS-sized chunks, every byte in order', () => {
     const key = randomBytes(32);
     const s = new RecordSealer(key);
     const o = new RecordOpener(key);
     const pt = randomBytes(65536);
     const total = 64 * 1024 * 1024;
-    const t0 = performance.now();
     let opened = 0;
+    let intact = true;
     for (let sent = 0; sent < total; sent += pt.length) {
+      pt.writeUInt32BE(sent, 0); // each record's own marker: a dropped, repeated or swapped record shows
       const rec = s.seal(pt);
       for (let i = 0; i < rec.length; i += 1460) o.push(rec.subarray(i, i + 1460));
-      for (let m = o.next(); m; m = o.next()) opened += m.length;
+      for (let m = o.next(); m; m = o.next()) {
+        intact &&= m.length === pt.length && Buffer.from(m.buffer, m.byteOffset, m.byteLength).equals(pt);
+        opened += m.length;
+      }
     }
-    const ms = performance.now() - t0;
     expect(opened).toBe(total);
-    // Seal + open on one core; 1 Gbit/s each way would be ~1 s for both. Loose bound against CI noise.
-    expect(ms).toBeLessThan(4000);
+    expect(intact).toBe(true);
   });
 });
 

@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import util from 'node:util';
+import { realClock, type Clock } from '@plait/core';
 
 export interface TcpInfo {
   /** tcpi_state: 1 ESTABLISHED ... 7 CLOSE, 10 LISTEN (include/net/tcp_states.h) */
@@ -91,6 +92,8 @@ export interface CreateSockOptsOptions {
   /** default process.platform / process.arch */
   platform?: string;
   arch?: string;
+  /** times connectBound's deadline (default: the real clock); tests drive a virtual one */
+  clock?: Clock;
 }
 
 // Linux values, identical on x86_64 and aarch64 (asm-generic); they differ on mips/sparc/alpha,
@@ -187,7 +190,7 @@ export function createSockOpts(options: CreateSockOptsOptions = {}): SockOpts {
   } catch (e) {
     return unavailable(`koffi could not bind libc socket functions: ${errorText(e)}`);
   }
-  return new LinuxSockOpts(libc);
+  return new LinuxSockOpts(libc, options.clock ?? realClock);
 }
 
 function defaultLoadKoffi(): unknown {
@@ -271,7 +274,10 @@ class LinuxSockOpts implements SockOpts {
   private readonly lenBuf = Buffer.alloc(4);
   private readonly intBuf = Buffer.alloc(4);
 
-  constructor(private readonly libc: Libc) {}
+  constructor(
+    private readonly libc: Libc,
+    private readonly clock: Clock,
+  ) {}
 
   tcpInfo(socket: net.Socket): TcpInfo | undefined {
     const fd = socketFd(socket);
@@ -364,15 +370,16 @@ class LinuxSockOpts implements SockOpts {
     const pollfd = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
     pollfd.writeInt32LE(fd, 0);
     pollfd.writeInt16LE(POLLOUT, 4);
-    const deadline = Date.now() + timeoutMs;
+    const deadline = this.clock.now() + timeoutMs;
     for (;;) {
-      const left = deadline - Date.now();
+      const left = deadline - this.clock.now();
       if (left <= 0) {
         throw new SockOptError('ETIMEDOUT', 'connect', `connect ETIMEDOUT ${where} after ${timeoutMs} ms`, os.constants.errno.ETIMEDOUT);
       }
       pollfd.writeInt16LE(0, 6);
-      // -1 can only be EINTR here (the fd is ours and valid): poll again until the deadline.
-      if ((await this.libc.pollAsync(pollfd, 1, Math.min(left, POLL_SLICE_MS))) > 0) return;
+      // The clock is read between slices, so the deadline is never more than a slice late;
+      // poll takes whole ms. -1 can only be EINTR here (the fd is ours and valid): poll again.
+      if ((await this.libc.pollAsync(pollfd, 1, Math.ceil(Math.min(left, POLL_SLICE_MS)))) > 0) return;
     }
   }
 

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { TestClock, track } from '@plait/testkit';
 import { createSockOpts, loadSockOpts, SockOptError, type KoffiLike } from '../src/tcp-sockopt.js';
 
 // Loopback only: every address in this file is 127.0.0.1 or ::1.
@@ -242,7 +243,7 @@ describe('connectBound', () => {
     expect(err.syscall).toBe('connect');
   });
 
-  it('rejects with ETIMEDOUT when the SYN goes unanswered', async () => {
+  it('rejects with ETIMEDOUT when the SYN goes unanswered, once the timeout has passed on the clock and not before', async () => {
     // A listener with backlog 0 that never accepts: once one connection waits in its accept
     // queue, the kernel drops further SYNs, so the next connect hangs in SYN_SENT.
     const fd = c.socket(2, 1, 0);
@@ -259,11 +260,18 @@ describe('connectBound', () => {
     const port = sin.readUInt16BE(2);
     await connectPlain('127.0.0.1', port); // fills the accept queue
 
-    const started = Date.now();
-    const err = await rejectionOf(so.connectBound({ host: '127.0.0.1', port, device: 'lo', timeoutMs: 400 }));
+    const clock = new TestClock();
+    const timed = createSockOpts({ clock });
+    const pending = track(timed.connectBound({ host: '127.0.0.1', port, device: 'lo', timeoutMs: 100 }));
+    await clock.advance(99);
+    // Several poll slices, and longer than the timeout in real time: only the clock may end the wait.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(pending.settled).toBe(false);
+    await clock.advance(1);
+    await clock.settle(() => pending.settled, 'connectBound to give up at 100 ms of clock time');
+    const err = await rejectionOf(pending.promise);
     expect(err.code).toBe('ETIMEDOUT');
-    expect(Date.now() - started).toBeGreaterThanOrEqual(390);
-    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(err.message).toMatch(/after 100 ms/);
   });
 
   it('rejects host names and mixed families without touching the network', async () => {

@@ -2,7 +2,7 @@ import type * as dns from 'node:dns';
 import { lookup as dnsLookup } from 'node:dns';
 import * as net from 'node:net';
 import { domainToASCII } from 'node:url';
-import { ResetCode } from '@plait/core';
+import { realClock, ResetCode, type Clock, type Timer } from '@plait/core';
 import { slabOnread } from '@plait/node';
 import type { EgressPolicy } from './egress-policy.js';
 
@@ -32,6 +32,8 @@ export interface DialTargetOptions {
   lookup?: LookupFn;
   /** Head start of each connection attempt over the next (RFC 8305 "Connection Attempt Delay", default 250 ms). */
   attemptDelayMs?: number;
+  /** Times the dial budget and the attempt delay (default: the real clock); tests drive a virtual one. */
+  clock?: Clock;
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -112,17 +114,24 @@ function resolve(lookup: LookupFn, host: string): Promise<Candidate[]> {
 }
 
 /** Runs connection attempts staggered by `delayMs`; the first to connect wins and the rest are destroyed. */
-function race(cands: Candidate[], port: number, delayMs: number, signal: AbortSignal, label: string): Promise<net.Socket> {
+function race(
+  cands: Candidate[],
+  port: number,
+  delayMs: number,
+  clock: Clock,
+  signal: AbortSignal,
+  label: string,
+): Promise<net.Socket> {
   return new Promise((resolvePromise, rejectPromise) => {
     const live = new Set<net.Socket>();
     const failures: { address: string; code: ResetCode; errno: string }[] = [];
     let next = 0;
-    let timer: NodeJS.Timeout | undefined;
+    let timer: Timer | undefined;
     let settled = false;
 
     const settle = (): void => {
       settled = true;
-      clearTimeout(timer);
+      timer?.cancel();
       signal.removeEventListener('abort', onAbort);
       for (const s of live) s.destroy();
       live.clear();
@@ -140,7 +149,8 @@ function race(cands: Candidate[], port: number, delayMs: number, signal: AbortSi
     };
 
     const attempt = (): void => {
-      clearTimeout(timer);
+      timer?.cancel();
+      timer = undefined;
       const c = cands[next++];
       if (!c) {
         if (live.size === 0) giveUp();
@@ -177,7 +187,7 @@ function race(cands: Candidate[], port: number, delayMs: number, signal: AbortSi
         settle();
         resolvePromise(s);
       });
-      if (next < cands.length) timer = setTimeout(attempt, delayMs);
+      if (next < cands.length) timer = clock.setTimeout(attempt, delayMs);
     };
 
     if (signal.aborted) {
@@ -230,8 +240,9 @@ export async function dialTarget(
     throw new EgressError(ResetCode.NOT_ALLOWED, `invalid port in ${label}`);
   }
 
+  const clock = opts.clock ?? realClock;
   const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const timer = clock.setTimeout(() => controller.abort(), opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   try {
     let candidates: Candidate[];
     const literal = net.isIP(host);
@@ -262,10 +273,11 @@ export async function dialTarget(
       }
       candidates = interleave(allowed);
     }
-    const socket = await race(candidates, port, opts.attemptDelayMs ?? DEFAULT_ATTEMPT_DELAY_MS, controller.signal, label);
+    const delayMs = opts.attemptDelayMs ?? DEFAULT_ATTEMPT_DELAY_MS;
+    const socket = await race(candidates, port, delayMs, clock, controller.signal, label);
     socket.setKeepAlive(true, KEEPALIVE_DELAY_MS);
     return socket;
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
   }
 }

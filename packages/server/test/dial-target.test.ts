@@ -2,12 +2,17 @@ import * as net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResetCode } from '@plait/core';
+import { TestClock, track } from '@plait/testkit';
 import { dialTarget, EgressError, interleave, resetCodeForErrno, type LookupFn } from '../src/dial-target.js';
 import { EgressPolicy } from '../src/egress-policy.js';
 
 // ---- helpers ----
 
+// Real pauses only give loopback I/O a chance to happen (or show it did not); no test asserts on real time.
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Lets real I/O run until `cond` holds; for tests whose clock is not in play. */
+const until = (cond: () => boolean, what: string): Promise<void> => new TestClock().settle(cond, what);
 
 /** A loopback listener that counts the connections it accepts. */
 interface Counting {
@@ -115,18 +120,27 @@ async function hangingListener(host: string): Promise<{ port: number; release: (
 
 type Answer = string[] | NodeJS.ErrnoException | 'hang';
 
-/** A resolver answering from a table, recording its calls. */
-function fakeLookup(table: Record<string, Answer>, calls: { host: string; all: boolean }[] = []): LookupFn {
-  return (hostname, options, callback) => {
-    calls.push({ host: hostname, all: options.all });
-    const answer = table[hostname];
-    if (answer === 'hang') return;
-    setImmediate(() => {
-      if (answer === undefined) callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), []);
-      else if (answer instanceof Error) callback(answer, []);
-      else callback(null, answer.map((address) => ({ address, family: net.isIPv6(address) ? 6 : 4 })));
-    });
-  };
+/**
+ * A resolver answering from a table, recording its calls. `answered` counts
+ * the answers given: once it moves, the dial's first connection attempt has
+ * started (it follows the answer within the same event-loop turn).
+ */
+function fakeLookup(table: Record<string, Answer>, calls: { host: string; all: boolean }[] = []): LookupFn & { answered: number } {
+  const lookup: LookupFn & { answered: number } = Object.assign(
+    (hostname: string, options: Parameters<LookupFn>[1], callback: Parameters<LookupFn>[2]) => {
+      calls.push({ host: hostname, all: options.all });
+      const answer = table[hostname];
+      if (answer === 'hang') return;
+      setImmediate(() => {
+        lookup.answered++;
+        if (answer === undefined) callback(Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND' }), []);
+        else if (answer instanceof Error) callback(answer, []);
+        else callback(null, answer.map((address) => ({ address, family: net.isIPv6(address) ? 6 : 4 })));
+      });
+    },
+    { answered: 0 },
+  );
+  return lookup;
 }
 
 async function failure(p: Promise<net.Socket>): Promise<EgressError> {
@@ -138,6 +152,23 @@ async function failure(p: Promise<net.Socket>): Promise<EgressError> {
     throw err;
   }
   throw new Error('expected the dial to fail');
+}
+
+/**
+ * The dial still waits 1 ms of clock time before `budgetMs`, and fails once
+ * it is up. The real pause in between is longer than the budget, so a dial
+ * timed by real time instead of the clock fails here. Returns the error.
+ */
+async function timesOutAt(clock: TestClock, dial: ReturnType<typeof track<net.Socket>>, budgetMs: number): Promise<EgressError> {
+  await clock.advance(budgetMs - 1);
+  await sleep(budgetMs * 3);
+  expect(dial.settled, `settled before ${budgetMs} ms of clock time`).toBe(false);
+  await clock.advance(1);
+  await clock.settle(() => dial.settled, `the dial to time out at ${budgetMs} ms of clock time`);
+  const e = await failure(dial.promise);
+  expect(e.code).toBe(ResetCode.TIMEOUT);
+  expect(clock.pendingTimers).toBe(0);
+  return e;
 }
 
 let hasIPv6 = false;
@@ -161,8 +192,7 @@ describe('dialTarget with literals', () => {
     expect(s.remoteAddress).toBe('127.0.0.1');
     expect(s.remotePort).toBe(l.port);
     s.write('x');
-    await sleep(20);
-    expect(l.accepted.length).toBe(1);
+    await until(() => l.accepted.length === 1, 'the listener to accept the dialled connection');
     s.destroy();
   });
 
@@ -184,7 +214,7 @@ describe('dialTarget with literals', () => {
     const closed = new Promise<void>((r) => s.once('close', () => r()));
     s.end('after the banner');
     await closed;
-    await sleep(20);
+    await until(() => Buffer.concat(got).length >= 16, 'the target to read what was sent after its FIN');
     expect(Buffer.concat(got).toString()).toBe('after the banner');
   });
 
@@ -196,12 +226,15 @@ describe('dialTarget with literals', () => {
     s.destroy();
   });
 
-  it('fails with REFUSED quickly on a closed port', async () => {
+  it('fails with REFUSED on a closed port at once, without waiting on any timer', async () => {
     const port = await unusedPort();
-    const started = Date.now();
-    const e = await failure(dialTarget({ host: '127.0.0.1', port }, openPolicy));
+    const clock = new TestClock();
+    const dial = track(dialTarget({ host: '127.0.0.1', port }, openPolicy, { clock }));
+    // The clock stands still: the refusal alone must end the dial.
+    await clock.settle(() => dial.settled, 'the dial to a closed port to fail');
+    const e = await failure(dial.promise);
     expect(e.code).toBe(ResetCode.REFUSED);
-    expect(Date.now() - started).toBeLessThan(1000);
+    expect(clock.pendingTimers).toBe(0);
   });
 
   for (const host of ['127.0.0.1', '::ffff:127.0.0.1', '::ffff:7f00:1', '127.1', '0x7f.0.0.1', '2130706433']) {
@@ -249,8 +282,8 @@ describe('dialTarget with names', () => {
       lookup: fakeLookup({ 'mixed.test': ['127.0.0.2', '127.0.0.1'] }),
     });
     expect(s.remoteAddress).toBe('127.0.0.1');
+    await until(() => allowedL.accepted.length === 1, 'the allowed address to accept');
     await sleep(50);
-    expect(allowedL.accepted.length).toBe(1);
     expect(deniedL.accepted.length).toBe(0);
     s.destroy();
   });
@@ -288,14 +321,13 @@ describe('dialTarget with names', () => {
     expect(calls).toEqual([]);
   });
 
-  it('times out a resolver that never answers', async () => {
-    const started = Date.now();
-    const e = await failure(
-      dialTarget({ host: 'slow.test', port: 80 }, openPolicy, { timeoutMs: 200, lookup: fakeLookup({ 'slow.test': 'hang' }) }),
+  it('times out a resolver that never answers, after the dial budget on the clock and not before', async () => {
+    const clock = new TestClock();
+    const dial = track(
+      dialTarget({ host: 'slow.test', port: 80 }, openPolicy, { timeoutMs: 100, clock, lookup: fakeLookup({ 'slow.test': 'hang' }) }),
     );
-    expect(e.code).toBe(ResetCode.TIMEOUT);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(150);
-    expect(Date.now() - started).toBeLessThan(2000);
+    const e = await timesOutAt(clock, dial, 100);
+    expect(e.message).toMatch(/resolving slow\.test timed out/);
   });
 
   it('reports the most telling error when every attempt fails', async () => {
@@ -312,19 +344,24 @@ describe('dialTarget with names', () => {
 });
 
 describe('dialTarget happy eyeballs', () => {
-  it('starts the next address after the attempt delay when the first hangs, and destroys the loser', async () => {
+  it('starts the next address only once the attempt delay has passed on the clock, and destroys the loser', async () => {
     const hang = await hangingListener('127.0.0.2');
     const good = await listenOn('127.0.0.1', hang.port);
-    const started = Date.now();
-    const s = await dialTarget({ host: 'he.test', port: hang.port }, openPolicy, {
-      lookup: fakeLookup({ 'he.test': ['127.0.0.2', '127.0.0.1'] }),
-    });
-    const elapsed = Date.now() - started;
+    const clock = new TestClock();
+    const lookup = fakeLookup({ 'he.test': ['127.0.0.2', '127.0.0.1'] });
+    const dial = track(dialTarget({ host: 'he.test', port: hang.port }, openPolicy, { attemptDelayMs: 100, clock, lookup }));
+    await clock.settle(() => lookup.answered === 1, 'the name to resolve (the first attempt starts with it)');
+    // 1 ms short of the delay, then longer than it in real time: the second address waits for the clock.
+    await clock.advance(99);
+    await sleep(300);
+    expect(good.accepted.length).toBe(0);
+    expect(dial.settled).toBe(false);
+    await clock.advance(1);
+    await clock.settle(() => dial.settled, 'the second attempt to connect once the delay is up');
+    const s = await dial.promise;
     expect(s.remoteAddress).toBe('127.0.0.1');
-    expect(elapsed).toBeGreaterThanOrEqual(200);
-    expect(elapsed).toBeLessThan(1000);
-    await sleep(20);
-    expect(good.accepted.length).toBe(1);
+    await until(() => good.accepted.length === 1, 'the second address to accept');
+    expect(clock.pendingTimers).toBe(0);
     s.destroy();
     // A loser still alive would get through on its SYN retry once the listener accepts again.
     expect(await hang.release()).toBe(0);
@@ -332,26 +369,41 @@ describe('dialTarget happy eyeballs', () => {
 
   it('moves on at once when an attempt fails, without waiting out the delay', async () => {
     const good = await listenOn('127.0.0.1');
-    const started = Date.now();
-    const s = await dialTarget({ host: 'ff.test', port: good.port }, openPolicy, {
-      attemptDelayMs: 5000,
-      lookup: fakeLookup({ 'ff.test': ['127.0.0.2', '127.0.0.1'] }),
-    });
+    const clock = new TestClock();
+    const dial = track(
+      dialTarget({ host: 'ff.test', port: good.port }, openPolicy, {
+        attemptDelayMs: 5000,
+        clock,
+        lookup: fakeLookup({ 'ff.test': ['127.0.0.2', '127.0.0.1'] }),
+      }),
+    );
+    // The clock stands still: only the first attempt's refusal can start the second.
+    await clock.settle(() => dial.settled, 'the dial to move on from the refused address');
+    const s = await dial.promise;
     expect(s.remoteAddress).toBe('127.0.0.1');
-    expect(Date.now() - started).toBeLessThan(1000);
+    expect(clock.pendingTimers).toBe(0);
     s.destroy();
   });
 
-  it('prefers the first address when it connects within the delay', async () => {
+  it('prefers the first address when it connects within the delay, and never tries the second', async () => {
     const first = await listenOn('127.0.0.2');
     const second = await listenOn('127.0.0.1', first.port);
-    const s = await dialTarget({ host: 'both.test', port: first.port }, openPolicy, {
-      lookup: fakeLookup({ 'both.test': ['127.0.0.2', '127.0.0.1'] }),
-    });
+    const clock = new TestClock();
+    const dial = track(
+      dialTarget({ host: 'both.test', port: first.port }, openPolicy, {
+        clock,
+        lookup: fakeLookup({ 'both.test': ['127.0.0.2', '127.0.0.1'] }),
+      }),
+    );
+    await clock.settle(() => dial.settled, 'the first address to connect');
+    const s = await dial.promise;
     expect(s.remoteAddress).toBe('127.0.0.2');
-    await sleep(300);
-    expect(first.accepted.length).toBe(1);
+    // Well past the attempt delay and the dial budget: nothing left armed may start the second attempt.
+    await clock.advance(20_000);
+    await until(() => first.accepted.length === 1, 'the first address to accept');
+    await sleep(50);
     expect(second.accepted.length).toBe(0);
+    expect(clock.pendingTimers).toBe(0);
     s.destroy();
   });
 
@@ -365,13 +417,14 @@ describe('dialTarget happy eyeballs', () => {
     s.destroy();
   });
 
-  it('times out when every address hangs', async () => {
+  it('times out when every address hangs, after the dial budget on the clock and not before', async () => {
     const hang = await hangingListener('127.0.0.2');
-    const started = Date.now();
-    const e = await failure(dialTarget({ host: '127.0.0.2', port: hang.port }, openPolicy, { timeoutMs: 300 }));
-    expect(e.code).toBe(ResetCode.TIMEOUT);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
-    expect(Date.now() - started).toBeLessThan(1000);
+    const clock = new TestClock();
+    // A literal: the attempt starts within the call.
+    const dial = track(dialTarget({ host: '127.0.0.2', port: hang.port }, openPolicy, { timeoutMs: 100, clock }));
+    const e = await timesOutAt(clock, dial, 100);
+    expect(e.message).toMatch(/connecting to 127\.0\.0\.2:\d+ timed out/);
+    // The timed-out attempt was destroyed, not left to connect later.
     expect(await hang.release()).toBe(0);
   });
 });

@@ -1,4 +1,5 @@
 // Test and benchmark helpers, for tests across the packages and the scripts.
+export { TestClock, track } from './test-clock.js';
 export {
   startLinkRelay,
   type CutMode,
