@@ -115,7 +115,7 @@ describe('roles at runtime through the CLI (a download running)', () => {
       const [onOne, onTwo] = await serverSentDuring([one, two], 1500);
       // Shares, not rates: on a starved machine the download may crawl, but the backup stays quiet.
       expect(onOne).toBeGreaterThan(256 * 1024);
-      expect(onTwo, `server sent ${onTwo} bytes on the backup subflow (${onOne} on the regular one)`).toBeLessThan(Math.max(QUIET, onOne / 32));
+      expect(onTwo, `server sent ${onTwo} bytes on the backup subflow (${onOne} on the regular one)`).toBeLessThan(Math.max(QUIET, onOne! / 32));
 
       // 2. `plait role`: swap them.
       const a = await runPlait(['role', '--stats', `127.0.0.1:${c.statsPort}`, String(two), 'regular']);
@@ -127,7 +127,7 @@ describe('roles at runtime through the CLI (a download running)', () => {
       await sleep(300);
       const [onOne2, onTwo2] = await serverSentDuring([one, two], 1500);
       expect(onTwo2).toBeGreaterThan(256 * 1024);
-      expect(onOne2, `server sent ${onOne2} bytes on the backup subflow (${onTwo2} on the regular one)`).toBeLessThan(Math.max(QUIET, onTwo2 / 32));
+      expect(onOne2, `server sent ${onOne2} bytes on the backup subflow (${onTwo2} on the regular one)`).toBeLessThan(Math.max(QUIET, onTwo2! / 32));
       expect(run.proc.exited, 'the download was still running through all of it').toBe(false);
 
       // Without arguments it lists the paths with their subflow ids and roles.

@@ -192,7 +192,7 @@ export class Stream {
 
   // ---------------------------------------------------------------- app API
 
-  /** Queue bytes (copied: the caller may reuse `chunk`). False = wait for drain. */
+  /** Queue bytes (the stream keeps the buffer; do not reuse it). False = wait for drain. */
   write(chunk: Uint8Array): boolean {
     if (this.isClosed) return false;
     if (this.sendSt === 'awaiting-accept') throw new Error('accept() the stream before writing to it');

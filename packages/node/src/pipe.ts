@@ -1,7 +1,6 @@
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ResetCode } from '@plait/core';
-import { slabOf, type ReadSlab } from './slab-read.js';
 import { StreamDuplex, StreamResetError } from './stream-duplex.js';
 
 /** Longest wait for a socket to hand its queued bytes to the kernel before it is reset anyway. */
@@ -70,26 +69,6 @@ export function pipeBoth(a: Duplex, b: Duplex): void {
   corkPerTick(b, a);
   a.pipe(b);
   b.pipe(a);
-  releaseSlabAfterCopy(a, b);
-  releaseSlabAfterCopy(b, a);
-}
-
-/**
- * A stream copies what it is given into its send buffer, so once a chunk a
- * socket read has been written into the StreamDuplex, nothing references
- * its read slab any more: let the slab reuse it. Still held are the bytes in
- * the socket's readable buffer (paused, or pushed back by a parser) and those
- * the duplex has not yet passed to the stream. Registered after pipe()'s own
- * 'data' listener, so the chunk has been written when this runs.
- */
-function releaseSlabAfterCopy(src: Duplex, dst: Duplex): void {
-  if (!(src instanceof Socket) || !(dst instanceof StreamDuplex)) return;
-  // Looked up at the first chunk: a connecting socket's `onread` slab is known from its first read.
-  let slab: ReadSlab | undefined;
-  src.on('data', () => {
-    slab ??= slabOf(src);
-    slab?.release(slab.taken - src.readableLength - dst.writableLength);
-  });
 }
 
 /**
