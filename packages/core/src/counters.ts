@@ -40,6 +40,14 @@ export const SESSION_COUNTERS = {
   resetsAfterData: 'Streams aborted after their data: the RESET waited for the acknowledgement.',
   rolesChangedLocally: 'Subflow roles changed on this side (and announced to the peer with prio).',
   rolesChangedByPeer: "Subflow roles changed by the peer's prio message.",
+  // Datagrams (PROTOCOL.md 6.7): unreliable, so every loss we cause is counted here.
+  datagramsSent: 'Datagrams sent (once each, whatever the copies).',
+  datagramsReceived: 'Datagrams received and handed on.',
+  datagramsDuplicate: 'Duplicated datagrams received again (second copy) and dropped.',
+  datagramsDroppedQueueFull: 'Datagrams dropped from a full send queue (oldest first).',
+  datagramsDroppedStale: 'Datagrams dropped after waiting datagramMaxAgeMs for a subflow with room.',
+  datagramsDroppedTooLarge: 'Datagrams not sent: payload above 16384 bytes.',
+  datagramsDroppedUnsupported: 'Datagrams dropped: the peer does not support them, no handler, or the session is closed.',
 } as const;
 
 /** Handshake codes a server refuses with, each counted as `reject<Name>`. */
