@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type * as net from 'node:net';
-import { realClock, type Clock } from '@plait/core';
+import { formatIPv6, realClock, type Clock } from '@plait/core';
 import { DialError, endGracefully, pipeBoth, socksReplyFor, type Dialer, type Target, servingUntilClosed } from './dialer.js';
 
 export interface Socks5Options {
@@ -48,30 +48,8 @@ function safeEqual(a: Buffer, b: Buffer): boolean {
   return timingSafeEqual(ha, hb);
 }
 
-/** RFC 5952 text form of a 16-byte IPv6 address. */
-export function formatIPv6(bytes: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
-  // Longest run of zero groups (length >= 2) becomes "::".
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (gs: number[]): string => gs.map((g) => g.toString(16)).join(':');
-  if (bestStart < 0) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
-}
+// Moved to the core (datagrams need it too); re-exported for this module's users.
+export { formatIPv6 } from '@plait/core';
 
 /** Printable ASCII without spaces: anything else cannot be a host name the server could resolve. */
 function isPlausibleDomain(bytes: Uint8Array): boolean {

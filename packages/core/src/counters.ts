@@ -91,6 +91,17 @@ export const SERVER_COUNTERS = {
   streamsOpened: 'Streams the clients opened.',
   streamsRefused: 'Streams refused by the egress policy (private, loopback, own addresses).',
   streamsFailed: 'Streams whose target could not be connected (refused, unreachable, DNS, timeout).',
+  // UDP associations and DNS (datagram flows, PROTOCOL.md 6.7).
+  udpFlowsOpened: 'Datagram flows (UDP associations) opened, one UDP socket each.',
+  udpFlowsExpired: 'Datagram flows closed after the idle timeout (--udp-idle-timeout).',
+  udpFlowsRefusedLimit: 'Datagrams dropped: their session was at maxDatagramFlows flows.',
+  udpDroppedPolicy: 'Datagrams dropped: the destination is denied by the egress policy.',
+  udpDroppedUnresolved: 'Datagrams dropped: the destination name did not resolve (or too many lookups at once).',
+  udpDroppedForeign: 'UDP replies dropped: from an address the flow never sent to.',
+  udpSendErrors: 'UDP sends that failed (unreachable network, socket error).',
+  dnsQueries: 'DNS queries sent to the resolver (--dns-upstream) for clients.',
+  dnsNoUpstream: 'DNS queries dropped: no resolver configured (no --dns-upstream, nothing in /etc/resolv.conf).',
+  dnsFailures: 'DNS-over-TCP queries to the resolver that failed or timed out (or too many at once).',
 } as const;
 
 /** The client's subflow manager. */
