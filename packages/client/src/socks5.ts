@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type * as net from 'node:net';
 import { formatIPv6, realClock, type Clock } from '@plait/core';
+import { startUdpAssociation, type Socks5UdpOptions } from './socks5-udp.js';
 import { DialError, endGracefully, pipeBoth, socksReplyFor, type Dialer, type Target, servingUntilClosed } from './dialer.js';
 
 export interface Socks5Options {
@@ -10,6 +11,8 @@ export interface Socks5Options {
   handshakeTimeoutMs?: number;
   /** Timers of the handshake and of the linger after an error reply (tests give a virtual one). */
   clock?: Clock;
+  /** UDP ASSOCIATE through the session's datagram flows; without it the command is refused (0x07). */
+  udp?: Socks5UdpOptions;
 }
 
 const VERSION = 0x05;
@@ -18,6 +21,7 @@ const METHOD_NONE = 0x00;
 const METHOD_USERPASS = 0x02;
 const METHOD_UNACCEPTABLE = 0xff;
 const CMD_CONNECT = 0x01;
+const CMD_UDP_ASSOCIATE = 0x03;
 const ATYP_IPV4 = 0x01;
 const ATYP_DOMAIN = 0x03;
 const ATYP_IPV6 = 0x04;
@@ -61,7 +65,8 @@ function isPlausibleDomain(bytes: Uint8Array): boolean {
 type Step = 'more' | 'next' | 'stop';
 
 /**
- * Serves one accepted SOCKS5 connection (RFC 1928, CONNECT only; RFC 1929
+ * Serves one accepted SOCKS5 connection (RFC 1928, CONNECT, and UDP
+ * ASSOCIATE when `opts.udp` is given; RFC 1929
  * authentication when `opts.auth` is set). Resolves when the client socket
  * has closed; never rejects.
  */
@@ -162,6 +167,12 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
       const port = buf.readUInt16BE(4 + addrLen);
       const rest = buf.subarray(end);
       buf = Buffer.alloc(0);
+      if (cmd === CMD_UDP_ASSOCIATE && opts.udp) {
+        stopReading();
+        // DST.ADDR is the client's own address as it knows it (often 0.0.0.0): only the port is used.
+        startUdpAssociation(socket, port, opts.udp, fail);
+        return 'stop';
+      }
       if (cmd !== CMD_CONNECT) {
         fail(SOCKS_REPLY.COMMAND_NOT_SUPPORTED);
         return 'stop';

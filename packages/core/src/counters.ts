@@ -116,6 +116,17 @@ export const CLIENT_COUNTERS = {
   clockCorrections: 'Clock offsets adopted from proven STALE_TIMESTAMP refusals.',
   helloRaceLosers: 'HELLOs that completed after another path had made the session (closed, then joined).',
   outagesExpired: 'Sessions ended because no path worked for the whole grace.',
+  // SOCKS5 UDP ASSOCIATE and --dns (datagram flows, PROTOCOL.md 6.7).
+  udpAssociations: 'SOCKS5 UDP associations started.',
+  udpAssociationsRefused: 'SOCKS5 UDP associations refused: the server has no UDP support or is at its flow limit.',
+  socksUdpDroppedFrag: 'SOCKS5 UDP datagrams dropped: fragments (FRAG != 0) are not supported.',
+  socksUdpDroppedForeign: 'SOCKS5 UDP datagrams dropped: not from the address (and port) of the client that asked.',
+  socksUdpDroppedMalformed: 'SOCKS5 UDP datagrams dropped: malformed header (address type, length, port 0).',
+  dnsQueries: 'DNS queries from the LAN (--dns) sent through the session.',
+  dnsAnswers: 'DNS answers returned to LAN clients.',
+  dnsTimeouts: 'DNS queries with no answer in time (their slot is freed).',
+  dnsDroppedMalformed: 'DNS messages dropped: too short, too long, not a query, or a bad TCP length prefix.',
+  dnsDroppedBusy: 'DNS queries dropped: too many in flight.',
 } as const;
 
 const ALL: Readonly<Record<string, string>> = { ...SESSION_COUNTERS, ...ACCEPTOR_COUNTERS, ...SERVER_COUNTERS, ...CLIENT_COUNTERS };
