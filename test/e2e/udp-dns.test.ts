@@ -8,7 +8,7 @@ import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectTcp, freePort, killAll, readExact, sleep, startClient, startServer, waitUntil, type ClientHandle, type ServerHandle } from './cli-helpers.js';
+import { connectTcp, freePort, killAll, readExact, runPlait, sleep, startClient, startServer, waitUntil, type ClientHandle, type ServerHandle } from './cli-helpers.js';
 
 const cleanup: (() => void)[] = [];
 let server: ServerHandle;
@@ -224,4 +224,23 @@ describe('--dns through the session', () => {
     expect(c.dnsDroppedMalformed).toBeGreaterThanOrEqual(1);
     expect(c.dnsAnswers).toBeGreaterThanOrEqual(5);
   }, 20_000);
+});
+
+describe('UDP and DNS flags', () => {
+  it('a bad --dns-upstream or --udp-idle-timeout exits 2 with one line naming the flag', async () => {
+    const secret = randomBytes(32).toString('base64url');
+    for (const [flag, value] of [
+      ['--dns-upstream', 'resolver.example:53'],
+      ['--dns-upstream', '127.0.0.1:0'],
+      ['--udp-idle-timeout', '0'],
+    ] as const) {
+      const r = await runPlait(['server', '--listen', '127.0.0.1:0', '--secret', secret, flag, value]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+      expect(r.stderr).toContain(flag);
+    }
+    const r = await runPlait(['client', '--server', '127.0.0.1:1', '--secret', secret, '--dns', 'nonsense']);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain('--dns');
+  }, 30_000);
 });

@@ -31,6 +31,9 @@ export interface DatagramFlow {
   close(): void;
 }
 
+/** What the flows need of a session (a narrow view, so tests can stand in for one). */
+export type DatagramSession = Pick<Session, 'datagramFlows' | 'sendDatagram' | 'closeDatagramFlow'>;
+
 export type OpenResult = { ok: true; flow: DatagramFlow } | { ok: false; reason: string };
 
 /**
@@ -44,7 +47,7 @@ export class DatagramFlows {
   private nextId = 1;
 
   /** `session()` gives the current session, if any (it changes when the client reconnects). */
-  constructor(private readonly session: () => Session | undefined) {}
+  constructor(private readonly session: () => DatagramSession | undefined) {}
 
   get size(): number {
     return this.open.size;

@@ -250,3 +250,17 @@ describe('datagrams over a session', () => {
     expect(closed).toEqual([9]);
   });
 });
+
+describe('datagram CONTROL fields', () => {
+  it('ok.dgram and uclose round-trip; mistyped ones are PROTOCOL', async () => {
+    const { decodeControl, encodeControl } = await import('../src/control.js');
+    const { Packr } = await import('msgpackr');
+    expect(decodeControl(encodeControl({ t: 'ok', subflow: 1, dgram: 256 }))).toEqual({ t: 'ok', subflow: 1, dgram: 256 });
+    expect(decodeControl(encodeControl({ t: 'uclose', flow: 0xffffffff }))).toEqual({ t: 'uclose', flow: 0xffffffff });
+    const p = new Packr({ useRecords: false });
+    expect(() => decodeControl(p.pack({ t: 'ok', subflow: 1, dgram: -1 }))).toThrow(ProtocolError);
+    expect(() => decodeControl(p.pack({ t: 'uclose', flow: 'x' }))).toThrow(ProtocolError);
+    // An old receiver's view: an ok without dgram means no datagram support.
+    expect(decodeControl(p.pack({ t: 'ok', subflow: 1 }))).toEqual({ t: 'ok', subflow: 1 });
+  });
+});
