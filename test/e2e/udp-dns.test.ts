@@ -8,7 +8,7 @@ import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectTcp, freePort, killAll, readExact, runPlait, sleep, startClient, startServer, waitUntil, type ClientHandle, type ServerHandle } from './cli-helpers.js';
+import { connectTcp, killAll, readExact, runPlait, sleep, startClient, startServer, waitUntil, type ClientHandle, type ServerHandle } from './cli-helpers.js';
 
 const cleanup: (() => void)[] = [];
 let server: ServerHandle;
@@ -50,12 +50,6 @@ beforeAll(async () => {
   echo.on('message', (m, r) => echo.send(Buffer.concat([Buffer.from('echo:'), m]), r.port, r.address));
   echoPort = echo.address().port;
   // The fake resolver, on UDP and TCP at one port.
-  const up = await udpSocket();
-  up.on('message', (m, r) => {
-    upstreamSeen.udp++;
-    up.send(dnsAnswer(m), r.port, r.address);
-  });
-  dnsUpstreamPort = up.address().port;
   const tcp = net.createServer((s) => {
     let b = Buffer.alloc(0);
     s.on('data', (c) => {
@@ -69,22 +63,38 @@ beforeAll(async () => {
     });
     s.on('error', () => undefined);
   });
-  await new Promise<void>((r) => tcp.listen(dnsUpstreamPort, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', () => r()));
   cleanup.push(() => tcp.close());
+  dnsUpstreamPort = (tcp.address() as net.AddressInfo).port;
+  // The same port number for UDP (free for UDP on an idle loopback; a clash fails loudly here).
+  const up = dgram.createSocket('udp4');
+  await new Promise<void>((r, j) => {
+    up.once('error', j);
+    up.bind(dnsUpstreamPort, '127.0.0.1', () => r());
+  });
+  cleanup.push(() => up.close());
+  up.on('message', (m, r) => {
+    upstreamSeen.udp++;
+    up.send(dnsAnswer(m), r.port, r.address);
+  });
 
   const secret = randomBytes(32).toString('base64url');
   server = await startServer({ secret, allowPrivate: true, extraArgs: ['--dns-upstream', `127.0.0.1:${dnsUpstreamPort}`] });
-  dnsPort = await freePort();
   client = await startClient({
     secret,
     servers: [server.addr],
     binds: ['127.0.0.1', '127.0.0.2'],
     socks: true,
-    extraArgs: ['--proxy-auth', 'alice:sesame', '--dns', `127.0.0.1:${dnsPort}`],
+    extraArgs: ['--proxy-auth', 'alice:sesame', '--dns', '127.0.0.1:0'],
   });
+  const line = client.logLines().find((l) => l.msg === 'DNS (UDP and TCP) listening');
+  dnsPort = Number(String(line?.dns).split(':').pop());
+  expect(dnsPort).toBeGreaterThan(0);
 }, 60_000);
 
 afterAll(async () => {
+  if (client?.proc.exited) console.error(`plait client exited:\n${client.proc.dump()}`);
+  if (server?.proc.exited) console.error(`plait server exited:\n${server.proc.dump()}`);
   for (const f of cleanup.splice(0)) f();
   await killAll();
 });
@@ -140,7 +150,7 @@ describe('SOCKS5 UDP ASSOCIATE through the session', () => {
     ctl.destroy();
   }, 30_000);
 
-  it('needs the same credentials as TCP, drops fragments and strangers with a count, and ends with the TCP connection', async () => {
+  it('needs the same credentials as TCP, drops fragments, strangers, malformed and oversize datagrams with a count, and ends with the TCP connection', async () => {
     const wrong = await associate('alice', 'wrong');
     expect(wrong.rep).toBe(-1);
     wrong.ctl.destroy();
@@ -157,9 +167,13 @@ describe('SOCKS5 UDP ASSOCIATE through the session', () => {
     stranger.send(udpRequest(1, v4, echoPort, Buffer.from('stranger')), relayPort, '127.0.0.1');
     me.send(udpRequest(1, v4, echoPort, Buffer.from('frag'), 1), relayPort, '127.0.0.1');
     me.send(Buffer.from([0, 0, 0, 9, 1, 2]), relayPort, '127.0.0.1');
+    // Above the 16 KiB datagram payload limit: dropped by the client's session, counted.
+    me.send(udpRequest(1, v4, echoPort, Buffer.alloc(20_000, 1)), relayPort, '127.0.0.1');
     await waitUntil('the drops to be counted', async () => {
-      const c = (await client.stats()).counters ?? {};
-      return (c.socksUdpDroppedForeign ?? 0) >= 1 && (c.socksUdpDroppedFrag ?? 0) >= 1 && (c.socksUdpDroppedMalformed ?? 0) >= 1;
+      const st = await client.stats();
+      const c = st.counters ?? {};
+      const sc = st.sessions[0]?.counters ?? {};
+      return (c.socksUdpDroppedForeign ?? 0) >= 1 && (c.socksUdpDroppedFrag ?? 0) >= 1 && (c.socksUdpDroppedMalformed ?? 0) >= 1 && (sc.datagramsDroppedTooLarge ?? 0) >= 1;
     });
     await sleep(200);
     expect(got.length).toBe(1);

@@ -64,8 +64,22 @@ export class DnsForwarder {
     this.maxInflight = opts.maxInflight ?? 1024;
   }
 
-  /** Listen on UDP and TCP at host:port (the same port for both; 0 picks one for UDP and TCP uses it too). */
+  /**
+   * Listen on UDP and TCP at host:port. Port 0 picks a port free for both
+   * (a few tries: the UDP port chosen may be taken for TCP).
+   */
   async listen(host: string, port: number): Promise<{ address: string; port: number }> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.listenOnce(host, port);
+      } catch (e) {
+        const inUse = e instanceof Error && 'code' in e && e.code === 'EADDRINUSE';
+        if (port !== 0 || !inUse || attempt >= 4) throw e;
+      }
+    }
+  }
+
+  private async listenOnce(host: string, port: number): Promise<{ address: string; port: number }> {
     const udp = dgram.createSocket({ type: net.isIP(host) === 6 ? 'udp6' : 'udp4' });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
@@ -74,9 +88,6 @@ export class DnsForwarder {
         resolve();
       });
     });
-    udp.on('error', () => undefined); // ICMP errors for clients that went away
-    udp.on('message', (msg, rinfo) => this.query(msg, { kind: 'udp', address: rinfo.address, port: rinfo.port }));
-    this.udp = udp;
     const bound = udp.address();
     const tcp = net.createServer((s) => this.serveTcp(s));
     try {
@@ -91,6 +102,9 @@ export class DnsForwarder {
       udp.close();
       throw e;
     }
+    udp.on('error', () => undefined); // ICMP errors for clients that went away
+    udp.on('message', (msg, rinfo) => this.query(msg, { kind: 'udp', address: rinfo.address, port: rinfo.port }));
+    this.udp = udp;
     this.tcp = tcp;
     return { address: bound.address, port: bound.port };
   }

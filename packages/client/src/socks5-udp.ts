@@ -7,7 +7,7 @@
  */
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
-import { addrToText, Atyp, ipToAddr, type CLIENT_COUNTERS, type Counters, type DatagramAtyp } from '@plait/core';
+import { addrToText, Atyp, ipToAddr, isPlausibleName, type CLIENT_COUNTERS, type Counters, type DatagramAtyp } from '@plait/core';
 import type { DatagramFlows, DatagramPeer } from './datagram-flows.js';
 
 export interface Socks5UdpOptions {
@@ -16,13 +16,6 @@ export interface Socks5UdpOptions {
 }
 
 const VERSION = 0x05;
-
-/** Printable ASCII without spaces: anything else cannot be a name the server could resolve. */
-function isPlausibleDomain(bytes: Uint8Array): boolean {
-  if (bytes.length === 0) return false;
-  for (const b of bytes) if (b <= 0x20 || b >= 0x7f) return false;
-  return true;
-}
 
 /** The RFC 1928 UDP request header, or undefined if malformed. */
 export function parseUdpHeader(b: Buffer): { frag: number; to: DatagramPeer; data: Buffer } | undefined {
@@ -41,7 +34,7 @@ export function parseUdpHeader(b: Buffer): { frag: number; to: DatagramPeer; dat
     const n = b[p]!;
     if (b.length < p + 1 + n + 2) return undefined;
     addr = b.subarray(p + 1, p + 1 + n);
-    if (!isPlausibleDomain(addr)) return undefined;
+    if (!isPlausibleName(addr)) return undefined;
     p += 1 + n;
   } else return undefined;
   const port = b.readUInt16BE(p);

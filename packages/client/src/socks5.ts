@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type * as net from 'node:net';
-import { formatIPv6, realClock, type Clock } from '@plait/core';
+import { formatIPv6, isPlausibleName, realClock, type Clock } from '@plait/core';
 import { startUdpAssociation, type Socks5UdpOptions } from './socks5-udp.js';
 import { DialError, endGracefully, pipeBoth, socksReplyFor, type Dialer, type Target, servingUntilClosed } from './dialer.js';
 
@@ -54,13 +54,6 @@ function safeEqual(a: Buffer, b: Buffer): boolean {
 
 // Moved to the core (datagrams need it too); re-exported for this module's users.
 export { formatIPv6 } from '@plait/core';
-
-/** Printable ASCII without spaces: anything else cannot be a host name the server could resolve. */
-function isPlausibleDomain(bytes: Uint8Array): boolean {
-  if (bytes.length === 0) return false;
-  for (const b of bytes) if (b <= 0x20 || b >= 0x7f) return false;
-  return true;
-}
 
 type Step = 'more' | 'next' | 'stop';
 
@@ -182,7 +175,7 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
       else if (atyp === ATYP_IPV6) host = formatIPv6(addr);
       else {
         const name = addr.subarray(1);
-        if (!isPlausibleDomain(name)) {
+        if (!isPlausibleName(name)) {
           fail(SOCKS_REPLY.GENERAL_FAILURE);
           return 'stop';
         }

@@ -99,9 +99,9 @@ export const SERVER_COUNTERS = {
   udpDroppedUnresolved: 'Datagrams dropped: the destination name did not resolve (or too many lookups at once).',
   udpDroppedForeign: 'UDP replies dropped: from an address the flow never sent to.',
   udpSendErrors: 'UDP sends that failed (unreachable network, socket error).',
-  dnsQueries: 'DNS queries sent to the resolver (--dns-upstream) for clients.',
+  dnsUpstreamQueries: 'DNS queries sent to the resolver (--dns-upstream) for clients.',
   dnsNoUpstream: 'DNS queries dropped: no resolver configured (no --dns-upstream, nothing in /etc/resolv.conf).',
-  dnsFailures: 'DNS-over-TCP queries to the resolver that failed or timed out (or too many at once).',
+  dnsUpstreamFailures: 'DNS-over-TCP queries to the resolver that failed or timed out (or too many at once).',
 } as const;
 
 /** The client's subflow manager. */

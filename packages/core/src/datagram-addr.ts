@@ -87,6 +87,13 @@ export function ipToAddr(host: string): { atyp: DatagramAtyp; addr: Uint8Array }
   return { atyp: Atyp.IPV6, addr: v6 };
 }
 
+/** Printable ASCII without spaces: anything else cannot be a host name the server could resolve. */
+export function isPlausibleName(bytes: Uint8Array): boolean {
+  if (bytes.length === 0) return false;
+  for (const b of bytes) if (b <= 0x20 || b >= 0x7f) return false;
+  return true;
+}
+
 /** Text of a wire address: dotted quad, RFC 5952, or the name as Latin-1 (SOCKS5 names are bytes). */
 export function addrToText(atyp: DatagramAtyp, addr: Uint8Array): string {
   switch (atyp) {

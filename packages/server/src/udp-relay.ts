@@ -9,7 +9,7 @@ import * as dgram from 'node:dgram';
 import { lookup as dnsLookup } from 'node:dns';
 import * as net from 'node:net';
 import { domainToASCII } from 'node:url';
-import { addrToText, Atyp, ipToAddr, type Clock, type Counters, type Datagram, type SERVER_COUNTERS, type Timer } from '@plait/core';
+import { addrToText, Atyp, ipToAddr, isPlausibleName, type Clock, type Counters, type Datagram, type SERVER_COUNTERS, type Timer } from '@plait/core';
 import type { LookupFn } from './dial-target.js';
 import type { EgressPolicy } from './egress-policy.js';
 import { FlowTable } from './flow-table.js';
@@ -139,7 +139,7 @@ export class UdpRelay {
   /** Resolve (once per TTL), check each address against the policy, send to the first allowed. */
   private toName(flow: Flow, name: string, port: number, payload: Uint8Array): void {
     const c = this.opts.counters;
-    const ascii = domainToASCII(name);
+    const ascii = isPlausibleName(Buffer.from(name, 'latin1')) ? domainToASCII(name) : '';
     if (ascii === '' || ascii.length > 253) {
       c.udpDroppedUnresolved++;
       return;
@@ -182,7 +182,7 @@ export class UdpRelay {
       c.dnsNoUpstream++;
       return;
     }
-    c.dnsQueries++;
+    c.dnsUpstreamQueries++;
     if (d.dnsTcp) this.dnsOverTcp(flow, up, d.payload);
     else this.send(flow, up.host, up.port, d.payload, false);
   }
@@ -243,7 +243,7 @@ export class UdpRelay {
   private dnsOverTcp(flow: Flow, up: { host: string; port: number }, query: Uint8Array): void {
     const c = this.opts.counters;
     if (this.dnsTcp.size >= MAX_DNS_TCP || query.length > DNS_TCP_MAX) {
-      c.dnsFailures++;
+      c.dnsUpstreamFailures++;
       return;
     }
     const socket = net.connect({ host: up.host, port: up.port });
@@ -255,7 +255,7 @@ export class UdpRelay {
       timer.cancel();
       socket.destroy();
       if (!ok || !answer) {
-        c.dnsFailures++;
+        c.dnsUpstreamFailures++;
         return;
       }
       if (flow.closed || this.closed) return;

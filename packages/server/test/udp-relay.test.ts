@@ -107,11 +107,6 @@ describe('server UDP relay', () => {
   });
 
   it('sends DNS to the operator resolver even where the policy denies it, over UDP and TCP', async () => {
-    const udp = dgram.createSocket('udp4');
-    udp.on('message', (m, ri) => udp.send(Buffer.concat([m, Buffer.from('-udp')]), ri.port, ri.address));
-    await new Promise<void>((res) => udp.bind(0, '127.0.0.1', () => res()));
-    cleanup.push(() => udp.close());
-    const port = udp.address().port;
     const tcp = net.createServer((s) => {
       let b = Buffer.alloc(0);
       s.on('data', (c) => {
@@ -122,8 +117,16 @@ describe('server UDP relay', () => {
         }
       });
     });
-    await new Promise<void>((res) => tcp.listen(port, '127.0.0.1', () => res()));
+    await new Promise<void>((res) => tcp.listen(0, '127.0.0.1', () => res()));
     cleanup.push(() => tcp.close());
+    const port = (tcp.address() as net.AddressInfo).port;
+    const udp = dgram.createSocket('udp4');
+    udp.on('message', (m, ri) => udp.send(Buffer.concat([m, Buffer.from('-udp')]), ri.port, ri.address));
+    await new Promise<void>((res, rej) => {
+      udp.once('error', rej);
+      udp.bind(port, '127.0.0.1', () => res());
+    });
+    cleanup.push(() => udp.close());
     const { r, out, counters } = relay({ dnsUpstream: { host: '127.0.0.1', port } });
     r.onDatagram({ flow: 9, atyp: Atyp.RESOLVER, addr: new Uint8Array(0), port: 0, payload: Buffer.from('q1') });
     r.onDatagram({ flow: 9, atyp: Atyp.RESOLVER, addr: new Uint8Array(0), port: 0, payload: Buffer.from('q2'), dnsTcp: true });
@@ -134,7 +137,7 @@ describe('server UDP relay', () => {
     expect(byUdp.atyp).toBe(Atyp.RESOLVER);
     expect(byTcp.payload.length).toBe(3002);
     expect(text(byTcp).startsWith('q2aaa')).toBe(true);
-    expect(counters.dnsQueries).toBe(2);
+    expect(counters.dnsUpstreamQueries).toBe(2);
     expect(counters.udpDroppedPolicy).toBe(0);
     // Without a resolver, DNS datagrams are dropped and counted.
     const none = relay();
