@@ -82,10 +82,11 @@ export class DatagramOutbox {
       flow: d.flow,
       seq: this.nextSeq,
       atyp: d.atyp,
-      // Copied: the caller may reuse its buffers once push returns.
-      addr: d.addr.slice(),
+      // Copied (new Uint8Array copies even a Buffer, whose slice() would not):
+      // the caller may reuse its buffers once push returns.
+      addr: new Uint8Array(d.addr),
       port: d.atyp === Atyp.RESOLVER ? 0 : d.port,
-      payload: d.payload.slice(),
+      payload: new Uint8Array(d.payload),
     };
     this.nextSeq = (this.nextSeq + 1) >>> 0;
     this.items.push({ frame, at: now });

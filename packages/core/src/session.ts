@@ -971,9 +971,10 @@ export class Session implements StreamHost {
     handler({
       flow: f.flow,
       atyp: f.atyp,
-      addr: f.addr.slice(),
+      // Copies: the record plaintext they point into may be reused.
+      addr: new Uint8Array(f.addr),
       port: f.port,
-      payload: f.payload.slice(),
+      payload: new Uint8Array(f.payload),
       ...((f.flags & DatagramFlag.DNS_TCP) !== 0 ? { dnsTcp: true } : {}),
     });
   }
