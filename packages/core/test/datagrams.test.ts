@@ -264,3 +264,31 @@ describe('datagram CONTROL fields', () => {
     expect(decodeControl(p.pack({ t: 'ok', subflow: 1 }))).toEqual({ t: 'ok', subflow: 1 });
   });
 });
+
+describe('datagrams from a broken or hostile peer', () => {
+  it('a malformed DATAGRAM closes only its subflow; the session and the other subflow go on', async () => {
+    const got: number[] = [];
+    const pair = await makePair({ links: [{ delayMs: 5 }, { delayMs: 5 }], serverEvents: { datagram: (d) => got.push(d.payload[0]!) } });
+    await pair.clock.advance(100);
+    const bad = encodeFrames([dgram()]);
+    bad[10] = 9; // unknown address type
+    pair.client.liveSubflows[0]!.sendRecord(bad, 0);
+    await pair.clock.advance(100);
+    expect(pair.server().stats().counters.subflowsClosedProtocol).toBe(1);
+    expect(pair.server().isClosed).toBe(false);
+    pair.client.sendDatagram({ flow: 1, atyp: Atyp.IPV4, addr: v4(192, 0, 2, 7), port: 7, payload: new Uint8Array([42]) });
+    await pair.clock.advance(100);
+    expect(got).toEqual([42]);
+  });
+
+  it('a client drops datagrams from a server that never advertised them (counted), keeping the subflow', async () => {
+    const pair = await makePair({ links: [{ delayMs: 5 }] });
+    const seen: Datagram[] = [];
+    pair.client.setEvents({ datagram: (d) => seen.push(d) });
+    pair.server().liveSubflows[0]!.sendRecord(encodeFrames([dgram()]), 0);
+    await pair.clock.advance(50);
+    expect(seen).toEqual([]);
+    expect(pair.client.stats().counters.datagramsDroppedUnsupported).toBe(1);
+    expect(pair.client.subflowCount).toBe(1);
+  });
+});
