@@ -89,7 +89,8 @@ export class DnsForwarder {
       });
     });
     const bound = udp.address();
-    const tcp = net.createServer((s) => this.serveTcp(s));
+    // Half-open: a client may send its query and FIN at once; the answer still goes back.
+    const tcp = net.createServer({ allowHalfOpen: true }, (s) => this.serveTcp(s));
     try {
       await new Promise<void>((resolve, reject) => {
         tcp.once('error', reject);
