@@ -266,7 +266,8 @@ export class UdpRelay {
     socket.on('close', () => finish(false));
     socket.on('connect', () => {
       const prefix = Buffer.from([query.length >>> 8, query.length & 0xff]);
-      socket.end(Buffer.concat([prefix, query]));
+      // No FIN after the query: some resolvers drop a half-closed connection unanswered.
+      socket.write(Buffer.concat([prefix, query]));
     });
     socket.on('data', (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
