@@ -292,3 +292,20 @@ describe('datagrams from a broken or hostile peer', () => {
     expect(pair.client.subflowCount).toBe(1);
   });
 });
+
+describe('datagrams are never retransmitted', () => {
+  it('those in flight on a subflow that dies are lost, not resent; later ones take the other subflow', async () => {
+    const got: number[] = [];
+    const pair = await makePair({ links: [{ delayMs: 5 }, { delayMs: 30 }], serverEvents: { datagram: (d) => got.push(d.payload[0]!) } });
+    await pair.clock.advance(500);
+    for (let i = 0; i < 10; i++) pair.client.sendDatagram({ flow: 1, atyp: Atyp.IPV4, addr: v4(192, 0, 2, 7), port: 7, payload: new Uint8Array([i]) });
+    await pair.clock.advance(1); // written to the fast link, not yet arrived
+    pair.links[0]!.blackhole();
+    await pair.clock.advance(2_000);
+    expect(got).toEqual([]);
+    expect(pair.client.stats().counters.framesReinjected).toBe(0);
+    for (let i = 10; i < 15; i++) pair.client.sendDatagram({ flow: 1, atyp: Atyp.IPV4, addr: v4(192, 0, 2, 7), port: 7, payload: new Uint8Array([i]) });
+    await pair.clock.advance(200);
+    expect(got).toEqual([10, 11, 12, 13, 14]);
+  });
+});
