@@ -309,3 +309,18 @@ describe('datagrams are never retransmitted', () => {
     expect(got).toEqual([10, 11, 12, 13, 14]);
   });
 });
+
+describe('datagrams and subflow roles', () => {
+  it('a faster backup subflow carries no datagrams while a regular one works', async () => {
+    const got: number[] = [];
+    const pair = await makePair({ links: [{ delayMs: 30 }, { delayMs: 5, backup: true }], serverEvents: { datagram: (d) => got.push(d.payload[0]!) } });
+    await pair.clock.advance(500);
+    const before = pair.server().stats().subflows.map((sf) => sf.bytesReceived);
+    for (let i = 0; i < 20; i++) pair.client.sendDatagram({ flow: 1, atyp: Atyp.IPV4, addr: v4(192, 0, 2, 7), port: 7, payload: new Uint8Array(200).fill(i) });
+    await pair.clock.advance(200);
+    expect(got.length).toBe(20);
+    const rx = pair.server().stats().subflows.map((sf, i) => sf.bytesReceived - before[i]!);
+    expect(rx[0]!).toBeGreaterThan(20 * 200);
+    expect(rx[1]!).toBeLessThan(200);
+  });
+});
