@@ -203,6 +203,10 @@ export function createFixture(seed = 1) {
       fx.stats.sessionsOpened++;
       return {
         stream: (s, target) => serverApp(fx, s, target),
+        // Like the server's UDP relay: answer some datagrams on their flow (exercises the datagram queue).
+        datagram: (d) => {
+          if (fx.appRng.chance(0.5)) session.sendDatagram({ ...d, payload: d.payload.subarray(0, 512) });
+        },
         closed: () => void fx.stats.sessionsClosed++,
       };
     },
@@ -699,10 +703,27 @@ function wildData(w, rng, ctx) {
   });
 }
 
+/** A DATAGRAM (PROTOCOL.md 6.7); wild ones lie about address types, lengths and ports. */
+function datagramFrame(w, rng, wild) {
+  const atyp = wild && rng.chance(0.2) ? rng.pick([2, 5, 0xff]) : rng.pick([0, 1, 3, 4]);
+  w.u8(7).u8(rng.chance(0.3) ? 1 : rng.int(wild ? 256 : 4)).u32(rng.pick([1, 2, 3, rng.int(2 ** 32)])).u32(rng.pick([0, 1, rng.int(2048), 0xffffffff, rng.int(2 ** 32)]));
+  w.u8(atyp);
+  if (atyp === 1) w.raw(rng.bytes(4));
+  else if (atyp === 4) w.raw(rng.bytes(16));
+  else if (atyp === 3) {
+    const name = te.encode(rng.pick(['example.org', 'a', 'x'.repeat(255)]));
+    w.u8(wild && rng.chance(0.1) ? rng.pick([0, 255]) : name.length).raw(name);
+  }
+  if (atyp !== 0) w.u16(wild && rng.chance(0.1) ? 0 : rng.range(1, 65535));
+  const payload = rng.bytes(rng.size(wild && rng.chance(0.05) ? 17000 : 1500));
+  w.u16(wild && rng.chance(0.05) ? rng.pick(INTERESTING_U16) : payload.length).raw(payload);
+}
+
 /** Frames a correct peer could send: the session should survive them and build up state. */
 function gentleFrame(w, rng, ctx) {
-  switch (rng.weighted([[60, 'data'], [10, 'ack'], [10, 'window'], [5, 'reset'], [10, 'ping'], [5, 'control']])) {
+  switch (rng.weighted([[60, 'data'], [10, 'ack'], [10, 'window'], [5, 'reset'], [10, 'ping'], [5, 'control'], [8, 'datagram']])) {
     case 'data': return plausibleData(w, rng, ctx);
+    case 'datagram': return datagramFrame(w, rng, false);
     case 'ack':
       w.u8(2).u32(ctx.subflowId).u64(ctx.serverRecords);
       return;
@@ -731,8 +752,9 @@ function gentleFrame(w, rng, ctx) {
 
 function oneFrame(w, rng, ctx) {
   if (ctx.gentle) return gentleFrame(w, rng, ctx);
-  switch (rng.weighted([[30, 'data'], [25, 'wild'], [8, 'ack'], [8, 'window'], [8, 'reset'], [5, 'ping'], [12, 'control'], [3, 'unknown']])) {
+  switch (rng.weighted([[30, 'data'], [25, 'wild'], [8, 'ack'], [8, 'window'], [8, 'reset'], [5, 'ping'], [12, 'control'], [6, 'datagram'], [3, 'unknown']])) {
     case 'data': return plausibleData(w, rng, ctx);
+    case 'datagram': return datagramFrame(w, rng, true);
     case 'wild': return wildData(w, rng, ctx);
     case 'ack':
       w.u8(2).u32(rng.pick([ctx.subflowId, ctx.subflowId, 0, 2, 0xffffffff, rng.int(2 ** 32)]));
@@ -759,7 +781,7 @@ function oneFrame(w, rng, ctx) {
       return;
     }
     default:
-      w.u8(rng.pick([0, 7, 8, 0x10, 0x7f, 0x80, 0xff])).raw(rng.bytes(rng.size(32)));
+      w.u8(rng.pick([0, 8, 0x10, 0x7f, 0x80, 0xff])).raw(rng.bytes(rng.size(32)));
   }
 }
 

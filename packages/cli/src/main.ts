@@ -53,6 +53,9 @@ export function buildProgram(): Command {
     .option('--max-pending <n>', 'connections still proving the secret, held at once (1-100000)', '512')
     .option('--max-pending-per-source <n>', 'the same per source address (IPv6: per /64) (1-100000)', '64')
     .option('--cipher <name>', 'record ciphers clients may choose: any, aes-256-gcm, chacha20-poly1305', 'any')
+    .option('--dns-upstream <ip:port>', "DNS resolver for clients' --dns (default: the first nameserver in /etc/resolv.conf)")
+    .option('--udp-idle-timeout <seconds>', 'close a UDP association after this long without a datagram', '60')
+    .option('--udp-duplicate', 'send each UDP reply on the two fastest subflows (the client keeps the first)', false)
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace, silent', 'info')
     .option('--config <file>', 'read options from a JSON or YAML file (keys are the long flag names; flags given here override it; SIGHUP re-checks it)')
     .action(async (_flags: unknown, cmd: Command) => {
@@ -81,6 +84,8 @@ export function buildProgram(): Command {
     .option('--proxy-auth <user:pass>', 'require USER:PASS on the SOCKS5 and HTTP proxies (visible in ps: prefer --proxy-auth-file)')
     .option('--socks-auth <user:pass>', 'old name of --proxy-auth (applies to the HTTP proxy too)')
     .option('--forward <lport:host:port>', 'forward a local port to HOST:PORT via the server (repeatable)', collect, [])
+    .option('--dns <host:port>', "answer DNS (UDP and TCP) here, resolved by the server's resolver through the session")
+    .option('--udp-duplicate', 'send each UDP datagram on the two fastest subflows (the server keeps the first)', false)
     .option('--stats <host:port>', 'serve GET /stats (JSON) and /metrics (Prometheus)')
     .option('--scheduler <name>', 'how frames are spread over subflows: earliest-arrival, round-robin, redundant', 'earliest-arrival')
     .option('--cipher <name>', 'record cipher: auto (AES-256-GCM if the CPU has AES instructions, else ChaCha20-Poly1305), aes-256-gcm, chacha20-poly1305', 'auto')

@@ -1,7 +1,7 @@
 import type * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { deriveSecretKeys } from '@plait/core';
-import { listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient } from '@plait/client';
+import { DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient } from '@plait/client';
 import {
   isLoopbackHost,
   listenFor,
@@ -36,6 +36,8 @@ export interface ClientFlags {
   proxyAuthFile?: string;
   http?: string;
   forward: string[];
+  dns?: string;
+  udpDuplicate?: boolean;
   stats?: string;
   scheduler: string;
   cipher: string;
@@ -61,6 +63,7 @@ export function checkClientFlags(flags: ClientFlags) {
   const socks = flags.socks ? parseHostPort('--socks', flags.socks) : undefined;
   const http = flags.http ? parseHostPort('--http', flags.http) : undefined;
   const stats = flags.stats ? parseHostPort('--stats', flags.stats) : undefined;
+  const dns = flags.dns ? parseHostPort('--dns', flags.dns) : undefined;
   const proxyAuth = resolveProxyAuth(flags);
   warnings.push(...proxyAuth.warnings);
   const auth = proxyAuth.auth;
@@ -71,7 +74,8 @@ export function checkClientFlags(flags: ClientFlags) {
       throw new UsageError(`--forward: ${e instanceof Error ? e.message : String(e)}`);
     }
   });
-  if (!socks && !http && forwards.length === 0) throw new UsageError('--socks: give at least one of --socks, --http or --forward');
+  if (!socks && !http && !dns && forwards.length === 0) throw new UsageError('--socks: give at least one of --socks, --http, --forward or --dns');
+  if (dns && !isLoopbackHost(dns.host)) warnings.push(`--dns: anyone who can reach ${dns.host}:${dns.port} can resolve names through the plait server; keep it on the LAN side`);
   warnings.push(...sourceWarnings({ binds, vias, backups, overflows }, networkInterfaces()));
   // Anyone who can reach a non-loopback proxy or forward can use the session (and the server's egress).
   for (const [flag, at] of [
@@ -87,12 +91,12 @@ export function checkClientFlags(flags: ClientFlags) {
       warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
     }
   }
-  return { logLevel, servers, secret, warnings, sources: { binds, vias, backups, overflows }, scheduler, cipher, socks, http, stats, auth, forwards };
+  return { logLevel, servers, secret, warnings, sources: { binds, vias, backups, overflows }, scheduler, cipher, socks, http, stats, auth, forwards, dns };
 }
 
 export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, servers, secret, warnings, sources, scheduler, cipher, socks, http, stats, auth, forwards } = checkClientFlags(flags);
+  const { logLevel, servers, secret, warnings, sources, scheduler, cipher, socks, http, stats, auth, forwards, dns } = checkClientFlags(flags);
   const log = makeLogger(logLevel);
   for (const w of [...(config?.warnings ?? []), ...warnings]) log.warn({}, w);
   const client = new PlaitClient({
@@ -101,6 +105,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
     sources,
     scheduler,
     cipher: cipher.cipher,
+    ...(flags.udpDuplicate ? { config: { datagramCopies: 2 } } : {}),
     log,
   });
   // Bind everything first and announce after, so a busy port fails with its one line only.
@@ -108,7 +113,8 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   const announce: (() => void)[] = [];
   announce.push(() => log.info({ cipher: cipher.cipher }, `record cipher ${cipher.cipher}: ${cipher.reason}`));
   if (socks) {
-    const l = await listenFor('--socks', socks, () => listenSocks5(socks.host, socks.port, auth ? { auth } : {}, client.dial));
+    const udp = { flows: client.datagrams, counters: client.counters };
+    const l = await listenFor('--socks', socks, () => listenSocks5(socks.host, socks.port, auth ? { auth, udp } : { udp }, client.dial));
     listeners.push(l);
     announce.push(() => log.info({ socks: addrText(l.address() as net.AddressInfo), auth: auth !== undefined }, 'SOCKS5 proxy listening'));
   }
@@ -121,6 +127,13 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
     const l = await listenFor('--forward', { host: f.listenHost, port: f.listenPort }, () => listenForward(f, client.dial));
     listeners.push(l);
     announce.push(() => log.info({ listen: addrText(l.address() as net.AddressInfo), target: `${f.target.host}:${f.target.port}` }, 'port forward listening'));
+  }
+  let dnsForwarder: DnsForwarder | undefined;
+  if (dns) {
+    const fwd = new DnsForwarder({ flows: client.datagrams, counters: client.counters });
+    const at = await listenFor('--dns', dns, () => fwd.listen(dns.host, dns.port));
+    dnsForwarder = fwd;
+    announce.push(() => log.info({ dns: `${at.address.includes(':') ? `[${at.address}]` : at.address}:${at.port}` }, 'DNS (UDP and TCP) listening'));
   }
   const started = Date.now();
   if (stats) {
@@ -154,6 +167,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   }
   const stop = (): void => {
     client.close();
+    dnsForwarder?.close();
     for (const l of listeners) l.close();
     setTimeout(() => process.exit(0), 300).unref();
   };

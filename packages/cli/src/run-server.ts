@@ -1,8 +1,9 @@
 import type * as net from 'node:net';
 import { deriveSecretKeys } from '@plait/core';
 import { loadSockOpts } from '@plait/node';
-import { EgressPolicy, parseCidr, PlaitServer } from '@plait/server';
-import { listenFor, parseCount, parseHostPort, parseLogLevel, resolveSecret, UsageError } from './args.js';
+import { isIP } from 'node:net';
+import { EgressPolicy, parseCidr, PlaitServer, resolvConfNameserver } from '@plait/server';
+import { listenFor, parseCount, parseSeconds, parseHostPort, parseLogLevel, resolveSecret, UsageError } from './args.js';
 import { parseServerCiphers } from './cipher-flag.js';
 import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
@@ -21,6 +22,9 @@ export interface ServerFlags {
   maxPending: string;
   maxPendingPerSource: string;
   cipher: string;
+  dnsUpstream?: string;
+  udpIdleTimeout: string;
+  udpDuplicate?: boolean;
   logLevel: string;
   /** The config file that gave `secret` (then it is not in argv). */
   secretInFile?: string;
@@ -49,12 +53,21 @@ export function checkServerFlags(flags: ServerFlags) {
   const maxPendingPerSource = parseCount('--max-pending-per-source', flags.maxPendingPerSource, MAX_SESSIONS);
   if (maxPendingPerSource > maxPendingHandshakes) throw new UsageError('--max-pending-per-source: may not exceed --max-pending');
   const ciphers = parseServerCiphers(flags.cipher);
-  return { logLevel, listen, secret, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers };
+  const udpIdleMs = parseSeconds('--udp-idle-timeout', flags.udpIdleTimeout) * 1000;
+  let dnsUpstream: { host: string; port: number } | undefined;
+  if (flags.dnsUpstream !== undefined) {
+    dnsUpstream = parseHostPort('--dns-upstream', flags.dnsUpstream, { connect: true });
+    if (!isIP(dnsUpstream.host)) throw new UsageError(`--dns-upstream: "${dnsUpstream.host}" is not an IP address (a resolver cannot be found by name)`);
+  } else {
+    const ns = resolvConfNameserver();
+    if (ns) dnsUpstream = { host: ns, port: 53 };
+  }
+  return { logLevel, listen, secret, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream };
 }
 
 export async function runServer(flags: ServerFlags, config?: { file: CommandConfig<ServerFlags>; warnings: string[] }): Promise<PlaitServer> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, listen, secret, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers } = checkServerFlags(flags);
+  const { logLevel, listen, secret, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream } = checkServerFlags(flags);
   const log = makeLogger(logLevel);
   for (const w of [...(config?.warnings ?? []), ...warnings]) log.warn({}, w);
   const sockopts = loadSockOpts();
@@ -70,6 +83,8 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
     maxPendingPerSource,
     advertise,
     ciphers,
+    udp: { idleMs: udpIdleMs, dnsUpstream },
+    ...(flags.udpDuplicate ? { config: { datagramCopies: 2 } } : {}),
     log,
   });
   const addr = await listenFor('--listen', listen, () => server.listen());
@@ -91,6 +106,8 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
     }
   }
   log.info({ listen: `${addr.address}:${addr.port}`, allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers }, 'plait server listening');
+  if (dnsUpstream) log.info({ dnsUpstream: `${dnsUpstream.host}:${dnsUpstream.port}` }, "clients' DNS goes to this resolver");
+  else log.warn({}, "no DNS resolver (no --dns-upstream, no nameserver in /etc/resolv.conf): clients' --dns queries are dropped");
   if (stats && statsServer) {
     const a = statsServer.address() as net.AddressInfo;
     log.info({ stats: `${a.address}:${a.port}` }, 'stats at /stats and /metrics');

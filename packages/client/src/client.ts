@@ -1,4 +1,5 @@
 import * as net from 'node:net';
+import { DatagramFlows } from './datagram-flows.js';
 import type { Duplex } from 'node:stream';
 import {
   connectSession,
@@ -154,6 +155,8 @@ export class PlaitClient {
   private readonly missingVias = new Set<string>();
   /** Declared, with what each counts, in @plait/core counters.ts (CLIENT_COUNTERS). */
   readonly counters = makeCounters(CLIENT_COUNTERS);
+  /** UDP associations and DNS queries ride these (SOCKS5 UDP ASSOCIATE, --dns). */
+  readonly datagrams = new DatagramFlows(() => this.session);
 
 
   constructor(private readonly opts: PlaitClientOptions) {
@@ -766,6 +769,7 @@ export class PlaitClient {
           slot.role = role;
         }
       },
+      datagram: (d) => this.datagrams.deliver(d),
       idle: () => this.checkOutage(session),
       closed: (err) => {
         if (this.session !== session) return;

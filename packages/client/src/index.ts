@@ -6,3 +6,6 @@ export { listenForward, listenHttpConnect, listenSocks5 } from './listeners.js';
 export { parseForwardSpec, type ForwardSpec } from './forward.js';
 export type { Socks5Options } from './socks5.js';
 export type { HttpConnectOptions } from './http-connect.js';
+export { DatagramFlows, RESOLVER, type DatagramFlow, type DatagramPeer, type FlowHandlers, type OpenResult } from './datagram-flows.js';
+export { DnsForwarder, type DnsForwarderOptions } from './dns-forwarder.js';
+export type { Socks5UdpOptions } from './socks5-udp.js';

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type * as net from 'node:net';
-import { realClock, type Clock } from '@plait/core';
+import { formatIPv6, isPlausibleName, realClock, type Clock } from '@plait/core';
+import { startUdpAssociation, type Socks5UdpOptions } from './socks5-udp.js';
 import { DialError, endGracefully, pipeBoth, socksReplyFor, type Dialer, type Target, servingUntilClosed } from './dialer.js';
 
 export interface Socks5Options {
@@ -10,6 +11,8 @@ export interface Socks5Options {
   handshakeTimeoutMs?: number;
   /** Timers of the handshake and of the linger after an error reply (tests give a virtual one). */
   clock?: Clock;
+  /** UDP ASSOCIATE through the session's datagram flows; without it the command is refused (0x07). */
+  udp?: Socks5UdpOptions;
 }
 
 const VERSION = 0x05;
@@ -18,6 +21,7 @@ const METHOD_NONE = 0x00;
 const METHOD_USERPASS = 0x02;
 const METHOD_UNACCEPTABLE = 0xff;
 const CMD_CONNECT = 0x01;
+const CMD_UDP_ASSOCIATE = 0x03;
 const ATYP_IPV4 = 0x01;
 const ATYP_DOMAIN = 0x03;
 const ATYP_IPV6 = 0x04;
@@ -48,42 +52,14 @@ function safeEqual(a: Buffer, b: Buffer): boolean {
   return timingSafeEqual(ha, hb);
 }
 
-/** RFC 5952 text form of a 16-byte IPv6 address. */
-export function formatIPv6(bytes: Uint8Array): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
-  // Longest run of zero groups (length >= 2) becomes "::".
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (gs: number[]): string => gs.map((g) => g.toString(16)).join(':');
-  if (bestStart < 0) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
-}
-
-/** Printable ASCII without spaces: anything else cannot be a host name the server could resolve. */
-function isPlausibleDomain(bytes: Uint8Array): boolean {
-  if (bytes.length === 0) return false;
-  for (const b of bytes) if (b <= 0x20 || b >= 0x7f) return false;
-  return true;
-}
+// Moved to the core (datagrams need it too); re-exported for this module's users.
+export { formatIPv6 } from '@plait/core';
 
 type Step = 'more' | 'next' | 'stop';
 
 /**
- * Serves one accepted SOCKS5 connection (RFC 1928, CONNECT only; RFC 1929
+ * Serves one accepted SOCKS5 connection (RFC 1928, CONNECT, and UDP
+ * ASSOCIATE when `opts.udp` is given; RFC 1929
  * authentication when `opts.auth` is set). Resolves when the client socket
  * has closed; never rejects.
  */
@@ -184,6 +160,12 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
       const port = buf.readUInt16BE(4 + addrLen);
       const rest = buf.subarray(end);
       buf = Buffer.alloc(0);
+      if (cmd === CMD_UDP_ASSOCIATE && opts.udp) {
+        stopReading();
+        // DST.ADDR is the client's own address as it knows it (often 0.0.0.0): only the port is used.
+        startUdpAssociation(socket, port, opts.udp, fail);
+        return 'stop';
+      }
       if (cmd !== CMD_CONNECT) {
         fail(SOCKS_REPLY.COMMAND_NOT_SUPPORTED);
         return 'stop';
@@ -193,7 +175,7 @@ export function serveSocks5(socket: net.Socket, opts: Socks5Options, dial: Diale
       else if (atyp === ATYP_IPV6) host = formatIPv6(addr);
       else {
         const name = addr.subarray(1);
-        if (!isPlausibleDomain(name)) {
+        if (!isPlausibleName(name)) {
           fail(SOCKS_REPLY.GENERAL_FAILURE);
           return 'stop';
         }

@@ -7,6 +7,8 @@ export const WIRE = {
   RECORD_MAX_PLAINTEXT: 65536,
   RECORD_TAG: 16,
   DATA_MAX_PAYLOAD: 16384,
+  /** Largest DATAGRAM payload (PROTOCOL.md 6.7): bigger UDP payloads are dropped by the sender. */
+  DATAGRAM_MAX_PAYLOAD: 16384,
   INITIAL_WINDOW: 262144,
   STREAM_HEADER_MAX: 1024,
   TOKEN_BYTES: 16,
@@ -101,6 +103,16 @@ export interface Config {
    * at once (Nagle's rule, bounded).
    */
   recordHoldMs: number;
+  /** Datagram flows (UDP associations) a server holds per session; advertised in `ok`. */
+  maxDatagramFlows: number;
+  /** Datagrams queued for sending per session; when full the oldest is dropped. */
+  datagramQueueCount: number;
+  /** Payload bytes queued for sending per session. */
+  datagramQueueBytes: number;
+  /** A queued datagram older than this is dropped, not sent (ms). */
+  datagramMaxAgeMs: number;
+  /** Subflows each datagram is sent on: 1, or 2 to duplicate on the two best (the receiver keeps the first). */
+  datagramCopies: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
@@ -135,6 +147,11 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   tickMs: 25,
   ackDelayMs: 1,
   recordHoldMs: 1,
+  maxDatagramFlows: 256,
+  datagramQueueCount: 128,
+  datagramQueueBytes: 256 * 1024,
+  datagramMaxAgeMs: 1_000,
+  datagramCopies: 1,
 });
 
 /** Merge overrides onto the defaults and check how the limits relate. */
@@ -171,5 +188,8 @@ export function verifyConfig(c: Config): void {
   if (c.minRtoMs > c.maxRtoMs) fail('minRtoMs must be <= maxRtoMs');
   if (c.minInflight > c.initialInflight) fail('minInflight must be <= initialInflight');
   if (c.maxSubflows > 255) fail('maxSubflows must be <= 255');
+  if (c.datagramCopies !== 1 && c.datagramCopies !== 2) fail('datagramCopies must be 1 or 2');
+  if (c.datagramQueueBytes < WIRE.DATAGRAM_MAX_PAYLOAD) fail(`datagramQueueBytes must be >= ${WIRE.DATAGRAM_MAX_PAYLOAD}`);
+  if (c.maxDatagramFlows > 0xffff_ffff) fail('maxDatagramFlows must fit in u32');
   if (c.probeMs >= c.deadAfterMs || c.keepaliveMs >= c.deadAfterMs) fail('probeMs and keepaliveMs must be < deadAfterMs');
 }

@@ -22,7 +22,9 @@ export interface PeerAddr {
 }
 
 export type ControlMessage =
-  | { t: 'ok'; subflow: number; addrs?: PeerAddr[] }
+  | { t: 'ok'; subflow: number; addrs?: PeerAddr[]; dgram?: number }
+  /** The client ended datagram flow `flow` (PROTOCOL.md 6.7). */
+  | { t: 'uclose'; flow: number }
   | { t: 'close'; code: number; reason: string }
   /**
    * MP_PRIO: the sender changed a subflow's role. `role` (absent from older
@@ -41,7 +43,7 @@ export interface OpenHeader {
 export const CLOSE_REASON_MAX = 255;
 /** Nesting allowed in a received map; our messages need 3 (map > array > map). */
 const MAX_DEPTH = 8;
-const KNOWN_T = new Set(['ok', 'close', 'prio']);
+const KNOWN_T = new Set(['ok', 'close', 'prio', 'uclose']);
 
 const packr = new Packr({
   useRecords: false,
@@ -287,6 +289,10 @@ export function encodeControl(m: ControlMessage): Uint8Array {
       if (m.addrs !== undefined) {
         o.addrs = m.addrs.map(checkAddr);
       }
+      if (m.dgram !== undefined) {
+        if (!isU32(m.dgram)) throw internal(`invalid dgram ${m.dgram}`);
+        o.dgram = m.dgram;
+      }
       return pack(o);
     }
     case 'close': {
@@ -310,6 +316,9 @@ export function encodeControl(m: ControlMessage): Uint8Array {
       }
       return pack(o);
     }
+    case 'uclose':
+      if (!isU32(m.flow)) throw internal(`invalid flow ${m.flow}`);
+      return pack({ t: 'uclose', flow: m.flow });
     case 'unknown':
       // Lets tests (and future versions) send a message old receivers must ignore.
       if (typeof m.name !== 'string' || KNOWN_T.has(m.name) || LONE_SURROGATE.test(m.name)) {
@@ -328,9 +337,12 @@ export function decodeControl(body: Uint8Array): ControlMessage {
     case 'ok': {
       const subflow = own(m, 'subflow');
       if (!isU32(subflow)) throw protocol('CONTROL ok: bad subflow');
+      const dgramRaw = own(m, 'dgram');
+      if (dgramRaw !== undefined && dgramRaw !== null && !isU32(dgramRaw)) throw protocol('CONTROL ok: bad dgram');
+      const dgram = dgramRaw === undefined || dgramRaw === null ? {} : { dgram: dgramRaw };
       const raw = own(m, 'addrs');
       // nil is accepted as "absent": encoders in other languages write empty optionals that way.
-      if (raw === undefined || raw === null) return { t: 'ok', subflow };
+      if (raw === undefined || raw === null) return { t: 'ok', subflow, ...dgram };
       if (!Array.isArray(raw)) throw protocol('CONTROL ok: addrs is not an array');
       const addrs: PeerAddr[] = [];
       for (const a of raw as unknown[]) {
@@ -342,7 +354,7 @@ export function decodeControl(body: Uint8Array): ControlMessage {
         if (!isU8(id) || !isAddrHost(host) || !isPort(port)) throw protocol('CONTROL ok: bad addr');
         addrs.push({ id, host, port });
       }
-      return { t: 'ok', subflow, addrs };
+      return { t: 'ok', subflow, addrs, ...dgram };
     }
     case 'close': {
       const code = own(m, 'code');
@@ -367,6 +379,11 @@ export function decodeControl(body: Uint8Array): ControlMessage {
         out.seq = seq;
       }
       return out;
+    }
+    case 'uclose': {
+      const flow = own(m, 'flow');
+      if (!isU32(flow)) throw protocol('CONTROL uclose: bad flow');
+      return { t: 'uclose', flow };
     }
     default:
       return { t: 'unknown', name: t };

@@ -40,6 +40,14 @@ export const SESSION_COUNTERS = {
   resetsAfterData: 'Streams aborted after their data: the RESET waited for the acknowledgement.',
   rolesChangedLocally: 'Subflow roles changed on this side (and announced to the peer with prio).',
   rolesChangedByPeer: "Subflow roles changed by the peer's prio message.",
+  // Datagrams (PROTOCOL.md 6.7): unreliable, so every loss we cause is counted here.
+  datagramsSent: 'Datagrams sent (once each, whatever the copies).',
+  datagramsReceived: 'Datagrams received and handed on.',
+  datagramsDuplicate: 'Duplicated datagrams received again (second copy) and dropped.',
+  datagramsDroppedQueueFull: 'Datagrams dropped from a full send queue (oldest first).',
+  datagramsDroppedStale: 'Datagrams dropped after waiting datagramMaxAgeMs for a subflow with room.',
+  datagramsDroppedTooLarge: 'Datagrams not sent: payload above 16384 bytes.',
+  datagramsDroppedUnsupported: 'Datagrams dropped: the peer does not support them, no handler, or the session is closed.',
 } as const;
 
 /** Handshake codes a server refuses with, each counted as `reject<Name>`. */
@@ -83,6 +91,17 @@ export const SERVER_COUNTERS = {
   streamsOpened: 'Streams the clients opened.',
   streamsRefused: 'Streams refused by the egress policy (private, loopback, own addresses).',
   streamsFailed: 'Streams whose target could not be connected (refused, unreachable, DNS, timeout).',
+  // UDP associations and DNS (datagram flows, PROTOCOL.md 6.7).
+  udpFlowsOpened: 'Datagram flows (UDP associations) opened, one UDP socket each.',
+  udpFlowsExpired: 'Datagram flows closed after the idle timeout (--udp-idle-timeout).',
+  udpFlowsRefusedLimit: 'Datagrams dropped: their session was at maxDatagramFlows flows.',
+  udpDroppedPolicy: 'Datagrams dropped: the destination is denied by the egress policy.',
+  udpDroppedUnresolved: 'Datagrams dropped: the destination name did not resolve (or too many lookups at once).',
+  udpDroppedForeign: 'UDP replies dropped: from an address the flow never sent to.',
+  udpSendErrors: 'UDP sends that failed (unreachable network, socket error).',
+  dnsUpstreamQueries: 'DNS queries sent to the resolver (--dns-upstream) for clients.',
+  dnsNoUpstream: 'DNS queries dropped: no resolver configured (no --dns-upstream, nothing in /etc/resolv.conf).',
+  dnsUpstreamFailures: 'DNS-over-TCP queries to the resolver that failed or timed out (or too many at once).',
 } as const;
 
 /** The client's subflow manager. */
@@ -97,6 +116,17 @@ export const CLIENT_COUNTERS = {
   clockCorrections: 'Clock offsets adopted from proven STALE_TIMESTAMP refusals.',
   helloRaceLosers: 'HELLOs that completed after another path had made the session (closed, then joined).',
   outagesExpired: 'Sessions ended because no path worked for the whole grace.',
+  // SOCKS5 UDP ASSOCIATE and --dns (datagram flows, PROTOCOL.md 6.7).
+  udpAssociations: 'SOCKS5 UDP associations started.',
+  udpAssociationsRefused: 'SOCKS5 UDP associations refused: the server has no UDP support or is at its flow limit.',
+  socksUdpDroppedFrag: 'SOCKS5 UDP datagrams dropped: fragments (FRAG != 0) are not supported.',
+  socksUdpDroppedForeign: 'SOCKS5 UDP datagrams dropped: not from the address (and port) of the client that asked.',
+  socksUdpDroppedMalformed: 'SOCKS5 UDP datagrams dropped: malformed header (address type, length, port 0).',
+  dnsQueries: 'DNS queries from the LAN (--dns) sent through the session.',
+  dnsAnswers: 'DNS answers returned to LAN clients.',
+  dnsTimeouts: 'DNS queries with no answer in time (their slot is freed).',
+  dnsDroppedMalformed: 'DNS messages dropped: too short, too long, not a query, or a bad TCP length prefix.',
+  dnsDroppedBusy: 'DNS queries dropped: too many in flight.',
 } as const;
 
 const ALL: Readonly<Record<string, string>> = { ...SESSION_COUNTERS, ...ACCEPTOR_COUNTERS, ...SERVER_COUNTERS, ...CLIENT_COUNTERS };

@@ -8,7 +8,7 @@ import { WIRE } from './config.js';
 import { type ControlMessage, decodeControl, encodeControl, truncateUtf8 } from './control.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
 
-export const FrameType = { DATA: 1, ACK: 2, WINDOW: 3, RESET: 4, PING: 5, CONTROL: 6 } as const;
+export const FrameType = { DATA: 1, ACK: 2, WINDOW: 3, RESET: 4, PING: 5, CONTROL: 6, DATAGRAM: 7 } as const;
 export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 export type DataFrame = { type: 1; fin: boolean; stream: number; offset: number; payload: Uint8Array };
@@ -17,7 +17,30 @@ export type WindowFrame = { type: 3; finReceived: boolean; stream: number; ackOf
 export type ResetFrame = { type: 4; code: number; stream: number; reason: string };
 export type PingFrame = { type: 5 };
 export type ControlFrame = { type: 6; message: ControlMessage };
-export type Frame = DataFrame | AckFrame | WindowFrame | ResetFrame | PingFrame | ControlFrame;
+/**
+ * DATAGRAM (PROTOCOL.md 6.7): one UDP payload for a flow, unreliable. `addr`
+ * is the raw address of `atyp` (4 or 16 bytes, or the name's bytes for a
+ * domain; empty for the resolver); `port` is 0 for the resolver.
+ */
+export type DatagramFrame = {
+  type: 7;
+  flags: number;
+  flow: number;
+  seq: number;
+  atyp: DatagramAtyp;
+  addr: Uint8Array;
+  port: number;
+  payload: Uint8Array;
+};
+export type Frame = DataFrame | AckFrame | WindowFrame | ResetFrame | PingFrame | ControlFrame | DatagramFrame;
+
+/** DATAGRAM address types (SOCKS5's numbers, plus 0 for the server's DNS resolver). */
+export const Atyp = { RESOLVER: 0, IPV4: 1, DOMAIN: 3, IPV6: 4 } as const;
+export type DatagramAtyp = (typeof Atyp)[keyof typeof Atyp];
+/** DATAGRAM flags: copies may arrive (de-duplicate by seq); a DNS query that came over TCP (ask the resolver over TCP). */
+export const DatagramFlag = { DUP: 0x01, DNS_TCP: 0x02 } as const;
+/** type, flags, flow u32, seq u32, atyp; then the address, port (not for the resolver), length u16. */
+export const DATAGRAM_FIXED_SIZE = 1 + 1 + 4 + 4 + 1 + 2;
 
 export const DATA_HEADER_SIZE = 16;
 export const ACK_SIZE = 13;
@@ -99,7 +122,56 @@ export function frameSize(f: Frame): number {
       return PING_SIZE;
     case FrameType.CONTROL:
       return CONTROL_HEADER_SIZE + body(f).length;
+    case FrameType.DATAGRAM:
+      return datagramHeaderSize(f.atyp, f.addr.length) + f.payload.length;
   }
+}
+
+/** Encoded size of a DATAGRAM frame's header (everything but the payload). */
+export function datagramHeaderSize(atyp: DatagramAtyp, addrLen: number): number {
+  switch (atyp) {
+    case Atyp.RESOLVER:
+      return DATAGRAM_FIXED_SIZE;
+    case Atyp.DOMAIN:
+      return DATAGRAM_FIXED_SIZE + 1 + addrLen + 2;
+    default:
+      return DATAGRAM_FIXED_SIZE + addrLen + 2;
+  }
+}
+
+const ATYP_ADDR_LEN: Record<number, number> = { [Atyp.RESOLVER]: 0, [Atyp.IPV4]: 4, [Atyp.IPV6]: 16 };
+
+function writeDatagram(buf: Uint8Array, pos: number, f: DatagramFrame): number {
+  if (!isU32(f.flow) || !isU32(f.seq)) throw internal('invalid DATAGRAM flow or seq');
+  if (!Number.isInteger(f.flags) || f.flags < 0 || f.flags > 0xff) throw internal(`invalid DATAGRAM flags ${f.flags}`);
+  if (f.payload.length > WIRE.DATAGRAM_MAX_PAYLOAD) throw internal(`DATAGRAM payload of ${f.payload.length} bytes`);
+  const fixed = ATYP_ADDR_LEN[f.atyp];
+  if (f.atyp === Atyp.DOMAIN ? f.addr.length < 1 || f.addr.length > 255 : fixed !== f.addr.length) {
+    throw internal(`invalid DATAGRAM address (type ${f.atyp}, ${f.addr.length} bytes)`);
+  }
+  if (f.atyp === Atyp.RESOLVER ? f.port !== 0 : !(Number.isInteger(f.port) && f.port >= 1 && f.port <= 0xffff)) {
+    throw internal(`invalid DATAGRAM port ${f.port}`);
+  }
+  const size = datagramHeaderSize(f.atyp, f.addr.length) + f.payload.length;
+  if (!(pos >= 0 && pos + size <= buf.length)) throw internal('buffer too small for DATAGRAM');
+  let p = pos;
+  buf[p++] = FrameType.DATAGRAM;
+  buf[p++] = f.flags;
+  put32(buf, p, f.flow);
+  put32(buf, p + 4, f.seq);
+  p += 8;
+  buf[p++] = f.atyp;
+  if (f.atyp !== Atyp.RESOLVER) {
+    if (f.atyp === Atyp.DOMAIN) buf[p++] = f.addr.length;
+    buf.set(f.addr, p);
+    p += f.addr.length;
+    buf[p++] = f.port >>> 8;
+    buf[p++] = f.port;
+  }
+  buf[p++] = f.payload.length >>> 8;
+  buf[p++] = f.payload.length;
+  buf.set(f.payload, p);
+  return p + f.payload.length;
 }
 
 /**
@@ -182,6 +254,8 @@ export function writeFrame(buf: Uint8Array, pos: number, f: Frame): number {
       buf.set(b, pos + CONTROL_HEADER_SIZE);
       return pos + CONTROL_HEADER_SIZE + b.length;
     }
+    case FrameType.DATAGRAM:
+      return writeDatagram(buf, pos, f);
   }
 }
 
@@ -287,8 +361,52 @@ export function decodeFrames(plaintext: Uint8Array, visit: (f: Frame) => void): 
         visit({ type: FrameType.CONTROL, message: decodeControl(plaintext.subarray(start, p)) });
         break;
       }
+      case FrameType.DATAGRAM: {
+        p = readDatagram(plaintext, dv, p, visit);
+        break;
+      }
       default:
         throw protocol(`unknown frame type 0x${type.toString(16)}`);
     }
   }
+}
+
+/** Decodes the DATAGRAM frame at `p`; returns the position after it. */
+function readDatagram(plaintext: Uint8Array, dv: DataView, p: number, visit: (f: Frame) => void): number {
+  const end = plaintext.length;
+  let q = p + 11;
+  if (q > end) throw truncated('DATAGRAM');
+  const flags = dv.getUint8(p + 1);
+  const flow = dv.getUint32(p + 2);
+  const seq = dv.getUint32(p + 6);
+  const atyp = dv.getUint8(p + 10);
+  let addr: Uint8Array;
+  let port = 0;
+  if (atyp === Atyp.RESOLVER) {
+    addr = plaintext.subarray(q, q);
+  } else {
+    let len: number;
+    if (atyp === Atyp.DOMAIN) {
+      if (q + 1 > end) throw truncated('DATAGRAM');
+      len = dv.getUint8(q++);
+      if (len === 0) throw protocol('DATAGRAM with an empty domain name');
+    } else if (atyp === Atyp.IPV4 || atyp === Atyp.IPV6) {
+      len = ATYP_ADDR_LEN[atyp]!;
+    } else {
+      throw protocol(`DATAGRAM address type ${atyp}`);
+    }
+    if (q + len + 2 > end) throw truncated('DATAGRAM');
+    addr = plaintext.subarray(q, q + len);
+    q += len;
+    port = dv.getUint16(q);
+    if (port === 0) throw protocol('DATAGRAM port 0');
+    q += 2;
+  }
+  if (q + 2 > end) throw truncated('DATAGRAM');
+  const len = dv.getUint16(q);
+  if (len > WIRE.DATAGRAM_MAX_PAYLOAD) throw protocol(`DATAGRAM length ${len} above ${WIRE.DATAGRAM_MAX_PAYLOAD}`);
+  q += 2;
+  if (q + len > end) throw truncated('DATAGRAM');
+  visit({ type: FrameType.DATAGRAM, flags, flow, seq, atyp: atyp as DatagramAtyp, addr, port, payload: plaintext.subarray(q, q + len) });
+  return q + len;
 }

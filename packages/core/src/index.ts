@@ -9,6 +9,10 @@ export { Acceptor, type AcceptorOptions } from './acceptor.js';
 export type { Session, SessionStats } from './session.js';
 export type { Subflow } from './subflow.js';
 export type { Stream } from './stream.js';
+// Datagrams over the session (UDP associations, DNS): PROTOCOL.md 6.7.
+export type { Datagram } from './datagrams.js';
+export { Atyp, DatagramFlag, type DatagramAtyp } from './frames.js';
+export { addrToText, formatIPv6, ipToAddr, isPlausibleName } from './datagram-addr.js';
 export { createScheduler, schedulerNames } from './scheduler.js';
 export { isSubflowRole, SUBFLOW_ROLES, type SubflowRole } from './roles.js';
 export { MemoryBudget } from './memory-budget.js';

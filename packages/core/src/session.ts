@@ -5,7 +5,8 @@ import { makeCounters, SESSION_COUNTERS } from './counters.js';
 import { WIRE } from './config.js';
 import type { ControlMessage, OpenHeader } from './control.js';
 import { ErrorCode, errorName, PlaitError, ProtocolError, ResetCode } from './errors.js';
-import { DATA_HEADER_SIZE, decodeFrames, FrameType, frameSize, writeDataHeader, writeFrame, type Frame } from './frames.js';
+import { DatagramOutbox, DedupWindow, type Datagram } from './datagrams.js';
+import { DATA_HEADER_SIZE, DatagramFlag, decodeFrames, FrameType, frameSize, writeDataHeader, writeFrame, type DatagramFrame, type Frame } from './frames.js';
 import { PeerStreamIds } from './peer-stream-ids.js';
 import { SendBudget } from './send-budget.js';
 import type { SessionKeys } from './keys.js';
@@ -80,6 +81,13 @@ export interface SessionEvents {
   addresses?(addrs: { id: number; host: string; port: number }[]): void;
   /** No subflow left; streams wait for a new one (the owner decides how long). */
   idle?(): void;
+  /**
+   * A datagram arrived (PROTOCOL.md 6.7; its buffers are the receiver's to
+   * keep). A server that sets this handler advertises datagram support in `ok`.
+   */
+  datagram?(d: Datagram): void;
+  /** The client ended a datagram flow (`uclose`); the server frees what it holds for it. */
+  datagramFlowClosed?(flow: number): void;
   closed?(error: PlaitError | undefined): void;
 }
 
@@ -109,6 +117,12 @@ export class Session implements StreamHost {
   private readonly dirtyWindows = new Set<Stream>();
   private readonly controlQueue: Frame[] = [];
   private readonly reinjectQueue: ReliableItem[] = [];
+  /** Datagrams waiting for a subflow with room (they go out ahead of stream data). */
+  private readonly outbox: DatagramOutbox;
+  /** Sequence numbers of duplicated datagrams seen recently. */
+  private readonly dedup = new DedupWindow();
+  /** Client: datagram flows the server accepts (from `ok`; 0 = it does not support datagrams). */
+  private peerDatagramFlows = 0;
 
   /** Extra addresses the server advertised (client side; ADD_ADDR). */
   peerAddresses: readonly { id: number; host: string; port: number }[] = [];
@@ -151,6 +165,7 @@ export class Session implements StreamHost {
     this.lastHeard = this.clock.now();
     this.budget = opts.budget;
     this.sendBudget = new SendBudget(this.config, opts.budget);
+    this.outbox = new DatagramOutbox(this.config, this.counters);
     this.unsubscribeBudget = opts.budget?.onRelief(() => {
       if (!this.closedState) this.sendBudget.wake();
       if (this.recvPaused) this.checkRecvBudget();
@@ -261,6 +276,7 @@ export class Session implements StreamHost {
     if (isServer) {
       const ok: ControlMessage = { t: 'ok', subflow: sf.id };
       if (setup.advertise && setup.advertise.length > 0) ok.addrs = setup.advertise;
+      if (this.events.datagram) ok.dgram = this.config.maxDatagramFlows;
       this.stageFrame(sf, { type: FrameType.CONTROL, message: ok }, undefined);
       this.sealStaged(sf);
       this.events.subflowUp?.(sf);
@@ -396,6 +412,9 @@ export class Session implements StreamHost {
       case FrameType.CONTROL:
         this.onControl(sf, f.message);
         return;
+      case FrameType.DATAGRAM:
+        this.onDatagramFrame(f);
+        return;
     }
   }
 
@@ -408,6 +427,7 @@ export class Session implements StreamHost {
         // Measure the new path at once: an unmeasured subflow is assumed slow.
         this.probe(sf, this.clock.now());
         this.events.subflowUp?.(sf);
+        if (m.dgram !== undefined) this.peerDatagramFlows = m.dgram;
         if (m.addrs && m.addrs.length > 0) {
           // addr_id names one address: a repeated id keeps its first entry.
           const seen = new Set<number>();
@@ -431,6 +451,9 @@ export class Session implements StreamHost {
         this.schedulePump();
         return;
       }
+      case 'uclose':
+        if (this.role === 'server') this.events.datagramFlowClosed?.(m.flow);
+        return;
       case 'unknown':
         return;
     }
@@ -726,6 +749,8 @@ export class Session implements StreamHost {
         this.stageFrame(ctl, f, { kind: 'frame', frame: f });
       }
     }
+    // 2b. Datagrams, ahead of all stream data (PROTOCOL.md 6.7).
+    if (this.outbox.length > 0) this.outbox.drain(now, (f) => this.placeDatagram(f, urgent));
     // Seal these now: inside a big data record they would wait for the whole
     // record to cross the link (a record is authenticated as a whole).
     for (const sf of urgent) this.sealStaged(sf);
@@ -870,6 +895,90 @@ export class Session implements StreamHost {
     if (sf.counterExhausted) this.closeSubflow(sf, 'record counter exhausted; reconnecting', false);
   }
 
+  // ------------------------------------------------------------ datagrams
+
+  /**
+   * Datagram flows the peer accepts at once: the server's `maxDatagramFlows`
+   * as it advertised in `ok` (client), or our own (server). 0: the peer does
+   * not support datagrams, and none may be sent to it.
+   */
+  get datagramFlows(): number {
+    if (this.role === 'server') return this.events.datagram ? this.config.maxDatagramFlows : 0;
+    return this.peerDatagramFlows;
+  }
+
+  /**
+   * Queue a datagram; it goes out ahead of stream data on the working
+   * subflow with the lowest smoothed RTT that has room (two of them with
+   * `datagramCopies` 2). Unreliable: it may be dropped (queue full, too
+   * large, stale) and then only a counter says so. False if not queued.
+   */
+  sendDatagram(d: Datagram): boolean {
+    if (this.closedState || this.datagramFlows === 0) {
+      this.counters.datagramsDroppedUnsupported++;
+      return false;
+    }
+    if (this.outbox.push(d, this.clock.now()) !== 'queued') return false;
+    this.schedulePump();
+    return true;
+  }
+
+  /** Client: the flow ended; the server may free its socket (reliable, unlike the datagrams). */
+  closeDatagramFlow(flow: number): void {
+    if (this.closedState || this.role !== 'client' || this.peerDatagramFlows === 0) return;
+    this.queueControl({ type: FrameType.CONTROL, message: { t: 'uclose', flow } });
+  }
+
+  /**
+   * Stage `f` on the working subflow(s) with the lowest smoothed RTT that
+   * have room (an unmeasured one counts as slowest), in the first role tier
+   * where one has (regular, then overflow; or backup, as for data); false
+   * when none has.
+   */
+  private placeDatagram(f: DatagramFrame, urgent: Set<Subflow>): boolean {
+    const size = frameSize(f);
+    let best: Subflow[] = [];
+    for (const tier of dataTiers(this.subflows)) {
+      best = tier.filter((sf) => sf.inflight === 0 || sf.inflight + size <= sf.cap);
+      if (best.length > 0) break;
+    }
+    if (best.length === 0) return false;
+    const rtt = (sf: Subflow): number => sf.srtt || Infinity;
+    best.sort((a, b) => rtt(a) - rtt(b));
+    const targets = best.slice(0, Math.min(this.config.datagramCopies, best.length));
+    // Copies carry DUP so the receiver delivers the first one only.
+    const frame: DatagramFrame = targets.length > 1 ? { ...f, flags: f.flags | DatagramFlag.DUP } : f;
+    for (const sf of targets) {
+      this.stageFrame(sf, frame, undefined);
+      urgent.add(sf);
+    }
+    this.counters.datagramsSent++;
+    return true;
+  }
+
+  private onDatagramFrame(f: DatagramFrame): void {
+    if ((f.flags & DatagramFlag.DUP) !== 0 && this.dedup.seen(f.seq)) {
+      this.counters.datagramsDuplicate++;
+      return;
+    }
+    const handler = this.events.datagram;
+    // A client gets datagrams only for flows it opened; a server without a handler never advertised support.
+    if (!handler || (this.role === 'client' && this.peerDatagramFlows === 0)) {
+      this.counters.datagramsDroppedUnsupported++;
+      return;
+    }
+    this.counters.datagramsReceived++;
+    handler({
+      flow: f.flow,
+      atyp: f.atyp,
+      // Copies: the record plaintext they point into may be reused.
+      addr: new Uint8Array(f.addr),
+      port: f.port,
+      payload: new Uint8Array(f.payload),
+      ...((f.flags & DatagramFlag.DNS_TCP) !== 0 ? { dnsTcp: true } : {}),
+    });
+  }
+
   // --------------------------------------------------------------- timers
 
   private ensureTick(): void {
@@ -933,6 +1042,7 @@ export class Session implements StreamHost {
     this.streams.clear();
     this.readyStreams.clear();
     this.sendBudget.clear();
+    this.outbox.clear();
     this.events.closed?.(error);
   }
 

@@ -10,6 +10,7 @@ import {
   SERVER_COUNTERS,
   type CipherName,
   type Config,
+  type Datagram,
   type SecretKeys,
   type Session,
   type Stream,
@@ -17,6 +18,7 @@ import {
 import { adoptSlabReads, loadSockOpts, pipeBoth, SocketChannel, StreamDuplex } from '@plait/node';
 import { dialTarget, EgressError } from './dial-target.js';
 import { EgressPolicy } from './egress-policy.js';
+import { UdpRelay } from './udp-relay.js';
 
 export interface ServerLogger {
   info(obj: object, msg: string): void;
@@ -45,6 +47,8 @@ export interface PlaitServerOptions {
   dialTimeoutMs?: number;
   /** Extra addresses to advertise to clients (ADD_ADDR). */
   advertise?: { host: string; port: number }[];
+  /** Datagram flows (SOCKS5 UDP, DNS): idle timeout (default 60 s) and the DNS resolver (none: DNS queries are dropped). */
+  udp?: { idleMs?: number; dnsUpstream?: { host: string; port: number } | undefined };
   /** Record ciphers clients may choose (plait server --cipher); default both. */
   ciphers?: readonly CipherName[];
   log?: ServerLogger;
@@ -157,13 +161,27 @@ export class PlaitServer {
   private onSession(session: Session) {
     const token = Buffer.from(session.keys.token).toString('hex').slice(0, 8);
     this.log.info({ session: token }, 'session established');
+    const udp = new UdpRelay(session, {
+      policy: this.policy,
+      maxFlows: session.config.maxDatagramFlows,
+      idleMs: this.opts.udp?.idleMs ?? 60_000,
+      dnsUpstream: this.opts.udp?.dnsUpstream,
+      clock: realClock,
+      counters: this.counters,
+      log: { debug: (obj, msg) => this.log.debug({ session: token, ...obj }, msg) },
+    });
     return {
+      datagram: (d: Datagram) => udp.onDatagram(d),
+      datagramFlowClosed: (flow: number) => udp.onFlowClosed(flow),
       stream: (stream: Stream, target: { host: string; port: number }) => this.onStream(token, stream, target),
       subflowUp: (sf: { id: number; backup: boolean; channel: { remoteLabel: string } }) =>
         this.log.info({ session: token, subflow: sf.id, remote: sf.channel.remoteLabel, backup: sf.backup }, 'subflow up'),
       subflowDown: (sf: { id: number }, reason: string, closed: boolean) =>
         this.log.info({ session: token, subflow: sf.id, closed }, `subflow ${closed ? 'closed' : 'suspect'}: ${reason}`),
-      closed: (err: Error | undefined) => this.log.info({ session: token }, `session closed${err ? `: ${err.message}` : ''}`),
+      closed: (err: Error | undefined) => {
+        udp.close();
+        this.log.info({ session: token }, `session closed${err ? `: ${err.message}` : ''}`);
+      },
     };
   }
 
