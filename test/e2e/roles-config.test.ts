@@ -256,4 +256,19 @@ describe('config files through the CLI', () => {
       await p.kill();
     }
   });
+
+  it('SIGHUP without --config is logged and ignored: the server keeps running (a stray systemctl reload ends nothing)', async () => {
+    const secretFile = join(dir, 'secret3');
+    writeFileSync(secretFile, secret, { mode: 0o600 });
+    const p = spawnPlait(['server', '--listen', '127.0.0.1:0', '--secret-file', secretFile], { name: 'plait server (no config)' });
+    try {
+      await waitUntil('the server to listen', () => parseLogLines(p.stderr()).some((l) => l.msg === 'plait server listening'));
+      process.kill(p.pid, 'SIGHUP');
+      await waitUntil('the SIGHUP to be logged', () => parseLogLines(p.stderr()).some((l) => String(l.msg).startsWith('SIGHUP: nothing to reload')));
+      await sleep(200);
+      expect(p.exited).toBe(false);
+    } finally {
+      await p.kill();
+    }
+  });
 });

@@ -176,6 +176,9 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   if (config?.file.file !== undefined) {
     const file = config.file;
     process.on('SIGHUP', () => reloadClientConfig(file, flags, client, log));
+  } else {
+    // Node's default for SIGHUP is to exit: a stray `systemctl reload` must not end the session.
+    process.on('SIGHUP', () => log.warn('SIGHUP: nothing to reload (started without --config); still running'));
   }
   return client;
 }

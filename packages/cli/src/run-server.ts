@@ -134,6 +134,9 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
         log.error({ config: file.file }, `config reload failed, keeping the running config: ${why instanceof Error ? why.message : String(why)}`);
       }
     });
+  } else {
+    // Node's default for SIGHUP is to exit: a stray `systemctl reload` must not end every session.
+    process.on('SIGHUP', () => log.warn('SIGHUP: nothing to reload (started without --config); still running'));
   }
   return server;
 }
