@@ -98,6 +98,10 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
   const { logLevel, servers, secret, warnings, sources, scheduler, cipher, socks, http, stats, auth, forwards, dns } = checkClientFlags(flags);
   const log = makeLogger(logLevel);
+  // SIGHUP's default action ends the process: take it over before anything
+  // listens, so a reload that arrives during start-up is not fatal either.
+  const onHangup = { handle: (): void => log.warn('SIGHUP during start-up: ignored') };
+  process.on('SIGHUP', () => onHangup.handle());
   for (const w of [...(config?.warnings ?? []), ...warnings]) log.warn({}, w);
   const client = new PlaitClient({
     servers,
@@ -175,10 +179,10 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   process.once('SIGTERM', stop);
   if (config?.file.file !== undefined) {
     const file = config.file;
-    process.on('SIGHUP', () => reloadClientConfig(file, flags, client, log));
+    onHangup.handle = () => reloadClientConfig(file, flags, client, log);
   } else {
-    // Node's default for SIGHUP is to exit: a stray `systemctl reload` must not end the session.
-    process.on('SIGHUP', () => log.warn('SIGHUP: nothing to reload (started without --config); still running'));
+    // A stray `systemctl reload` must not end the session.
+    onHangup.handle = () => log.warn('SIGHUP: nothing to reload (started without --config); still running');
   }
   return client;
 }

@@ -69,6 +69,10 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
   const { logLevel, listen, secret, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream } = checkServerFlags(flags);
   const log = makeLogger(logLevel);
+  // SIGHUP's default action ends the process: take it over before anything
+  // listens, so a reload that arrives during start-up is not fatal either.
+  const onHangup = { handle: (): void => log.warn('SIGHUP during start-up: ignored') };
+  process.on('SIGHUP', () => onHangup.handle());
   for (const w of [...(config?.warnings ?? []), ...warnings]) log.warn({}, w);
   const sockopts = loadSockOpts();
   if (!sockopts.available) {
@@ -123,7 +127,7 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
   if (config?.file.file !== undefined) {
     // Paths and roles are the client's: a server reload only checks the file, so a broken edit shows before a restart.
     const file = config.file;
-    process.on('SIGHUP', () => {
+    onHangup.handle = () => {
       let loaded: ReturnType<CommandConfig<ServerFlags>['load']> | undefined;
       try {
         loaded = file.load();
@@ -133,10 +137,10 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
         const why = loaded ? loaded.explain(e) : e;
         log.error({ config: file.file }, `config reload failed, keeping the running config: ${why instanceof Error ? why.message : String(why)}`);
       }
-    });
+    };
   } else {
-    // Node's default for SIGHUP is to exit: a stray `systemctl reload` must not end every session.
-    process.on('SIGHUP', () => log.warn('SIGHUP: nothing to reload (started without --config); still running'));
+    // A stray `systemctl reload` must not end every session.
+    onHangup.handle = () => log.warn('SIGHUP: nothing to reload (started without --config); still running');
   }
   return server;
 }
