@@ -21,8 +21,9 @@ import { parseClientCipher } from './cipher-flag.js';
 import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
+import { parseTransparentFlags, startTransparent, type TransparentFlags } from './transparent-flags.js';
 
-export interface ClientFlags {
+export interface ClientFlags extends TransparentFlags {
   server: string[];
   secret?: string;
   secretFile?: string;
@@ -74,7 +75,10 @@ export function checkClientFlags(flags: ClientFlags) {
       throw new UsageError(`--forward: ${e instanceof Error ? e.message : String(e)}`);
     }
   });
-  if (!socks && !http && !dns && forwards.length === 0) throw new UsageError('--socks: give at least one of --socks, --http, --forward or --dns');
+  const transparent = parseTransparentFlags(flags);
+  if (!socks && !http && !dns && forwards.length === 0 && !transparent.redirect && !transparent.tproxy) {
+    throw new UsageError('--socks: give at least one of --socks, --http, --forward, --dns, --redirect or --tproxy');
+  }
   if (dns && !isLoopbackHost(dns.host)) warnings.push(`--dns: anyone who can reach ${dns.host}:${dns.port} can resolve names through the plait server; keep it on the LAN side`);
   warnings.push(...sourceWarnings({ binds, vias, backups, overflows }, networkInterfaces()));
   // Anyone who can reach a non-loopback proxy or forward can use the session (and the server's egress).
@@ -91,12 +95,12 @@ export function checkClientFlags(flags: ClientFlags) {
       warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
     }
   }
-  return { logLevel, servers, secret, warnings, sources: { binds, vias, backups, overflows }, scheduler, cipher, socks, http, stats, auth, forwards, dns };
+  return { logLevel, servers, secret, warnings, sources: { binds, vias, backups, overflows }, scheduler, cipher, socks, http, stats, auth, forwards, dns, transparent };
 }
 
 export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, servers, secret, warnings, sources, scheduler, cipher, socks, http, stats, auth, forwards, dns } = checkClientFlags(flags);
+  const { logLevel, servers, secret, warnings, sources, scheduler, cipher, socks, http, stats, auth, forwards, dns, transparent } = checkClientFlags(flags);
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.
@@ -139,6 +143,12 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
     dnsForwarder = fwd;
     announce.push(() => log.info({ dns: `${at.address.includes(':') ? `[${at.address}]` : at.address}:${at.port}` }, 'DNS (UDP and TCP) listening'));
   }
+  // Transparent listeners (--redirect / --tproxy): router mode, see `plait router-setup`.
+  const transparentListeners = await startTransparent(transparent, client.dial, log);
+  for (const t of transparentListeners.listeners) {
+    listeners.push(t.server);
+    announce.push(() => log.info({ [t.mode]: addrText(t.server.address() as net.AddressInfo) }, `transparent listener (${t.mode === 'redirect' ? 'REDIRECT' : 'TPROXY'}) listening`));
+  }
   const started = Date.now();
   if (stats) {
     const l = await listenFor('--stats', stats, () =>
@@ -151,7 +161,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
             role: 'client',
             uptimeSeconds: Math.round((Date.now() - started) / 1000),
             sessions: st.session ? [st.session] : [],
-            counters: { ...client.counters },
+            counters: { ...client.counters, ...(transparentListeners.listeners.length > 0 ? transparentListeners.counters : {}) },
             paths: st.paths,
           };
         },

@@ -2,7 +2,8 @@
 // tests import from ../src/ directly.
 export { PlaitClient, type ClientLogger, type ClientStats, type PlaitClientOptions } from './client.js';
 export type { Dialer, Target } from './dialer.js';
-export { listenForward, listenHttpConnect, listenSocks5 } from './listeners.js';
+export { listenForward, listenHttpConnect, listenSocks5, listenTransparent } from './listeners.js';
+export type { TransparentCounters, TransparentMode } from './transparent.js';
 export { parseForwardSpec, type ForwardSpec } from './forward.js';
 export type { Socks5Options } from './socks5.js';
 export type { HttpConnectOptions } from './http-connect.js';

@@ -129,7 +129,14 @@ export const CLIENT_COUNTERS = {
   dnsDroppedBusy: 'DNS queries dropped: too many in flight.',
 } as const;
 
-const ALL: Readonly<Record<string, string>> = { ...SESSION_COUNTERS, ...ACCEPTOR_COUNTERS, ...SERVER_COUNTERS, ...CLIENT_COUNTERS };
+/** The client's transparent listeners (`--redirect`, `--tproxy`). */
+export const TRANSPARENT_COUNTERS = {
+  transparentAccepted: 'Connections the firewall redirected to --redirect / --tproxy and plait carried to their original destination.',
+  transparentNoDestination: 'Redirected connections dropped: no original destination (not redirected, or koffi missing).',
+  transparentLoops: 'Redirected connections dropped: the original destination was the plait listener itself (a loop).',
+} as const;
+
+const ALL: Readonly<Record<string, string>> = { ...SESSION_COUNTERS, ...ACCEPTOR_COUNTERS, ...SERVER_COUNTERS, ...CLIENT_COUNTERS, ...TRANSPARENT_COUNTERS };
 
 /** What a counter counts, for /metrics HELP lines (any component's counter name). */
 export function counterHelp(name: string): string | undefined {

@@ -4,6 +4,6 @@ export { SocketChannel } from './socket-channel.js';
 export { StreamDuplex } from './stream-duplex.js';
 export { pipeBoth } from './pipe.js';
 export { adoptSlabReads, slabOnread, ReadSlab } from './slab-read.js';
-export { loadSockOpts, type SockOpts } from './tcp-sockopt.js';
+export { loadSockOpts, type OriginalDst, type SockOpts } from './tcp-sockopt.js';
 export { detectAutoCipher, type AutoCipher } from './cpu.js';
 export { tuneHeapForThroughput, growingPercentFor, defaultHeapFloor, type HeapTuning } from './heap-tuning.js';

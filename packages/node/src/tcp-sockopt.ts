@@ -1,7 +1,8 @@
 /**
  * The kernel's own view of a subflow socket (Linux only, through the optional FFI package koffi):
  * read TCP_INFO, set TCP_NOTSENT_LOWAT, and connect a socket bound to an interface
- * (SO_BINDTODEVICE). Node exposes none of these. Anywhere else, or when koffi is missing or fails
+ * (SO_BINDTODEVICE); for transparent proxying, read a redirected connection's original destination
+ * (SO_ORIGINAL_DST) and open a TPROXY listener (IP_TRANSPARENT). Node exposes none of these. Anywhere else, or when koffi is missing or fails
  * to load, `available` is false with a `reason` and every call is a no-op, so callers need no
  * platform checks of their own.
  */
@@ -64,7 +65,21 @@ export interface SockOpts {
    * name (EPERM, ENODEV, ECONNREFUSED, ETIMEDOUT, ...), or ENOTSUP when unavailable.
    */
   connectBound(opts: ConnectBoundOptions): Promise<net.Socket>;
+  // ---- transparent proxying (plait client --redirect / --tproxy)
+  /**
+   * The destination a connection had before the firewall redirected it to us (nftables/iptables
+   * REDIRECT or DNAT): getsockopt SO_ORIGINAL_DST. Never throws; says why when there is none.
+   */
+  originalDst(socket: net.Socket): OriginalDst;
+  /**
+   * A listening TCP socket with IP_TRANSPARENT set before bind, for TPROXY rules; returns its
+   * descriptor for `net.Server.listen({ fd })`. Throws a SockOptError (EPERM: needs CAP_NET_ADMIN).
+   */
+  listenTransparent(host: string, port: number): number;
 }
+
+/** A redirected connection's original destination, or why it has none. */
+export type OriginalDst = { ok: true; host: string; port: number } | { ok: false; reason: string };
 
 /** Node-style system error: `code` is the errno name, as on errors from node:net. */
 export class SockOptError extends Error {
@@ -104,12 +119,20 @@ const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000; // the fd must not leak into child processes
 const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
 const SO_ERROR = 4;
 const SO_BINDTODEVICE = 25;
 const IPPROTO_TCP = 6;
 const TCP_INFO = 11;
 const TCP_NOTSENT_LOWAT = 25;
 const POLLOUT = 4;
+// Transparent proxying (linux/netfilter_ipv4.h, linux/netfilter_ipv6/ip6_tables.h, linux/in.h, linux/in6.h)
+const SOL_IP = 0;
+const SOL_IPV6 = 41;
+const SO_ORIGINAL_DST = 80; // IP6T_SO_ORIGINAL_DST has the same number, at SOL_IPV6
+const IP_TRANSPARENT = 19;
+const IPV6_TRANSPARENT = 75;
+const LISTEN_BACKLOG = 511; // Node's own default
 
 const TCP_INFO_BUF = 256;
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -156,6 +179,7 @@ interface Libc {
   getsockopt(fd: number, level: number, name: number, value: Buffer, len: Buffer): number;
   bind(fd: number, addr: Buffer, len: number): number;
   connect(fd: number, addr: Buffer, len: number): number;
+  listen(fd: number, backlog: number): number;
   close(fd: number): number;
   inetPton(af: number, src: string, dst: Buffer): number;
   ifNameToIndex(name: string): number;
@@ -222,6 +246,7 @@ function bindLibc(koffi: KoffiLike): Libc {
   const getsockopt = fn('int getsockopt(int fd, int level, int name, void *value, void *len)');
   const bind = fn('int bind(int fd, const void *addr, uint32_t len)');
   const connect = fn('int connect(int fd, const void *addr, uint32_t len)');
+  const listen = fn('int listen(int fd, int backlog)');
   const close = fn('int close(int fd)');
   const inetPton = fn('int inet_pton(int af, const char *src, void *dst)');
   const ifNameToIndex = fn('unsigned int if_nametoindex(const char *name)');
@@ -234,6 +259,7 @@ function bindLibc(koffi: KoffiLike): Libc {
     getsockopt: (fd, level, name, value, len) => Number(getsockopt(fd, level, name, value, len)),
     bind: (fd, addr, len) => Number(bind(fd, addr, len)),
     connect: (fd, addr, len) => Number(connect(fd, addr, len)),
+    listen: (fd, backlog) => Number(listen(fd, backlog)),
     close: (fd) => Number(close(fd)),
     inetPton: (af, src, dst) => Number(inetPton(af, src, dst)),
     ifNameToIndex: (name) => Number(ifNameToIndex(name)),
@@ -257,6 +283,10 @@ function unavailable(reason: string): SockOpts {
     setNotsentLowat: () => false,
     connectBound: (opts) =>
       Promise.reject(new SockOptError('ENOTSUP', 'connect', `cannot bind to interface '${opts.device}': ${reason}`)),
+    originalDst: () => ({ ok: false, reason: `cannot read the original destination: ${reason}` }),
+    listenTransparent: () => {
+      throw new SockOptError('ENOTSUP', 'setsockopt', `cannot open a transparent (TPROXY) listener: ${reason}`);
+    },
   };
 }
 
@@ -273,6 +303,7 @@ class LinuxSockOpts implements SockOpts {
   private readonly infoBuf = Buffer.alloc(TCP_INFO_BUF);
   private readonly lenBuf = Buffer.alloc(4);
   private readonly intBuf = Buffer.alloc(4);
+  private readonly addrBuf = Buffer.alloc(28); // sockaddr_in6, the larger of the two
 
   constructor(
     private readonly libc: Libc,
@@ -365,6 +396,58 @@ class LinuxSockOpts implements SockOpts {
     }
   }
 
+  // ---------------------------------------------- transparent proxying (--redirect / --tproxy)
+
+  originalDst(socket: net.Socket): OriginalDst {
+    const fd = socketFd(socket);
+    if (fd === undefined) return { ok: false, reason: 'the connection is already closed' };
+    // An IPv4 connection (also one on a dual-stack listener, as ::ffff:a.b.c.d) asks SOL_IP.
+    const local = socket.localAddress ?? '';
+    const v6 = net.isIPv6(local) && !local.toLowerCase().startsWith('::ffff:');
+    const b = this.addrBuf;
+    b.fill(0);
+    this.lenBuf.writeUInt32LE(v6 ? 28 : 16);
+    if (this.libc.getsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, b, this.lenBuf) !== 0) {
+      const code = errnoName(this.libc.errno());
+      // ENOENT: conntrack knows no such connection; ENOPROTOOPT: conntrack is not loaded.
+      const why = code === 'ENOENT' || code === 'ENOPROTOOPT' ? 'it was not redirected by the firewall (no NAT entry)' : 'the kernel refused';
+      return { ok: false, reason: `no original destination: ${why} (getsockopt SO_ORIGINAL_DST: ${code})` };
+    }
+    return parseSockaddr(b, Math.min(this.lenBuf.readUInt32LE(0), b.length));
+  }
+
+  listenTransparent(host: string, port: number): number {
+    const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new SockOptError('EINVAL', 'bind', `invalid port ${port} for ${where}`);
+    const at = this.sockaddr(host, port, 'bind', where);
+    const libc = this.libc;
+    const fd = libc.socket(at.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0) throw this.errnoError(libc.errno(), 'socket', where);
+    let owned = true; // until the caller takes the descriptor
+    try {
+      this.intBuf.writeInt32LE(1);
+      if (libc.setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, this.intBuf, 4) !== 0) throw this.errnoError(libc.errno(), 'setsockopt', where);
+      const v6 = at.family === AF_INET6;
+      if (libc.setsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, v6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, this.intBuf, 4) !== 0) {
+        const errno = libc.errno();
+        const code = errnoName(errno);
+        const msg =
+          code === 'EPERM' || code === 'EACCES'
+            ? `a TPROXY listener (--tproxy) needs root or CAP_NET_ADMIN (setsockopt IP_TRANSPARENT: ${code})`
+            : `setsockopt IP_TRANSPARENT on ${where} failed: ${code}`;
+        throw new SockOptError(code, 'setsockopt', msg, errno);
+      }
+      if (libc.bind(fd, at.addr, at.addr.length) !== 0) throw this.errnoError(libc.errno(), 'bind', where);
+      if (libc.listen(fd, LISTEN_BACKLOG) !== 0) throw this.errnoError(libc.errno(), 'listen', where);
+      owned = false;
+      return fd;
+    } finally {
+      if (owned) libc.close(fd);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+
   /** Wait for the non-blocking connect to finish (writable or error), or time out. */
   private async awaitWritable(fd: number, timeoutMs: number, where: string): Promise<void> {
     const pollfd = Buffer.alloc(8); // struct pollfd { int fd; short events; short revents; }
@@ -444,6 +527,22 @@ class LinuxSockOpts implements SockOpts {
     const code = errnoName(errno);
     return new SockOptError(code, syscall, `${syscall} ${code} ${where}`, errno);
   }
+}
+
+/** struct sockaddr_in / sockaddr_in6 as the kernel wrote it (`len` bytes) -> an address and port. */
+export function parseSockaddr(b: Buffer, len: number): OriginalDst {
+  const family = len >= 2 ? b.readUInt16LE(0) : -1;
+  if (family === AF_INET && len >= 8) {
+    return { ok: true, host: `${b[4]}.${b[5]}.${b[6]}.${b[7]}`, port: b.readUInt16BE(2) };
+  }
+  if (family === AF_INET6 && len >= 24) {
+    const groups: string[] = [];
+    for (let i = 8; i < 24; i += 2) groups.push(b.readUInt16BE(i).toString(16));
+    // The URL parser writes IPv6 in its shortest form (RFC 5952), as Node's socket addresses are.
+    const host = new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1);
+    return { ok: true, host, port: b.readUInt16BE(2) };
+  }
+  return { ok: false, reason: `no original destination: the kernel returned address family ${family} (${len} bytes)` };
 }
 
 function errnoName(errno: number): string {

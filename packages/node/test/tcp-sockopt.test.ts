@@ -362,3 +362,209 @@ describe('fallback without koffi', () => {
     expect(mac.tcpInfo(new net.Socket())).toBeUndefined();
   });
 });
+
+// ---------------------------------------------- transparent proxying (--redirect / --tproxy)
+
+/** Real koffi, except that getsockopt(level, 80) (SO_ORIGINAL_DST) answers what `orig` says. */
+function origDstKoffi(orig: (level: number, value: Buffer, len: Buffer) => number, calls: number[][] = []): KoffiLike {
+  return {
+    errno: (...a: [number?]) => (a.length ? koffi.errno(a[0]) : koffi.errno()),
+    load: (path) => {
+      const lib = koffi.load(path ?? 'libc.so.6');
+      return {
+        func: (signature: string) => {
+          const real = lib.func(signature) as (...args: unknown[]) => unknown;
+          if (!signature.includes(' getsockopt(')) return real;
+          return (...args: unknown[]) => {
+            if (args[2] !== 80) return real(...args);
+            calls.push([args[1] as number, args[2] as number]);
+            return orig(args[1] as number, args[3] as Buffer, args[4] as Buffer);
+          };
+        },
+      };
+    },
+  } as KoffiLike;
+}
+
+function sockaddrIn(ip: [number, number, number, number], port: number): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeUInt16LE(2, 0);
+  b.writeUInt16BE(port, 2);
+  Buffer.from(ip).copy(b, 4);
+  return b;
+}
+
+describe('originalDst (SO_ORIGINAL_DST)', () => {
+  it('reads the IPv4 original destination the kernel writes, asking SOL_IP', async () => {
+    const calls: number[][] = [];
+    const so4 = createSockOpts({
+      loadKoffi: () =>
+        origDstKoffi((_level, value, len) => {
+          sockaddrIn([93, 184, 216, 34], 443).copy(value);
+          len.writeUInt32LE(16);
+          return 0;
+        }, calls),
+    });
+    const { port } = await listen('127.0.0.1');
+    const s = await connectPlain('127.0.0.1', port);
+    expect(so4.originalDst(s)).toEqual({ ok: true, host: '93.184.216.34', port: 443 });
+    expect(calls).toEqual([[0, 80]]);
+  });
+
+  it('asks SOL_IPV6 on an IPv6 connection and formats the address as Node does', async () => {
+    const calls: number[][] = [];
+    const so6 = createSockOpts({
+      loadKoffi: () =>
+        origDstKoffi((_level, value, len) => {
+          const b = Buffer.alloc(28);
+          b.writeUInt16LE(10, 0);
+          b.writeUInt16BE(8443, 2);
+          Buffer.from('20010db8000000000000000000000007', 'hex').copy(b, 8);
+          b.copy(value);
+          len.writeUInt32LE(28);
+          return 0;
+        }, calls),
+    });
+    const { port } = await listen('::1');
+    const s = await connectPlain('::1', port);
+    expect(so6.originalDst(s)).toEqual({ ok: true, host: '2001:db8::7', port: 8443 });
+    expect(calls).toEqual([[41, 80]]);
+  });
+
+  it('no NAT entry (ENOENT): not ok, with a reason naming the cause', async () => {
+    const none = createSockOpts({
+      loadKoffi: () =>
+        origDstKoffi(() => {
+          koffi.errno(2); // ENOENT
+          return -1;
+        }),
+    });
+    const { port } = await listen('127.0.0.1');
+    const s = await connectPlain('127.0.0.1', port);
+    const r = none.originalDst(s);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(/not redirected.*SO_ORIGINAL_DST: ENOENT/);
+  });
+
+  it('a sockaddr of an unknown family or too short is refused, never misread', async () => {
+    const odd = createSockOpts({
+      loadKoffi: () =>
+        origDstKoffi((_level, value, len) => {
+          value.writeUInt16LE(99, 0);
+          len.writeUInt32LE(16);
+          return 0;
+        }),
+    });
+    const short = createSockOpts({
+      loadKoffi: () =>
+        origDstKoffi((_level, value, len) => {
+          sockaddrIn([10, 0, 0, 1], 80).copy(value);
+          len.writeUInt32LE(6);
+          return 0;
+        }),
+    });
+    const { port } = await listen('127.0.0.1');
+    const s = await connectPlain('127.0.0.1', port);
+    expect(odd.originalDst(s)).toEqual({ ok: false, reason: expect.stringMatching(/address family 99/) as string });
+    expect(short.originalDst(s).ok).toBe(false);
+  });
+
+  it('on this kernel, a connection nobody redirected has none, or its own destination (conntrack without NAT)', async () => {
+    const { port } = await listen('127.0.0.1');
+    const s = await connectPlain('127.0.0.1', port);
+    const r = so.originalDst(s);
+    if (r.ok) expect(r).toEqual({ ok: true, host: '127.0.0.1', port });
+    else expect(r.reason).toMatch(/SO_ORIGINAL_DST/);
+    s.destroy();
+    await new Promise((resolve) => s.once('close', resolve));
+    expect(so.originalDst(s)).toEqual({ ok: false, reason: 'the connection is already closed' });
+  });
+
+  it('without koffi: not ok, with the reason', async () => {
+    const missing = createSockOpts({ loadKoffi: () => ({}) });
+    const { port } = await listen('127.0.0.1');
+    const r = missing.originalDst(await connectPlain('127.0.0.1', port));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(/cannot read the original destination.*koffi/);
+    expect(() => missing.listenTransparent('127.0.0.1', 0)).toThrow(/TPROXY.*koffi/);
+  });
+});
+
+describe('listenTransparent (IP_TRANSPARENT)', () => {
+  function mayTransparent(): boolean {
+    const capEff = /CapEff:\s*([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    return capEff !== undefined && ((BigInt(`0x${capEff}`) >> 12n) & 1n) === 1n; // CAP_NET_ADMIN
+  }
+
+  it('opens a listening socket with IP_TRANSPARENT that Node can serve from', async () => {
+    if (!mayTransparent()) {
+      expect(() => so.listenTransparent('127.0.0.1', 0)).toThrow(/--tproxy.*CAP_NET_ADMIN/);
+      return;
+    }
+    const fd = so.listenTransparent('127.0.0.1', 0);
+    const value = Buffer.alloc(4);
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(4);
+    expect(c.getsockopt(fd, 0, 19, value, len)).toBe(0);
+    expect(value.readInt32LE(0)).toBe(1);
+    const server = net.createServer((peer) => peer.end('hello from fd'));
+    cleanups.push(() => server.close());
+    await new Promise<void>((resolve) => server.listen({ fd }, resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const s = await connectPlain('127.0.0.1', port);
+    const got = await new Promise<string>((resolve) => {
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString()));
+      s.on('end', () => resolve(text));
+    });
+    expect(got).toBe('hello from fd');
+  });
+
+  it('EPERM from IP_TRANSPARENT: a --tproxy message, and the descriptor is closed', () => {
+    const opened: number[] = [];
+    const failing: KoffiLike = {
+      errno: () => koffi.errno(),
+      load: (path) => {
+        const lib = koffi.load(path ?? 'libc.so.6');
+        return {
+          func: (signature: string) => {
+            const real = lib.func(signature) as (...args: unknown[]) => unknown;
+            if (signature.includes(' socket(')) return (...args: unknown[]) => (opened.push(Number(real(...args))), opened[opened.length - 1]);
+            if (!signature.includes(' setsockopt(')) return real;
+            return (...args: unknown[]) => {
+              if (args[1] === 0 && args[2] === 19) {
+                koffi.errno(1); // EPERM
+                return -1;
+              }
+              return real(...args);
+            };
+          },
+        };
+      },
+    };
+    const unprivileged = createSockOpts({ loadKoffi: () => failing });
+    let err: unknown;
+    try {
+      unprivileged.listenTransparent('127.0.0.1', 0);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(SockOptError);
+    expect((err as SockOptError).code).toBe('EPERM');
+    expect((err as SockOptError).message).toMatch(/--tproxy.*root or CAP_NET_ADMIN/);
+    expect(opened).toHaveLength(1);
+    expect(() => fstatSync(opened[0] ?? -1)).toThrow(/EBADF/);
+  });
+
+  it('a busy port is EADDRINUSE, a name is EINVAL', () => {
+    if (!mayTransparent()) return;
+    const fd = so.listenTransparent('127.0.0.1', 0);
+    cleanups.push(() => c.close(fd));
+    const sin = Buffer.alloc(16);
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(16);
+    expect(c.getsockname(fd, sin, len)).toBe(0);
+    expect(() => so.listenTransparent('127.0.0.1', sin.readUInt16BE(2))).toThrow(expect.objectContaining({ code: 'EADDRINUSE' }) as Error);
+    expect(() => so.listenTransparent('localhost', 0)).toThrow(expect.objectContaining({ code: 'EINVAL' }) as Error);
+  });
+});
