@@ -368,7 +368,7 @@ describe('fallback without koffi', () => {
 /** Real koffi, except that getsockopt(level, 80) (SO_ORIGINAL_DST) answers what `orig` says. */
 function origDstKoffi(orig: (level: number, value: Buffer, len: Buffer) => number, calls: number[][] = []): KoffiLike {
   return {
-    errno: (...a: [number?]) => (a.length ? koffi.errno(a[0]) : koffi.errno()),
+    errno: () => koffi.errno(),
     load: (path) => {
       const lib = koffi.load(path ?? 'libc.so.6');
       return {
