@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { checkClientFlags, runClient, type ClientFlags } from './run-client.js';
 import { runDemo, type DemoFlags } from './run-demo.js';
 import { checkServerFlags, runServer, type ServerFlags } from './run-server.js';
+import { routerSetupText, type RouterSetupFlags } from './router-setup.js';
 import { collect, UsageError } from './args.js';
 import { tuneHeapForThroughput } from '@plait/node';
 import { CommandConfig, guessConfigKind, readConfigFile } from './config-file.js';
@@ -137,6 +138,26 @@ export function buildProgram(): Command {
     .argument('[subflow]', 'subflow id, as in the /stats of the client (none: list the paths with their subflow ids and roles)')
     .argument('[role]', 'regular, backup or overflow')
     .action(async (subflow: string | undefined, role: string | undefined, flags: RoleFlags) => runRole(subflow, role, flags));
+
+  program
+    .command('router-setup')
+    .description('print the firewall and routing commands that send a LAN through plait client --redirect (pipe to sh)')
+    .option('--lan <iface>', 'the LAN interface (e.g. br-lan)')
+    .option('--redirect <port>', 'the port of plait client --redirect')
+    .option('--dns <port>', 'the port of plait client --dns: LAN DNS (UDP and TCP 53) goes there')
+    .option('--server <host>', 'the plait server (never redirected; repeatable)', collect, [])
+    .option('--uplink <iface=gateway>', 'an uplink to give its own routing table (repeatable)', collect, [])
+    .option('--reject-quic', 'reject forwarded UDP 443 so browsers fall back from QUIC to bonded TCP', false)
+    .option('--bypass <cidr>', 'send this destination straight out an uplink, not through plait (repeatable)', collect, [])
+    .option('--bypass-domain <name>', 'the same for a domain and its subdomains, learned from DNS answers (repeatable)', collect, [])
+    .option('--bypass-device <addr|mac>', 'the same for everything a LAN device sends (repeatable)', collect, [])
+    .option('--bypass-via <iface>', 'the uplink bypassed traffic leaves by (default: the first --uplink)')
+    .option('--iptables', 'print iptables rules instead of nftables', false)
+    .option('--rules-only', 'print only the nftables file (nft -f) or iptables-restore input', false)
+    .option('--undo', 'print the commands that remove it all', false)
+    .action(async (flags: RouterSetupFlags) => {
+      process.stdout.write(await routerSetupText(flags));
+    });
 
   program
     .command('demo')
