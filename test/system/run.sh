@@ -10,6 +10,9 @@
 #   3. compose-config.sh   docker-compose config, and the Dockerfile's install path
 #   4. live-page.sh        headless Chromium renders GET / of a `plait demo` during a download:
 #                          screenshot, and the DOM shows both subflows active and moving
+#   5. router-netns.sh     router mode in network namespaces (nftables, iproute2, iptables):
+#                          router-setup's rules checked and loaded, a LAN curl carried through
+#                          --redirect over two uplinks with forwarding off, loop drop, bypass, undo
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 start=$SECONDS
@@ -29,9 +32,10 @@ fi
 bash test/system/systemd-verify.sh ${prefix:+"$prefix/bin/plait"} || failed+=(systemd-verify)
 bash test/system/compose-config.sh || failed+=(compose-config)
 bash test/system/live-page.sh || failed+=(live-page)
+bash test/system/router-netns.sh || failed+=(router-netns)
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "test:system: FAILED: ${failed[*]} ($((SECONDS - start)) s)" >&2
   exit 1
 fi
-echo "test:system: pack-install, systemd-verify, compose-config, live-page passed in $((SECONDS - start)) s"
+echo "test:system: pack-install, systemd-verify, compose-config, live-page, router-netns passed in $((SECONDS - start)) s"
