@@ -16,7 +16,9 @@
 #  4. with `--bypass 203.0.113.9/32 --bypass-via up1`, curl to 203.0.113.9 goes out directly
 #     (the target sees the router's up1 address, masqueraded) while 198.51.100.7 is still
 #     carried by plait (the target sees the server's side);
-#  5. --undo removes the table and the rules.
+#  5. --undo removes the table and the rules;
+#  6. the same with TPROXY (`router-setup --tproxy`, `plait client --tproxy`): a curl arrives
+#     intact, and --undo cleans up.
 # Namespaces are named plh-*-$$ and removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -27,7 +29,7 @@ fail() {
   exit 1
 }
 [ "$(id -u)" = 0 ] || { echo "[router-netns] needs root (network namespaces)" >&2; exit 1; }
-for c in ip nft tc curl iptables-restore; do command -v "$c" >/dev/null || { echo "[router-netns] $c missing" >&2; exit 1; }; done
+for c in ip nft tc curl iptables-restore sha256sum; do command -v "$c" >/dev/null || { echo "[router-netns] $c missing" >&2; exit 1; }; done
 
 LAN=plh-lan-$$
 RT=plh-rt-$$
@@ -76,7 +78,8 @@ PLAIT_SECRET=$secret in_ns "$SRV" node packages/cli/bin/plait.js server --listen
 pids+=($!)
 
 # ------------------------------------------------------------------ 1. the rule set
-setup=(--lan rlan --redirect 12345 --server 10.63.0.1 --uplink up1=10.62.1.1 --uplink up2=10.62.2.1 --reject-quic)
+common=(--lan rlan --server 10.63.0.1 --uplink up1=10.62.1.1 --uplink up2=10.62.2.1 --reject-quic)
+setup=("${common[@]}" --redirect 12345)
 in_ns "$RT" node packages/cli/bin/plait.js router-setup "${setup[@]}" --rules-only >"$tmp/rules.nft"
 in_ns "$RT" nft -c -f "$tmp/rules.nft" 2>"$tmp/nft-check.log" || fail "nft -c rejects the printed rules"
 in_ns "$RT" node packages/cli/bin/plait.js router-setup "${setup[@]}" --bypass 203.0.113.9/32 --bypass-device 10.61.0.50 --iptables --rules-only >"$tmp/rules.ipt"
@@ -90,7 +93,7 @@ say "rules: nft -c, iptables-restore --test and loading (twice) passed"
 
 # ------------------------------------------------------------------ the router's plait client
 PLAIT_SECRET=$secret in_ns "$RT" node packages/cli/bin/plait.js client --server 10.63.0.1:7000 --via up1 --via up2 \
-  --redirect 12345 --stats 127.0.0.1:9100 --log-level info >"$tmp/client.log" 2>&1 &
+  --redirect 12345 --tproxy 12346 --stats 127.0.0.1:9100 --log-level info >"$tmp/client.log" 2>&1 &
 pids+=($!)
 stats() { in_ns "$RT" curl -s http://127.0.0.1:9100/stats; }
 jsonq() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const j=JSON.parse(s);process.stdout.write(String(($1)(j)))})"; }
@@ -142,4 +145,22 @@ in_ns "$RT" node packages/cli/bin/plait.js router-setup "${setup[@]}" --bypass 2
 in_ns "$RT" nft list tables | grep -q plait && fail "--undo left the nftables table"
 in_ns "$RT" ip rule | grep -qE 'lookup 10[12]' && fail "--undo left ip rules: $(in_ns "$RT" ip rule)"
 say "undo: table and rules gone"
+
+# ------------------------------------------------------------------ 6. TPROXY instead of REDIRECT
+tsetup=("${common[@]}" --tproxy 12346)
+in_ns "$RT" node packages/cli/bin/plait.js router-setup "${tsetup[@]}" --rules-only >"$tmp/rules-tproxy.nft"
+in_ns "$RT" nft -c -f "$tmp/rules-tproxy.nft" 2>"$tmp/nft-check.log" || fail "nft -c rejects the printed TPROXY rules"
+in_ns "$RT" node packages/cli/bin/plait.js router-setup "${tsetup[@]}" --iptables --rules-only >"$tmp/rules-tproxy.ipt"
+in_ns "$RT" iptables-restore --test --noflush "$tmp/rules-tproxy.ipt" 2>"$tmp/ipt-check.log" || fail "iptables-restore --test rejects the TPROXY rules"
+in_ns "$RT" node packages/cli/bin/plait.js router-setup "${tsetup[@]}" | in_ns "$RT" sh 2>"$tmp/apply.log" || fail "the TPROXY set-up script failed"
+before=$(stats | jsonq 'j => j.counters.transparentAccepted')
+tsize=$((4 * 1024 * 1024))
+in_ns "$LAN" curl -sS --max-time 60 -o "$tmp/got-tproxy" "http://198.51.100.7:8080/bytes?n=$tsize" 2>"$tmp/curl.log" || fail "curl through TPROXY failed: $(cat "$tmp/curl.log")"
+cmp -s <(head -c "$tsize" "$tmp/got") "$tmp/got-tproxy" || fail "the TPROXY download arrived damaged"
+after=$(stats | jsonq 'j => j.counters.transparentAccepted')
+[ "$after" = $((before + 1)) ] || fail "transparentAccepted went from $before to $after through TPROXY"
+in_ns "$RT" node packages/cli/bin/plait.js router-setup "${tsetup[@]}" --undo | in_ns "$RT" sh
+in_ns "$RT" nft list tables | grep -q plait && fail "--undo left the TPROXY table"
+in_ns "$RT" ip rule | grep -qE 'lookup (100|101|102)' && fail "--undo left ip rules: $(in_ns "$RT" ip rule)"
+say "TPROXY: 4 MiB intact through --tproxy; undo clean"
 say "passed"

@@ -30,7 +30,10 @@ export interface Uplink {
 
 export interface RouterPlan {
   lan: string;
-  redirectPort: number;
+  /** How LAN TCP reaches the client: `plait client --redirect` (NAT REDIRECT) or `--tproxy` (TPROXY). */
+  mode: 'redirect' | 'tproxy';
+  /** The port of that listener. */
+  port: number;
   dnsPort: number | undefined;
   /** The plait server's addresses (IPv4 and IPv6 literals). */
   servers: string[];
@@ -54,6 +57,10 @@ export const NFT_TABLE = 'inet plait';
 export const NFT_BYPASS_DNS_SETS = { v4: 'bypass_dns4', v6: 'bypass_dns6' } as const;
 /** Conntrack / packet mark of bypassed connections, and the `ip rule` priority that routes it. */
 export const BYPASS_MARK = 0x706c;
+/** Packet mark of TPROXY'd packets, routed to the local machine by TPROXY_TABLE. */
+export const TPROXY_MARK = 0x706d;
+const TPROXY_TABLE = 100;
+const TPROXY_RULE_PRIORITY = 980;
 const FIRST_TABLE = 101;
 const RULE_PRIORITY = 1000;
 const MARK_RULE_PRIORITY = 990;
@@ -77,7 +84,7 @@ export function nftRules(plan: RouterPlan): string {
   const v4 = (l: string[]): string[] => l.filter((a) => !isV6(a));
   const v6 = (l: string[]): string[] => l.filter(isV6);
   const out: string[] = [
-    `# plait router-setup: LAN ${plan.lan}; TCP -> :${plan.redirectPort}${plan.dnsPort ? `, DNS -> :${plan.dnsPort}` : ''}`,
+    `# plait router-setup: LAN ${plan.lan}; TCP -> :${plan.port} (${plan.mode})${plan.dnsPort ? `, DNS -> :${plan.dnsPort}` : ''}`,
     // Declaring and then deleting the table makes loading the file replace the old one, on first use too.
     `table ${NFT_TABLE}`,
     `delete table ${NFT_TABLE}`,
@@ -114,18 +121,31 @@ export function nftRules(plan: RouterPlan): string {
   if (plan.dnsPort !== undefined) {
     out.push(`    udp dport 53 redirect to :${plan.dnsPort}`, `    tcp dport 53 redirect to :${plan.dnsPort}`);
   }
+  const exceptions = ['    fib daddr type local return', '    ip daddr @servers4 return', '    ip6 daddr @servers6 return'];
+  if (plan.mode === 'redirect') out.push(...exceptions, `    meta l4proto tcp redirect to :${plan.port}`);
+  out.push('  }', '');
+  if (plan.mode === 'tproxy') {
+    const tmark = hex(TPROXY_MARK);
+    out.push(
+      '  # TPROXY: the packet keeps its destination; the mark routes it to this machine (ip rule below).',
+      '  chain transparent {',
+      '    type filter hook prerouting priority mangle + 10; policy accept;',
+      `    iifname != ${lan} return`,
+      `    ct mark ${mark} return`,
+      ...exceptions,
+      `    meta l4proto tcp socket transparent 1 meta mark set ${tmark} accept`,
+      `    meta nfproto ipv4 meta l4proto tcp tproxy ip to :${plan.port} meta mark set ${tmark} accept`,
+      `    meta nfproto ipv6 meta l4proto tcp tproxy ip6 to :${plan.port} meta mark set ${tmark} accept`,
+      '  }',
+      '',
+    );
+  }
   out.push(
-    '    fib daddr type local return',
-    '    ip daddr @servers4 return',
-    '    ip6 daddr @servers6 return',
-    `    meta l4proto tcp redirect to :${plan.redirectPort}`,
-    '  }',
-    '',
     "  # plait's transparent ports have no authentication: only the LAN (and this machine) may reach them.",
     '  chain input {',
     '    type filter hook input priority filter; policy accept;',
     `    iifname { ${lan}, "lo" } return`,
-    `    tcp dport ${plan.redirectPort} drop`,
+    `    tcp dport ${plan.port} drop`,
   );
   if (plan.dnsPort !== undefined) out.push(`    udp dport ${plan.dnsPort} drop`, `    tcp dport ${plan.dnsPort} drop`);
   out.push('  }');
@@ -161,20 +181,30 @@ export function iptablesRules(plan: RouterPlan): string {
   for (const s of v4(plan.bypassSources)) out.push(`-A PLAIT_MARK ${setMark} -s ${s} -j CONNMARK --set-mark ${mark}`);
   for (const m of plan.bypassMacs) out.push(`-A PLAIT_MARK ${setMark} -m mac --mac-source ${m} -j CONNMARK --set-mark ${mark}`);
   for (const d of v4(plan.bypassNets)) out.push(`-A PLAIT_MARK ${setMark} -d ${d} -j CONNMARK --set-mark ${mark}`);
-  out.push('-A PLAIT_MARK -j CONNMARK --restore-mark', 'COMMIT', '*nat', ':PLAIT_PRE - [0:0]', `-A PREROUTING -i ${plan.lan} -j PLAIT_PRE`);
+  out.push('-A PLAIT_MARK -j CONNMARK --restore-mark');
+  if (plan.mode === 'tproxy') {
+    const tmark = `${hex(TPROXY_MARK)}/0xffffffff`;
+    out.push(':PLAIT_TPROXY - [0:0]', `-A PREROUTING -i ${plan.lan} -j PLAIT_TPROXY`, `-A PLAIT_TPROXY -m connmark --mark ${mark} -j RETURN`, '-A PLAIT_TPROXY -m addrtype --dst-type LOCAL -j RETURN');
+    for (const s of v4(plan.servers)) out.push(`-A PLAIT_TPROXY -d ${s} -j RETURN`);
+    out.push(`-A PLAIT_TPROXY -p tcp -m socket --transparent -j MARK --set-mark ${tmark}`, `-A PLAIT_TPROXY -m mark --mark ${tmark} -j ACCEPT`);
+    out.push(`-A PLAIT_TPROXY -p tcp -j TPROXY --on-port ${plan.port} --tproxy-mark ${tmark}`);
+  }
+  out.push('COMMIT', '*nat', ':PLAIT_PRE - [0:0]', `-A PREROUTING -i ${plan.lan} -j PLAIT_PRE`);
   out.push(`-A PLAIT_PRE -m connmark --mark ${mark} -j RETURN`);
   if (plan.dnsPort !== undefined) {
     out.push(`-A PLAIT_PRE -p udp --dport 53 -j REDIRECT --to-ports ${plan.dnsPort}`, `-A PLAIT_PRE -p tcp --dport 53 -j REDIRECT --to-ports ${plan.dnsPort}`);
   }
-  out.push('-A PLAIT_PRE -m addrtype --dst-type LOCAL -j RETURN');
-  for (const s of v4(plan.servers)) out.push(`-A PLAIT_PRE -d ${s} -j RETURN`);
-  out.push(`-A PLAIT_PRE -p tcp -j REDIRECT --to-ports ${plan.redirectPort}`);
+  if (plan.mode === 'redirect') {
+    out.push('-A PLAIT_PRE -m addrtype --dst-type LOCAL -j RETURN');
+    for (const s of v4(plan.servers)) out.push(`-A PLAIT_PRE -d ${s} -j RETURN`);
+    out.push(`-A PLAIT_PRE -p tcp -j REDIRECT --to-ports ${plan.port}`);
+  }
   if (plan.uplinks.length > 0) {
     out.push(':PLAIT_POST - [0:0]', '-A POSTROUTING -j PLAIT_POST');
     for (const u of plan.uplinks) out.push(`-A PLAIT_POST -o ${u.iface} -m connmark --mark ${mark} -j MASQUERADE`);
   }
   out.push('COMMIT', '*filter', ':PLAIT_IN - [0:0]', '-A INPUT -j PLAIT_IN', `-A PLAIT_IN -i ${plan.lan} -j RETURN`, '-A PLAIT_IN -i lo -j RETURN');
-  out.push(`-A PLAIT_IN -p tcp --dport ${plan.redirectPort} -j DROP`);
+  out.push(`-A PLAIT_IN -p tcp --dport ${plan.port} -j DROP`);
   if (plan.dnsPort !== undefined) out.push(`-A PLAIT_IN -p udp --dport ${plan.dnsPort} -j DROP`, `-A PLAIT_IN -p tcp --dport ${plan.dnsPort} -j DROP`);
   if (plan.rejectQuic) {
     out.push(':PLAIT_FWD - [0:0]', '-A FORWARD -j PLAIT_FWD', `-A PLAIT_FWD -i ${plan.lan} -m connmark ! --mark ${mark} -p udp --dport 443 -j REJECT`);
@@ -201,6 +231,13 @@ function routingCommands(plan: RouterPlan): { apply: string[]; undo: string[] } 
     for (const src of u.sources) rule(`from ${src} table ${table} priority ${prio}`);
     undo.push(`ip route flush table ${table}`);
   });
+  if (plan.mode === 'tproxy') {
+    apply.push(`ip route replace local 0.0.0.0/0 dev lo table ${TPROXY_TABLE}`, `ip -6 route replace local ::/0 dev lo table ${TPROXY_TABLE} 2>/dev/null || true`);
+    rule(`fwmark ${hex(TPROXY_MARK)} table ${TPROXY_TABLE} priority ${TPROXY_RULE_PRIORITY}`);
+    apply.push(`ip -6 rule del fwmark ${hex(TPROXY_MARK)} table ${TPROXY_TABLE} priority ${TPROXY_RULE_PRIORITY} 2>/dev/null || true`);
+    apply.push(`ip -6 rule add fwmark ${hex(TPROXY_MARK)} table ${TPROXY_TABLE} priority ${TPROXY_RULE_PRIORITY} 2>/dev/null || true`);
+    undo.push(`ip -6 rule del fwmark ${hex(TPROXY_MARK)} table ${TPROXY_TABLE} priority ${TPROXY_RULE_PRIORITY}`, `ip route flush table ${TPROXY_TABLE}`, `ip -6 route flush table ${TPROXY_TABLE}`);
+  }
   if (plan.bypassVia !== undefined) {
     const table = tableOf(plan, plan.bypassVia);
     rule(`fwmark ${hex(BYPASS_MARK)} table ${table} priority ${MARK_RULE_PRIORITY}`);
@@ -237,6 +274,7 @@ export function undoScript(plan: RouterPlan, backend: Backend): string {
   else {
     const hooks: [string, string, string, string][] = [
       ['mangle', 'PREROUTING', 'PLAIT_MARK', `-i ${plan.lan} `],
+      ['mangle', 'PREROUTING', 'PLAIT_TPROXY', `-i ${plan.lan} `],
       ['nat', 'PREROUTING', 'PLAIT_PRE', `-i ${plan.lan} `],
       ['nat', 'POSTROUTING', 'PLAIT_POST', ''],
       ['filter', 'INPUT', 'PLAIT_IN', ''],

@@ -12,6 +12,7 @@ import { applyScript, iptablesRules, nftRules, undoScript, type RouterPlan, type
 export interface RouterSetupFlags {
   lan?: string;
   redirect?: string;
+  tproxy?: string;
   dns?: string;
   server: string[];
   uplink: string[];
@@ -98,10 +99,13 @@ const defaultIfaceAddresses = (iface: string): string[] =>
 export async function routerPlan(flags: RouterSetupFlags, deps: RouterSetupDeps = {}): Promise<RouterPlan> {
   if (flags.lan === undefined) throw new UsageError('--lan: the LAN interface is required (like --lan br-lan)');
   const lan = parseIface('--lan', flags.lan);
-  if (flags.redirect === undefined) throw new UsageError('--redirect: the port of plait client --redirect is required');
-  const redirectPort = parsePort('--redirect', flags.redirect);
+  if ((flags.redirect === undefined) === (flags.tproxy === undefined)) {
+    throw new UsageError('--redirect: give the port of plait client --redirect, or of --tproxy (one of the two)');
+  }
+  const mode = flags.redirect !== undefined ? 'redirect' : 'tproxy';
+  const port = parsePort(`--${mode}`, (flags.redirect ?? flags.tproxy)!);
   const dnsPort = flags.dns === undefined ? undefined : parsePort('--dns', flags.dns);
-  if (dnsPort !== undefined && dnsPort === redirectPort) throw new UsageError('--dns: must differ from the --redirect port');
+  if (dnsPort !== undefined && dnsPort === port) throw new UsageError(`--dns: must differ from the --${mode} port`);
   const ifaceAddresses = deps.ifaceAddresses ?? defaultIfaceAddresses;
   const uplinks: Uplink[] = flags.uplink.map((spec) => {
     const m = /^([^=]+)=(.+)$/.exec(spec);
@@ -133,7 +137,7 @@ export async function routerPlan(flags: RouterSetupFlags, deps: RouterSetupDeps 
     throw new UsageError('--iptables: --bypass-domain and IPv6 bypass rules need nftables (leave out --iptables)');
   }
   const servers = await serverAddresses(flags.server, deps.resolve ?? defaultResolve);
-  return { lan, redirectPort, dnsPort, servers, uplinks, rejectQuic: flags.rejectQuic === true, bypassNets, bypassDomains, bypassSources, bypassMacs, bypassVia };
+  return { lan, mode, port, dnsPort, servers, uplinks, rejectQuic: flags.rejectQuic === true, bypassNets, bypassDomains, bypassSources, bypassMacs, bypassVia };
 }
 
 /** What `plait router-setup` prints for these flags. */

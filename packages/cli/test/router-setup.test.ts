@@ -30,7 +30,8 @@ async function usage(flags: RouterSetupFlags): Promise<string> {
 describe('router-setup flags', () => {
   it('refuses what would break the rules, naming the flag', async () => {
     expect(await usage(base({ lan: undefined }))).toMatch(/^--lan: .*required/);
-    expect(await usage(base({ redirect: undefined }))).toMatch(/^--redirect: .*required/);
+    expect(await usage(base({ redirect: undefined }))).toMatch(/^--redirect: .*one of the two/);
+    expect(await usage(base({ tproxy: '12346' }))).toMatch(/^--redirect: .*one of the two/);
     expect(await usage(base({ redirect: '70000' }))).toMatch(/^--redirect: /);
     expect(await usage(base({ dns: '12345' }))).toMatch(/^--dns: must differ/);
     // Anything printed into shell or nft text is checked strictly: no quotes, spaces, semicolons.
@@ -125,5 +126,28 @@ describe('router-setup output', () => {
     const undo = await routerSetupText({ ...flags, undo: true }, deps);
     expect(undo).toContain('iptables -t nat -D PREROUTING -i br-lan -j PLAIT_PRE');
     expect(undo).toContain('iptables -t nat -X PLAIT_PRE');
+  });
+});
+
+describe('router-setup --tproxy', () => {
+  it('marks and TPROXYs LAN TCP in a mangle chain (no NAT redirect), routes the mark locally, and undoes it', async () => {
+    const flags = base({ redirect: undefined, tproxy: '12346', dns: '5353' });
+    const nft = await routerSetupText({ ...flags, rulesOnly: true }, deps);
+    expect(nft).not.toContain('redirect to :12346');
+    expect(nft).toContain('udp dport 53 redirect to :5353'); // DNS still by REDIRECT
+    const chain = nft.slice(nft.indexOf('chain transparent'));
+    const order = ['ct mark 0x706c return', 'fib daddr type local return', 'ip daddr @servers4 return', 'socket transparent 1 meta mark set 0x706d accept', 'tproxy ip to :12346 meta mark set 0x706d accept'];
+    const at = order.map((r) => chain.indexOf(r));
+    expect(at.every((i) => i >= 0)).toBe(true);
+    expect([...at].sort((x, y) => x - y)).toEqual(at);
+    const script = await routerSetupText(flags, deps);
+    expect(script).toContain('ip route replace local 0.0.0.0/0 dev lo table 100');
+    expect(script).toContain('ip rule add fwmark 0x706d table 100 priority 980');
+    const undo = await routerSetupText({ ...flags, undo: true }, deps);
+    expect(undo).toContain('ip rule del fwmark 0x706d table 100 priority 980');
+    expect(undo).toContain('ip route flush table 100');
+    const ipt = await routerSetupText({ ...flags, iptables: true, rulesOnly: true }, deps);
+    expect(ipt).toContain('-A PLAIT_TPROXY -p tcp -j TPROXY --on-port 12346 --tproxy-mark 0x706d/0xffffffff');
+    expect(ipt).not.toContain('REDIRECT --to-ports 12346');
   });
 });
