@@ -12,7 +12,7 @@
  */
 import { execFile } from 'node:child_process';
 import { isIPv6 } from 'node:net';
-import { realClock, type Clock } from '@plait/core';
+import { BYPASS_COUNTERS, makeCounters, realClock, type Clock, type Counters } from '@plait/core';
 import type { ClientLogger } from './client.js';
 import type { DnsLearned } from './dns-answer.js';
 
@@ -34,15 +34,6 @@ export interface BypassDomainsOptions {
   /** Addresses remembered (default 8192) and waiting for a command (default 1024). */
   maxTracked?: number;
   maxPending?: number;
-}
-
-export interface BypassDomainStats {
-  /** Addresses sent to nft (each refresh counts). */
-  added: number;
-  /** Addresses dropped because the queue was full. */
-  dropped: number;
-  /** nft commands that failed. */
-  failures: number;
 }
 
 /** Elements per command: one `nft add element` argument stays well under the kernel's limits. */
@@ -72,7 +63,8 @@ export class BypassDomains {
   private readonly pending = new Map<string, number>();
   private running = false;
   private warnedFailure = false;
-  readonly stats: BypassDomainStats = { added: 0, dropped: 0, failures: 0 };
+  /** Shown in /stats and /metrics (declared in @plait/core counters.ts). */
+  readonly counters: Counters<typeof BYPASS_COUNTERS> = makeCounters(BYPASS_COUNTERS);
 
   constructor(private readonly opts: BypassDomainsOptions) {
     this.domains = opts.domains.map((d) => d.toLowerCase().replace(/\.$/, ''));
@@ -102,7 +94,7 @@ export class BypassDomains {
       const expires = this.tracked.get(address);
       if (expires !== undefined && expires - now >= (timeout * 1000) / 2) continue;
       if (!this.pending.has(address) && this.pending.size >= this.maxPending) {
-        this.stats.dropped++;
+        this.counters.bypassAddressesDropped++;
         continue;
       }
       this.pending.set(address, timeout);
@@ -137,12 +129,12 @@ export class BypassDomains {
     const now = this.clock.now();
     this.run('nft', args).then(
       () => {
-        this.stats.added += batch.length;
+        this.counters.bypassAddressesAdded += batch.length;
         for (const [address, timeout] of batch) this.remember(address, now + timeout * 1000);
         this.opts.log?.debug({ addresses: batch.map(([a]) => a) }, 'bypass: addresses of bypassed domains added');
       },
       (e: unknown) => {
-        this.stats.failures++;
+        this.counters.bypassCommandFailures++;
         const msg = `bypass: nft could not add addresses of bypassed domains (${e instanceof Error ? e.message : String(e)}); are the rules of plait router-setup loaded?`;
         if (this.warnedFailure) this.opts.log?.debug({}, msg);
         else {

@@ -104,7 +104,7 @@ describe('BypassDomains', () => {
     expect(r.calls).toEqual([['nft', 'add', 'element', 'inet', 'plait', 'bypass_dns4', '{ 198.51.100.1 timeout 900s, 198.51.100.2 timeout 900s }']]);
     r.release();
     await flushMicrotasks();
-    expect(b.stats).toEqual({ added: 2, dropped: 0, failures: 0 });
+    expect(b.counters).toEqual({ bypassAddressesAdded: 2, bypassAddressesDropped: 0, bypassCommandFailures: 0 });
   });
 
   it('ignores other names, including look-alikes, and learns through a CNAME alias', () => {
@@ -150,7 +150,7 @@ describe('BypassDomains', () => {
     r.release();
     await flushMicrotasks();
     expect(r.pending()).toBe(0);
-    expect(b.stats.added).toBe(4);
+    expect(b.counters.bypassAddressesAdded).toBe(4);
   });
 
   it('a flood of answers while nft is slow is bounded: the queue holds maxPending, the rest is counted', async () => {
@@ -158,7 +158,7 @@ describe('BypassDomains', () => {
     const b = new BypassDomains({ domains: ['example.com'], run: r.run, clock: new VirtualClock(), maxPending: 100 });
     for (let i = 0; i < 1000; i++) b.learn(answer('x.example.com', [`10.${i >> 8}.${i & 0xff}.1`]));
     expect(r.calls).toHaveLength(1); // the first went at once; 100 wait
-    expect(b.stats.dropped).toBe(899);
+    expect(b.counters.bypassAddressesDropped).toBe(899);
     r.release();
     await flushMicrotasks();
     expect(r.calls).toHaveLength(2);
@@ -193,7 +193,7 @@ describe('BypassDomains', () => {
     expect(r.calls).toHaveLength(2);
     r.release(false);
     await flushMicrotasks();
-    expect(b.stats.failures).toBe(2);
+    expect(b.counters.bypassCommandFailures).toBe(2);
     expect(warns).toHaveLength(1);
     expect(warns[0]).toMatch(/nft could not add .*No such file.*router-setup/);
   });

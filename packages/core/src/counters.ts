@@ -136,7 +136,21 @@ export const TRANSPARENT_COUNTERS = {
   transparentLoops: 'Redirected connections dropped: the original destination was the plait listener itself (a loop).',
 } as const;
 
-const ALL: Readonly<Record<string, string>> = { ...SESSION_COUNTERS, ...ACCEPTOR_COUNTERS, ...SERVER_COUNTERS, ...CLIENT_COUNTERS, ...TRANSPARENT_COUNTERS };
+/** The client's domain bypass (`--bypass-domain`): addresses learned from DNS answers, added to nftables sets. */
+export const BYPASS_COUNTERS = {
+  bypassAddressesAdded: 'Addresses of bypassed domains added to (or refreshed in) the router\'s nftables sets.',
+  bypassAddressesDropped: 'Addresses of bypassed domains not added: too many were waiting for nft.',
+  bypassCommandFailures: 'nft commands that failed to add addresses of bypassed domains.',
+} as const;
+
+const ALL: Readonly<Record<string, string>> = {
+  ...SESSION_COUNTERS,
+  ...ACCEPTOR_COUNTERS,
+  ...SERVER_COUNTERS,
+  ...CLIENT_COUNTERS,
+  ...TRANSPARENT_COUNTERS,
+  ...BYPASS_COUNTERS,
+};
 
 /** What a counter counts, for /metrics HELP lines (any component's counter name). */
 export function counterHelp(name: string): string | undefined {

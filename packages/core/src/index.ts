@@ -28,7 +28,7 @@ export { chooseAutoCipher, CIPHER_NAMES, type CipherName } from './cipher.js';
 export { RecordOpener, RecordSealer } from './record.js';
 
 // Counters, declared once with what each counts (stats and metrics render them).
-export { ACCEPTOR_COUNTERS, CLIENT_COUNTERS, counterHelp, makeCounters, SERVER_COUNTERS, SESSION_COUNTERS, TRANSPARENT_COUNTERS, type Counters } from './counters.js';
+export { ACCEPTOR_COUNTERS, CLIENT_COUNTERS, counterHelp, makeCounters, SERVER_COUNTERS, SESSION_COUNTERS, TRANSPARENT_COUNTERS, BYPASS_COUNTERS, type Counters } from './counters.js';
 
 // Errors and reset codes, with their names.
 export { ErrorCode, errorName, PlaitError, RemoteError, ResetCode, resetName } from './errors.js';
