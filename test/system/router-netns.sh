@@ -13,9 +13,10 @@
 #  2. from the LAN host, a plain `curl` of 16 MiB from 198.51.100.7 arrives intact through the
 #     REDIRECT (SO_ORIGINAL_DST), and both uplinks carry at least 10 % of it (client /stats);
 #  3. a connection straight to plait's redirect port is dropped as a loop and counted;
-#  4. with `--bypass 203.0.113.9/32 --bypass-via up1`, curl to 203.0.113.9 goes out directly
-#     (the target sees the router's up1 address, masqueraded) while 198.51.100.7 is still
-#     carried by plait (the target sees the server's side);
+#  4. with `--bypass 203.0.113.9/32 --bypass-device 10.61.0.50 --bypass-via up1`, curl to
+#     203.0.113.9, and anything from 10.61.0.50, goes out directly (the target sees the router's
+#     up1 address, masqueraded) while the rest is still carried by plait (the target sees the
+#     server's side);
 #  5. --undo removes the table and the rules;
 #  6. the same with TPROXY (`router-setup --tproxy`, `plait client --tproxy`): a curl arrives
 #     intact, and --undo cleans up.
@@ -52,6 +53,7 @@ ip link add lan netns "$LAN" type veth peer name rlan netns "$RT"
 ip link add up1 netns "$RT" type veth peer name s1 netns "$SRV"
 ip link add up2 netns "$RT" type veth peer name s2 netns "$SRV"
 in_ns "$LAN" ip addr add 10.61.0.2/24 dev lan
+in_ns "$LAN" ip addr add 10.61.0.50/24 dev lan   # a second "device", bypassed in step 4
 in_ns "$LAN" ip link set lan up
 in_ns "$LAN" ip route add default via 10.61.0.1
 in_ns "$RT" ip addr add 10.61.0.1/24 dev rlan
@@ -130,18 +132,21 @@ grep -q 'is this listener itself' "$tmp/client.log" || fail "no log line about t
 say "a connection straight to the redirect port: dropped, counted, logged"
 
 # ------------------------------------------------------------------ 4. bypass by destination
-in_ns "$RT" node packages/cli/bin/plait.js router-setup "${setup[@]}" --bypass 203.0.113.9/32 --bypass-via up1 >"$tmp/apply-bypass.sh"
+bypass=(--bypass 203.0.113.9/32 --bypass-device 10.61.0.50 --bypass-via up1)
+in_ns "$RT" node packages/cli/bin/plait.js router-setup "${setup[@]}" "${bypass[@]}" >"$tmp/apply-bypass.sh"
 in_ns "$RT" sh "$tmp/apply-bypass.sh" 2>"$tmp/apply.log" || fail "the set-up script with --bypass failed"
 direct=$(in_ns "$LAN" curl -sS --max-time 10 http://203.0.113.9:8080/whoami 2>"$tmp/curl.log") || fail "the bypassed destination is unreachable: $(cat "$tmp/curl.log")"
 bonded=$(in_ns "$LAN" curl -sS --max-time 10 http://198.51.100.7:8080/whoami 2>"$tmp/curl.log") || fail "the bonded destination is unreachable with a bypass rule: $(cat "$tmp/curl.log")"
+device=$(in_ns "$LAN" curl -sS --max-time 10 --interface 10.61.0.50 http://198.51.100.7:8080/whoami 2>"$tmp/curl.log") || fail "the bypassed device cannot reach 198.51.100.7: $(cat "$tmp/curl.log")"
 [ "$direct" = 10.62.1.2 ] || fail "the bypassed connection arrived from $direct, not from the router's up1 (10.62.1.2)"
+[ "$device" = 10.62.1.2 ] || fail "the bypassed device's connection arrived from $device, not from the router's up1 (10.62.1.2)"
 case "$bonded" in 10.62.* | 10.61.*) fail "the bonded connection arrived from $bonded: it was not carried by plait" ;; esac
 now=$(stats | jsonq 'j => j.counters.transparentAccepted')
 [ "$now" = $((accepted + 1)) ] || fail "transparentAccepted went from $accepted to $now (the bypassed connection must not reach plait)"
-say "bypass: 203.0.113.9 went out up1 directly (seen from $direct); 198.51.100.7 still through plait (seen from $bonded)"
+say "bypass: 203.0.113.9, and device 10.61.0.50 to 198.51.100.7, went out up1 directly (seen from $direct, $device); 198.51.100.7 from 10.61.0.2 still through plait (seen from $bonded)"
 
 # ------------------------------------------------------------------ 5. undo
-in_ns "$RT" node packages/cli/bin/plait.js router-setup "${setup[@]}" --bypass 203.0.113.9/32 --bypass-via up1 --undo | in_ns "$RT" sh
+in_ns "$RT" node packages/cli/bin/plait.js router-setup "${setup[@]}" "${bypass[@]}" --undo | in_ns "$RT" sh
 in_ns "$RT" nft list tables | grep -q plait && fail "--undo left the nftables table"
 in_ns "$RT" ip rule | grep -qE 'lookup 10[12]' && fail "--undo left ip rules: $(in_ns "$RT" ip rule)"
 say "undo: table and rules gone"

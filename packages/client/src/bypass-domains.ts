@@ -59,8 +59,8 @@ export class BypassDomains {
   private readonly maxPending: number;
   /** address -> when its set element expires (clock ms), as last sent. */
   private readonly tracked = new Map<string, number>();
-  /** address -> timeout (s) to send. */
-  private readonly pending = new Map<string, number>();
+  /** address -> timeout (s) to send, and who waits for it to be in the set. */
+  private readonly pending = new Map<string, { timeout: number; waiters: (() => void)[] }>();
   private running = false;
   private warnedFailure = false;
   /** Shown in /stats and /metrics (declared in @plait/core counters.ts). */
@@ -84,22 +84,36 @@ export class BypassDomains {
     return this.domains.some((d) => n === d || n.endsWith(`.${d}`));
   }
 
-  /** What the DNS forwarder saw in an answer; adds the addresses if the name (or an alias) is bypassed. */
-  learn(answer: DnsLearned): void {
-    if (!this.matches(answer.name) && !answer.aliases.some((a) => this.matches(a))) return;
+  /**
+   * What the DNS forwarder saw in an answer; adds the addresses if the name (or an alias) is
+   * bypassed. Resolves once they are in the set (or nft failed): the forwarder holds such an
+   * answer until then (with a bound of its own), or the device's first connection could be
+   * redirected before its address is bypassed. Never rejects.
+   */
+  learn(answer: DnsLearned): Promise<void> {
+    if (!this.matches(answer.name) && !answer.aliases.some((a) => this.matches(a))) return Promise.resolve();
     const timeout = Math.min(this.maxTtl, Math.max(this.minTtl, Math.floor(answer.ttlSeconds)));
     const now = this.clock.now();
+    const waits: Promise<void>[] = [];
     for (const address of answer.addresses) {
       // An element that outlives half the new timeout is fresh enough: skip the command.
       const expires = this.tracked.get(address);
       if (expires !== undefined && expires - now >= (timeout * 1000) / 2) continue;
-      if (!this.pending.has(address) && this.pending.size >= this.maxPending) {
-        this.counters.bypassAddressesDropped++;
-        continue;
+      let entry = this.pending.get(address);
+      if (entry === undefined) {
+        if (this.pending.size >= this.maxPending) {
+          this.counters.bypassAddressesDropped++;
+          continue;
+        }
+        entry = { timeout, waiters: [] };
+        this.pending.set(address, entry);
       }
-      this.pending.set(address, timeout);
+      entry.timeout = Math.max(entry.timeout, timeout);
+      const waiters = entry.waiters;
+      waits.push(new Promise<void>((resolve) => waiters.push(resolve)));
     }
     this.flush();
+    return Promise.all(waits).then(() => undefined);
   }
 
   private remember(address: string, expires: number): void {
@@ -117,9 +131,11 @@ export class BypassDomains {
     if (this.running || this.pending.size === 0) return;
     const family = isIPv6(this.pending.keys().next().value!) ? 'v6' : 'v4';
     const batch: [string, number][] = [];
-    for (const [address, timeout] of this.pending) {
+    const waiters: (() => void)[] = [];
+    for (const [address, entry] of this.pending) {
       if ((isIPv6(address) ? 'v6' : 'v4') !== family) continue;
-      batch.push([address, timeout]);
+      batch.push([address, entry.timeout]);
+      waiters.push(...entry.waiters);
       if (batch.length >= BATCH) break;
     }
     for (const [address] of batch) this.pending.delete(address);
@@ -144,6 +160,7 @@ export class BypassDomains {
       },
     ).finally(() => {
       this.running = false;
+      for (const w of waiters) w();
       this.flush();
     });
   }

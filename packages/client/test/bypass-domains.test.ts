@@ -180,6 +180,30 @@ describe('BypassDomains', () => {
     expect(r.calls).toHaveLength(5);
   });
 
+  it('learn() resolves once the addresses are in the set (so the DNS answer can wait for it), at once when nothing is to add', async () => {
+    const r = recorder();
+    const b = new BypassDomains({ domains: ['example.com'], run: r.run, clock: new VirtualClock() });
+    let done = false;
+    void b.learn(answer('x.example.com', ['192.0.2.1'])).then(() => (done = true));
+    // Arrives while the first command runs: waits for the second one.
+    let second = false;
+    void b.learn(answer('y.example.com', ['192.0.2.2'])).then(() => (second = true));
+    await flushMicrotasks();
+    expect(done).toBe(false);
+    r.release();
+    await flushMicrotasks();
+    expect(done).toBe(true);
+    expect(second).toBe(false);
+    r.release(false); // a failure releases the waiter too
+    await flushMicrotasks();
+    expect(second).toBe(true);
+    let other = false;
+    void b.learn(answer('unrelated.org', ['192.0.2.3'])).then(() => (other = true));
+    await flushMicrotasks();
+    expect(other).toBe(true);
+    expect(r.calls).toHaveLength(2);
+  });
+
   it('a failing nft is counted and warned about once, and the addresses are tried again on the next answer', async () => {
     const r = recorder();
     const warns: string[] = [];
