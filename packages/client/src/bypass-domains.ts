@@ -14,7 +14,7 @@ import { execFile } from 'node:child_process';
 import { isIPv6 } from 'node:net';
 import { BYPASS_COUNTERS, makeCounters, realClock, type Clock, type Counters } from '@plait/core';
 import type { ClientLogger } from './client.js';
-import type { DnsLearned } from './dns-answer.js';
+import { parseDnsAnswer, type DnsLearned } from './dns-answer.js';
 
 /** Runs a program with arguments (no shell); rejects with a reason on failure. */
 export type CommandRunner = (file: string, args: readonly string[]) => Promise<void>;
@@ -34,6 +34,8 @@ export interface BypassDomainsOptions {
   /** Addresses remembered (default 8192) and waiting for a command (default 1024). */
   maxTracked?: number;
   maxPending?: number;
+  /** How long `observe` lets the DNS forwarder hold an answer waiting for nft (ms, default 1000). */
+  maxHoldMs?: number;
 }
 
 /** Elements per command: one `nft add element` argument stays well under the kernel's limits. */
@@ -76,6 +78,24 @@ export class BypassDomains {
     this.maxTtl = opts.maxTtlSeconds ?? 86_400;
     this.maxTracked = opts.maxTracked ?? 8192;
     this.maxPending = opts.maxPending ?? 1024;
+  }
+
+  /**
+   * The DNS forwarder's hook: every answer it is about to send to the LAN. For a bypassed name,
+   * a promise the forwarder waits for before sending the answer (so the device's first
+   * connection is already bypassed), resolved when nft has the addresses or after maxHoldMs;
+   * for anything else undefined (send at once).
+   */
+  observe(message: Uint8Array): Promise<void> | undefined {
+    const learned = parseDnsAnswer(message);
+    if (!learned || (!this.matches(learned.name) && !learned.aliases.some((a) => this.matches(a)))) return undefined;
+    return new Promise<void>((resolve) => {
+      const timer = this.clock.setTimeout(resolve, this.opts.maxHoldMs ?? 1_000);
+      void this.learn(learned).then(() => {
+        timer.cancel();
+        resolve();
+      });
+    });
   }
 
   /** Whether `name` is a bypassed domain or one of its subdomains. */

@@ -10,3 +10,5 @@ export type { HttpConnectOptions } from './http-connect.js';
 export { DatagramFlows, RESOLVER, type DatagramFlow, type DatagramPeer, type FlowHandlers, type OpenResult } from './datagram-flows.js';
 export { DnsForwarder, type DnsForwarderOptions } from './dns-forwarder.js';
 export type { Socks5UdpOptions } from './socks5-udp.js';
+export { BypassDomains, type BypassDomainsOptions, type CommandRunner } from './bypass-domains.js';
+export { parseDnsAnswer, type DnsLearned } from './dns-answer.js';

@@ -204,6 +204,29 @@ describe('BypassDomains', () => {
     expect(r.calls).toHaveLength(2);
   });
 
+  it('observe(): holds a bypassed answer until nft is done, at most maxHoldMs; others are not held', async () => {
+    const clock = new VirtualClock();
+    const r = recorder();
+    const b = new BypassDomains({ domains: ['netflix.com'], run: r.run, clock, maxHoldMs: 1000 });
+    expect(b.observe(message('www.example.org', [a(PTR_Q, '192.0.2.1')]))).toBeUndefined();
+    expect(b.observe(Uint8Array.from([1, 2, 3]))).toBeUndefined();
+    let released = false;
+    void b.observe(message('www.netflix.com', [a(PTR_Q, '198.51.100.1')]))?.then(() => (released = true));
+    expect(r.calls.at(-1)?.at(-1)).toBe('{ 198.51.100.1 timeout 300s }');
+    await flushMicrotasks();
+    expect(released).toBe(false);
+    r.release();
+    await flushMicrotasks();
+    expect(released).toBe(true);
+    // nft hangs: the answer goes out after maxHoldMs anyway.
+    let late = false;
+    void b.observe(message('api.netflix.com', [a(PTR_Q, '198.51.100.2')]))?.then(() => (late = true));
+    await clock.advance(999);
+    expect(late).toBe(false);
+    await clock.advance(1);
+    expect(late).toBe(true);
+  });
+
   it('a failing nft is counted and warned about once, and the addresses are tried again on the next answer', async () => {
     const r = recorder();
     const warns: string[] = [];
