@@ -12,6 +12,7 @@
 #     the script loads in the router (twice: re-running it replaces, not duplicates);
 #  2. from the LAN host, a plain `curl` of 16 MiB from 198.51.100.7 arrives intact through the
 #     REDIRECT (SO_ORIGINAL_DST), and both uplinks carry at least 10 % of it (client /stats);
+#     the same over IPv6 (1 MiB from 2001:db8:7::7: IP6T_SO_ORIGINAL_DST);
 #  3. a connection straight to plait's redirect port is dropped as a loop and counted;
 #  4. with `--bypass 203.0.113.9/32 --bypass-device 10.61.0.50 --bypass-via up1`, curl to
 #     203.0.113.9, and anything from 10.61.0.50, goes out directly (the target sees the router's
@@ -56,13 +57,17 @@ in_ns "$LAN" ip addr add 10.61.0.2/24 dev lan
 in_ns "$LAN" ip addr add 10.61.0.50/24 dev lan   # a second "device", bypassed in step 4
 in_ns "$LAN" ip link set lan up
 in_ns "$LAN" ip route add default via 10.61.0.1
+in_ns "$LAN" ip addr add fd61::2/64 dev lan nodad
+in_ns "$LAN" ip -6 route add default via fd61::1
 in_ns "$RT" ip addr add 10.61.0.1/24 dev rlan
+in_ns "$RT" ip addr add fd61::1/64 dev rlan nodad
 in_ns "$RT" ip addr add 10.62.1.2/24 dev up1
 in_ns "$RT" ip addr add 10.62.2.2/24 dev up2
 for i in rlan up1 up2; do in_ns "$RT" ip link set "$i" up; done
 in_ns "$SRV" ip addr add 10.62.1.1/24 dev s1
 in_ns "$SRV" ip addr add 10.62.2.1/24 dev s2
 for a in 10.63.0.1/32 198.51.100.7/32 203.0.113.9/32; do in_ns "$SRV" ip addr add "$a" dev lo; done
+in_ns "$SRV" ip addr add 2001:db8:7::7/128 dev lo nodad
 for i in s1 s2; do in_ns "$SRV" ip link set "$i" up; done
 # Two equal links, each way: 40 Mbit/s (tbf; this kernel may have no netem).
 for pair in "$RT up1" "$RT up2" "$SRV s1" "$SRV s2"; do
@@ -73,10 +78,10 @@ in_ns "$RT" sysctl -qw net.ipv4.ip_forward=0
 
 # ------------------------------------------------------------------ plait server and targets
 secret=$(plait keygen)
-in_ns "$SRV" node test/system/router-target.mjs 198.51.100.7:8080 203.0.113.9:8080 >"$tmp/target.log" 2>&1 &
+in_ns "$SRV" node test/system/router-target.mjs 198.51.100.7:8080 203.0.113.9:8080 '[2001:db8:7::7]:8080' >"$tmp/target.log" 2>&1 &
 pids+=($!)
 PLAIT_SECRET=$secret in_ns "$SRV" node packages/cli/bin/plait.js server --listen 10.63.0.1:7000 \
-  --allow 198.51.100.0/24 --allow 203.0.113.0/24 --log-level warn >"$tmp/server.log" 2>&1 &
+  --allow 198.51.100.0/24 --allow 203.0.113.0/24 --allow 2001:db8:7::/48 --log-level warn >"$tmp/server.log" 2>&1 &
 pids+=($!)
 
 # ------------------------------------------------------------------ 1. the rule set
@@ -95,7 +100,7 @@ say "rules: nft -c, iptables-restore --test and loading (twice) passed"
 
 # ------------------------------------------------------------------ the router's plait client
 PLAIT_SECRET=$secret in_ns "$RT" node packages/cli/bin/plait.js client --server 10.63.0.1:7000 --via up1 --via up2 \
-  --redirect 12345 --tproxy 12346 --stats 127.0.0.1:9100 --log-level info >"$tmp/client.log" 2>&1 &
+  --redirect "[::]:12345" --tproxy 12346 --stats 127.0.0.1:9100 --log-level info >"$tmp/client.log" 2>&1 &
 pids+=($!)
 stats() { in_ns "$RT" curl -s http://127.0.0.1:9100/stats; }
 jsonq() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const j=JSON.parse(s);process.stdout.write(String(($1)(j)))})"; }
@@ -121,6 +126,10 @@ d1=$((a1 - b1))
 d2=$((a2 - b2))
 say "16 MiB through REDIRECT intact; subflow bytes received: $d1 + $d2"
 [ "$d1" -ge $((size / 10)) ] && [ "$d2" -ge $((size / 10)) ] || fail "an uplink carried less than 10 % ($d1, $d2)"
+# IPv6: the same REDIRECT rule; the dual-stack listener reads IP6T_SO_ORIGINAL_DST.
+v6=$(in_ns "$LAN" curl -sS --max-time 20 "http://[2001:db8:7::7]:8080/bytes?n=1048576" 2>"$tmp/curl.log" | sha256sum | cut -d' ' -f1) || true
+[ "$v6" = "$(head -c 1048576 "$tmp/got" | sha256sum | cut -d' ' -f1)" ] || fail "1 MiB over IPv6 through the redirect did not arrive intact: $(cat "$tmp/curl.log")"
+say "IPv6: 1 MiB from [2001:db8:7::7] through the same redirect intact"
 accepted=$(stats | jsonq 'j => j.counters.transparentAccepted')
 [ "$accepted" -ge 1 ] || fail "transparentAccepted is $accepted"
 

@@ -30,5 +30,5 @@ for (const at of process.argv.slice(2)) {
     }
     res.writeHead(404).end();
   });
-  server.listen(Number(at.slice(i + 1)), at.slice(0, i), () => process.stdout.write(`listening ${at}\n`));
+  server.listen(Number(at.slice(i + 1)), at.slice(0, i).replace(/^\[(.*)\]$/, '$1'), () => process.stdout.write(`listening ${at}\n`));
 }
