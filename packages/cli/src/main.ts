@@ -89,6 +89,7 @@ export function buildProgram(): Command {
     .option('--udp-duplicate', 'send each UDP datagram on the two fastest subflows (the server keeps the first)', false)
     .option('--redirect <[host:]port>', 'accept connections the firewall redirected (nftables/iptables REDIRECT) and carry them to their original destination; see router-setup')
     .option('--tproxy <[host:]port>', 'the same for TPROXY rules (needs CAP_NET_ADMIN)')
+    .option('--bypass-domain <name>', "send this domain and its subdomains around plait: addresses learned from --dns answers go to router-setup's nftables sets (repeatable)", collect, [])
     .option('--stats <host:port>', 'serve GET /stats (JSON) and /metrics (Prometheus)')
     .option('--scheduler <name>', 'how frames are spread over subflows: earliest-arrival, round-robin, redundant', 'earliest-arrival')
     .option('--cipher <name>', 'record cipher: auto (AES-256-GCM if the CPU has AES instructions, else ChaCha20-Poly1305), aes-256-gcm, chacha20-poly1305', 'auto')

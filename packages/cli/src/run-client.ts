@@ -1,7 +1,7 @@
 import type * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { deriveSecretKeys } from '@plait/core';
-import { DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient } from '@plait/client';
+import { BypassDomains, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient } from '@plait/client';
 import {
   isLoopbackHost,
   listenFor,
@@ -21,7 +21,7 @@ import { parseClientCipher } from './cipher-flag.js';
 import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
-import { parseTransparentFlags, startTransparent, type TransparentFlags } from './transparent-flags.js';
+import { parseBypassDomains, parseTransparentFlags, startTransparent, type TransparentFlags } from './transparent-flags.js';
 
 export interface ClientFlags extends TransparentFlags {
   server: string[];
@@ -79,6 +79,7 @@ export function checkClientFlags(flags: ClientFlags) {
   if (!socks && !http && !dns && forwards.length === 0 && !transparent.redirect && !transparent.tproxy) {
     throw new UsageError('--socks: give at least one of --socks, --http, --forward, --dns, --redirect or --tproxy');
   }
+  const bypassDomains = parseBypassDomains(flags, dns);
   if (dns && !isLoopbackHost(dns.host)) warnings.push(`--dns: anyone who can reach ${dns.host}:${dns.port} can resolve names through the plait server; keep it on the LAN side`);
   warnings.push(...sourceWarnings({ binds, vias, backups, overflows }, networkInterfaces()));
   // Anyone who can reach a non-loopback proxy or forward can use the session (and the server's egress).
@@ -95,12 +96,12 @@ export function checkClientFlags(flags: ClientFlags) {
       warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
     }
   }
-  return { logLevel, servers, secret, warnings, sources: { binds, vias, backups, overflows }, scheduler, cipher, socks, http, stats, auth, forwards, dns, transparent };
+  return { logLevel, servers, secret, warnings, sources: { binds, vias, backups, overflows }, scheduler, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
 }
 
 export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, servers, secret, warnings, sources, scheduler, cipher, socks, http, stats, auth, forwards, dns, transparent } = checkClientFlags(flags);
+  const { logLevel, servers, secret, warnings, sources, scheduler, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.
@@ -137,8 +138,12 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
     announce.push(() => log.info({ listen: addrText(l.address() as net.AddressInfo), target: `${f.target.host}:${f.target.port}` }, 'port forward listening'));
   }
   let dnsForwarder: DnsForwarder | undefined;
+  let bypass: BypassDomains | undefined;
   if (dns) {
-    const fwd = new DnsForwarder({ flows: client.datagrams, counters: client.counters });
+    // --bypass-domain: answers for those names wait until router-setup's nftables sets have their addresses.
+    bypass = bypassDomains.length > 0 ? new BypassDomains({ domains: bypassDomains, log }) : undefined;
+    const onAnswer = bypass ? { onAnswer: bypass.observe.bind(bypass) } : {};
+    const fwd = new DnsForwarder({ flows: client.datagrams, counters: client.counters, ...onAnswer });
     const at = await listenFor('--dns', dns, () => fwd.listen(dns.host, dns.port));
     dnsForwarder = fwd;
     announce.push(() => log.info({ dns: `${at.address.includes(':') ? `[${at.address}]` : at.address}:${at.port}` }, 'DNS (UDP and TCP) listening'));
@@ -161,7 +166,11 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
             role: 'client',
             uptimeSeconds: Math.round((Date.now() - started) / 1000),
             sessions: st.session ? [st.session] : [],
-            counters: { ...client.counters, ...(transparentListeners.listeners.length > 0 ? transparentListeners.counters : {}) },
+            counters: {
+              ...client.counters,
+              ...(transparentListeners.listeners.length > 0 ? transparentListeners.counters : {}),
+              ...(bypass ? bypass.counters : {}),
+            },
             paths: st.paths,
           };
         },

@@ -11,10 +11,20 @@ import { makeCounters, TRANSPARENT_COUNTERS } from '@plait/core';
 import { listenTransparent, type ClientLogger, type Dialer, type TransparentCounters, type TransparentMode } from '@plait/client';
 import { loadSockOpts, type SockOpts } from '@plait/node';
 import { listenError, listenFor, parseHostPort, UsageError, type HostPort } from './args.js';
+import { parseDomain } from './router-setup.js';
 
 export interface TransparentFlags {
   redirect?: string;
   tproxy?: string;
+  /** Domains whose addresses, learned from --dns answers, go to router-setup's bypass sets. */
+  bypassDomain?: string[];
+}
+
+/** --bypass-domain: checked names; it learns from --dns answers, so it needs --dns. */
+export function parseBypassDomains(flags: TransparentFlags, dns: HostPort | undefined): string[] {
+  const domains = (flags.bypassDomain ?? []).map((d) => parseDomain('--bypass-domain', d));
+  if (domains.length > 0 && !dns) throw new UsageError('--bypass-domain: needs --dns (the addresses are learned from the DNS answers it forwards)');
+  return domains;
 }
 
 export interface TransparentPlan {

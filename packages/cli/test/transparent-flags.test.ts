@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { SockOpts } from '@plait/node';
 import { UsageError } from '../src/args.js';
 import { toPrometheus } from '../src/stats.js';
-import { parseTransparentFlags, startTransparent } from '../src/transparent-flags.js';
+import { parseBypassDomains, parseTransparentFlags, startTransparent } from '../src/transparent-flags.js';
 
 const servers: net.Server[] = [];
 afterEach(() => {
@@ -39,6 +39,14 @@ describe('--redirect / --tproxy flags', () => {
     expect(parseTransparentFlags({ tproxy: '[::]:12346' })).toEqual({ redirect: undefined, tproxy: { host: '::', port: 12346 } });
     expect(() => parseTransparentFlags({ redirect: '99999' })).toThrow(/^--redirect: port/);
     expect(() => parseTransparentFlags({ tproxy: 'x y:1' })).toThrow(/^--tproxy: /);
+  });
+
+  it('--bypass-domain: checked names, lower case; needs --dns to learn from', () => {
+    const dns = { host: '0.0.0.0', port: 5353 };
+    expect(parseBypassDomains({ bypassDomain: ['Netflix.com.', 'nflxvideo.net'] }, dns)).toEqual(['netflix.com', 'nflxvideo.net']);
+    expect(parseBypassDomains({}, undefined)).toEqual([]);
+    expect(() => parseBypassDomains({ bypassDomain: ['netflix.com'] }, undefined)).toThrow(/^--bypass-domain: needs --dns/);
+    expect(() => parseBypassDomains({ bypassDomain: ['a b.com'] }, dns)).toThrow(/^--bypass-domain: "a b.com" is not a domain name/);
   });
 
   it('--tproxy without CAP_NET_ADMIN is a one-line usage error naming the flag', async () => {

@@ -20,6 +20,11 @@ export interface DnsForwarderOptions {
   timeoutMs?: number;
   /** Queries in flight at once (default 1024; more are dropped). */
   maxInflight?: number;
+  /**
+   * Sees every answer before it goes to the LAN (domain bypass, BypassDomains.observe). A
+   * promise holds the answer until it settles; the query's timeout still bounds the wait.
+   */
+  onAnswer?: (message: Uint8Array) => Promise<void> | undefined;
 }
 
 /** RFC 1035 4.1.1: a message is at least its 12-byte header. */
@@ -35,6 +40,8 @@ interface Pending {
   origId: number;
   to: ReplyTo;
   timer: Timer;
+  /** onAnswer is holding its answer; copies that arrive meanwhile (duplication) are dropped. */
+  held?: boolean;
 }
 
 interface TcpConn {
@@ -182,7 +189,17 @@ export class DnsForwarder {
     const msg = Buffer.from(payload);
     const id = msg.readUInt16BE(0);
     const p = this.pending.get(id);
-    if (!p) return; // late (timed out) or unsolicited
+    if (!p || p.held) return; // late (timed out), unsolicited, or a copy of one being held
+    const hold = this.opts.onAnswer?.(msg);
+    if (hold) {
+      p.held = true;
+      void hold.then(() => this.pending.get(id) === p && this.deliver(id, p, msg));
+      return;
+    }
+    this.deliver(id, p, msg);
+  }
+
+  private deliver(id: number, p: Pending, msg: Buffer): void {
     msg.writeUInt16BE(p.origId, 0);
     this.opts.counters.dnsAnswers++;
     if (p.to.kind === 'udp') {

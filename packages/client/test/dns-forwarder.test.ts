@@ -17,12 +17,12 @@ function query(id: number, qr = false): Buffer {
   return m;
 }
 
-async function setup(maxInflight = 8) {
+async function setup(maxInflight = 8, onAnswer?: (m: Uint8Array) => Promise<void> | undefined) {
   const clock = new VirtualClock();
   const counters = makeCounters(CLIENT_COUNTERS);
   const sent: Datagram[] = [];
   const flows = new DatagramFlows(() => ({ datagramFlows: 4, sendDatagram: (d) => (sent.push(d), true), closeDatagramFlow: () => undefined }));
-  const fwd = new DnsForwarder({ flows, counters, clock, maxInflight, timeoutMs: 5_000 });
+  const fwd = new DnsForwarder({ flows, counters, clock, maxInflight, timeoutMs: 5_000, ...(onAnswer ? { onAnswer } : {}) });
   const at = await fwd.listen('127.0.0.1', 0);
   cleanup.push(() => fwd.close());
   const me = dgram.createSocket('udp4');
@@ -82,5 +82,38 @@ describe('DnsForwarder', () => {
     await t.ask(query(7, true), 7);
     expect(t.counters.dnsDroppedMalformed).toBe(2);
     expect(t.sent.length).toBe(3);
+  });
+
+  it('onAnswer (domain bypass) holds an answer until its promise settles; copies meanwhile are dropped', async () => {
+    let release: () => void = () => undefined;
+    const seen: number[] = [];
+    const t = await setup(8, (m) => {
+      seen.push(m.length);
+      return m.length === 17 ? new Promise<void>((r) => (release = r)) : undefined;
+    });
+    await t.ask(query(0x1111), 1);
+    t.answer(t.sent[0]!);
+    t.answer(t.sent[0]!); // a duplicated datagram (--udp-duplicate) while the first is held
+    await new Promise((r) => setTimeout(r, 30));
+    expect(t.got).toEqual([]);
+    expect(seen).toEqual([17]);
+    release();
+    await until(() => t.got.length === 1);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(t.got.map((m) => m.readUInt16BE(0))).toEqual([0x1111]);
+    expect(t.counters.dnsAnswers).toBe(1);
+    expect(t.fwd.inflight).toBe(0);
+  });
+
+  it('a held answer whose query timed out meanwhile is not sent', async () => {
+    let release: () => void = () => undefined;
+    const t = await setup(8, () => new Promise<void>((r) => (release = r)));
+    await t.ask(query(0x2222), 1);
+    t.answer(t.sent[0]!);
+    await t.clock.advance(5_000);
+    expect(t.fwd.inflight).toBe(0);
+    release();
+    await new Promise((r) => setTimeout(r, 30));
+    expect(t.got).toEqual([]);
   });
 });
