@@ -110,6 +110,41 @@ function mayBindDevice(): boolean {
   return hasCapNetRaw || major > 5 || (major === 5 && minor >= 7);
 }
 
+/**
+ * Real koffi, except that setsockopt(level, name) fails with EPERM (as for an unprivileged
+ * process; this box runs as root); records the descriptors socket() opened.
+ */
+function koffiDenying(level: number, name: number): { koffi: KoffiLike; opened: number[] } {
+  const opened: number[] = [];
+  const denying: KoffiLike = {
+    errno: () => koffi.errno(),
+    load: (path) => {
+      const lib = koffi.load(path ?? 'libc.so.6');
+      return {
+        func: (signature: string) => {
+          const real = lib.func(signature) as (...args: unknown[]) => unknown;
+          if (signature.includes(' socket(')) {
+            return (...args: unknown[]) => {
+              const fd = Number(real(...args));
+              opened.push(fd);
+              return fd;
+            };
+          }
+          if (!signature.includes(' setsockopt(')) return real;
+          return (...args: unknown[]) => {
+            if (args[1] === level && args[2] === name) {
+              koffi.errno(1); // EPERM
+              return -1;
+            }
+            return real(...args);
+          };
+        },
+      };
+    },
+  };
+  return { koffi: denying, opened };
+}
+
 describe('loadSockOpts on this Linux box', () => {
   it('is available, and a lazy singleton', () => {
     expect(so.available).toBe(true);
@@ -283,33 +318,7 @@ describe('connectBound', () => {
   it('turns EPERM from SO_BINDTODEVICE into a --via message and closes the descriptor', async () => {
     // The kernel only says EPERM to an unprivileged re-bind (>= 5.7) or any unprivileged bind
     // (older kernels); this box runs as root, so a koffi stand-in makes setsockopt fail that way.
-    const opened: number[] = [];
-    const failing: KoffiLike = {
-      errno: () => koffi.errno(),
-      load: (path) => {
-        const lib = koffi.load(path ?? 'libc.so.6');
-        return {
-          func: (signature: string) => {
-            const real = lib.func(signature) as (...args: unknown[]) => unknown;
-            if (signature.includes(' socket(')) {
-              return (...args: unknown[]) => {
-                const fd = Number(real(...args));
-                opened.push(fd);
-                return fd;
-              };
-            }
-            if (!signature.includes(' setsockopt(')) return real;
-            return (...args: unknown[]) => {
-              if (args[1] === 1 && args[2] === 25) {
-                koffi.errno(1); // EPERM
-                return -1;
-              }
-              return real(...args);
-            };
-          },
-        };
-      },
-    };
+    const { koffi: failing, opened } = koffiDenying(1, 25); // SOL_SOCKET, SO_BINDTODEVICE
     const unprivileged = createSockOpts({ loadKoffi: () => failing });
     expect(unprivileged.available).toBe(true);
     const { port } = await listen('127.0.0.1');
@@ -521,27 +530,7 @@ describe('listenTransparent (IP_TRANSPARENT)', () => {
   });
 
   it('EPERM from IP_TRANSPARENT: a --tproxy message, and the descriptor is closed', () => {
-    const opened: number[] = [];
-    const failing: KoffiLike = {
-      errno: () => koffi.errno(),
-      load: (path) => {
-        const lib = koffi.load(path ?? 'libc.so.6');
-        return {
-          func: (signature: string) => {
-            const real = lib.func(signature) as (...args: unknown[]) => unknown;
-            if (signature.includes(' socket(')) return (...args: unknown[]) => (opened.push(Number(real(...args))), opened[opened.length - 1]);
-            if (!signature.includes(' setsockopt(')) return real;
-            return (...args: unknown[]) => {
-              if (args[1] === 0 && args[2] === 19) {
-                koffi.errno(1); // EPERM
-                return -1;
-              }
-              return real(...args);
-            };
-          },
-        };
-      },
-    };
+    const { koffi: failing, opened } = koffiDenying(0, 19); // SOL_IP, IP_TRANSPARENT
     const unprivileged = createSockOpts({ loadKoffi: () => failing });
     let err: unknown;
     try {
