@@ -117,6 +117,15 @@ PLAIT_SECRET=$secret in_ns "$RT" node packages/cli/bin/plait.js client --server 
   --socks 10.61.0.1:1080 --stats 127.0.0.1:9100 --log-level info >"$tmp/client.log" 2>&1 &
 pids+=($!)
 stats() { in_ns "$RT" curl -s http://127.0.0.1:9100/stats; }
+# Whole outputs first, then grep: `cmd | grep -q` under pipefail fails when grep stops reading early.
+left_undone() {
+  local tables rules
+  tables=$(in_ns "$RT" nft list tables)
+  rules=$(in_ns "$RT" ip rule)
+  grep -q plait <<<"$tables" && fail "--undo left the nftables table"
+  grep -qE "$1" <<<"$rules" && fail "--undo left ip rules: $rules"
+  return 0
+}
 jsonq() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const j=JSON.parse(s);process.stdout.write(String(($1)(j)))})"; }
 for _ in $(seq 150); do
   n=$(stats 2>/dev/null | jsonq 'j => (j.sessions[0]?.subflows ?? []).filter(x => x.state === "active").length' 2>/dev/null || echo 0)
@@ -179,7 +188,8 @@ device=$(in_ns "$LAN" curl -sS --max-time 10 --interface 10.61.0.50 http://198.5
 case "$bonded" in 10.62.* | 10.61.*) fail "the bonded connection arrived from $bonded: it was not carried by plait" ;; esac
 byname=$(in_ns "$LAN" curl -sS --max-time 10 http://stream.example:8080/whoami 2>"$tmp/curl.log") || fail "stream.example is unreachable: $(cat "$tmp/curl.log")"
 [ "$byname" = 10.62.1.2 ] || fail "the connection to the bypassed domain arrived from $byname, not from the router's up1"
-in_ns "$RT" nft list set inet plait bypass_dns4 | grep -q '203.0.113.10 timeout' || fail "203.0.113.10 is not in the bypass_dns4 set"
+set4=$(in_ns "$RT" nft list set inet plait bypass_dns4)
+grep -q '203.0.113.10 timeout' <<<"$set4" || fail "203.0.113.10 is not in the bypass_dns4 set: $set4"
 added=$(stats | jsonq 'j => j.counters.bypassAddressesAdded')
 say "bypass by domain: stream.example -> 203.0.113.10 in bypass_dns4 ($added added) before the answer reached curl: its first connection went out up1 directly"
 now=$(stats | jsonq 'j => j.counters.transparentAccepted')
@@ -188,8 +198,7 @@ say "bypass: 203.0.113.9, and device 10.61.0.50 to 198.51.100.7, went out up1 di
 
 # ------------------------------------------------------------------ 5. undo
 in_ns "$RT" node packages/cli/bin/plait.js router-setup "${setup[@]}" "${bypass[@]}" --undo | in_ns "$RT" sh
-in_ns "$RT" nft list tables | grep -q plait && fail "--undo left the nftables table"
-in_ns "$RT" ip rule | grep -qE 'lookup 10[12]' && fail "--undo left ip rules: $(in_ns "$RT" ip rule)"
+left_undone 'lookup 10[12]'
 say "undo: table and rules gone"
 
 # ------------------------------------------------------------------ 6. TPROXY instead of REDIRECT
@@ -206,7 +215,6 @@ cmp -s <(head -c "$tsize" "$tmp/got") "$tmp/got-tproxy" || fail "the TPROXY down
 after=$(stats | jsonq 'j => j.counters.transparentAccepted')
 [ "$after" = $((before + 1)) ] || fail "transparentAccepted went from $before to $after through TPROXY"
 in_ns "$RT" node packages/cli/bin/plait.js router-setup "${tsetup[@]}" --undo | in_ns "$RT" sh
-in_ns "$RT" nft list tables | grep -q plait && fail "--undo left the TPROXY table"
-in_ns "$RT" ip rule | grep -qE 'lookup (100|101|102)' && fail "--undo left ip rules: $(in_ns "$RT" ip rule)"
+left_undone 'lookup (100|101|102)'
 say "TPROXY: 4 MiB intact through --tproxy; undo clean"
 say "passed"
