@@ -168,6 +168,11 @@ received=$(jsonq 'j => j.received' <<<"$echo_json")
 ping_ms=$(in_ns "$RT" ping -c 5 -i 0.2 -I up1 10.62.1.1 | sed -n 's#.*= [0-9.]*/\([0-9.]*\)/.*#\1#p')
 say "SOCKS5 UDP echo: $echo_json (ping over up1: avg ${ping_ms} ms)"
 [ "$received" -ge 285 ] || fail "only $received of 300 UDP datagrams came back"
+# These links add no delay (no netem here), so "near the fastest link's RTT" means plait's own
+# cost on top of the ping stays small: a datagram queued behind stream data would take far longer.
+median=$(jsonq 'j => j.medianMs' <<<"$echo_json")
+node -e 'const [m, p] = process.argv.slice(1).map(Number); process.exit(m <= p + 10 ? 0 : 1)' "$median" "${ping_ms:-0}" ||
+  fail "UDP echo median ${median} ms is not within 10 ms of the uplink's ping (${ping_ms} ms)"
 
 # ------------------------------------------------------------------ 3. a loop is dropped and counted
 in_ns "$LAN" curl -s --max-time 5 -o /dev/null http://10.61.0.1:12345/ && fail "a direct connection to the redirect port was served"
