@@ -17,10 +17,27 @@ export interface SubflowView {
   readonly minRtt: number;
   /** Delivery rate in bytes/ms (0 = not measured yet). */
   readonly rate: number;
+  /** Extra delay ahead of new data in ms (the kernel repairing a loss, path-state.ts); 0 if none. */
+  readonly extraDelayMs?: number;
+  /** The rate was measured on real data, not only keepalives (absent: trusted). */
+  readonly rateTrusted?: boolean;
 }
+
+/**
+ * What a frame is: `bulk` goes where it arrives first (one copy, within
+ * caps); `latency` (a latency-sensitive stream, stream-class.ts) is copied
+ * to the two subflows where it arrives first, whatever their caps (it is
+ * small, and waiting for room behind bulk data is the delay it must avoid).
+ */
+export type FrameClass = 'bulk' | 'latency';
 
 export interface Scheduler {
   readonly name: string;
+  /**
+   * Every frame goes on every working subflow: the session then waits
+   * while a usable subflow of the tier is not writable, rather than skip it.
+   */
+  readonly duplicatesAll?: boolean;
   /**
    * Subflows to send a frame of `bytes` on, or an empty array to wait (the
    * session retries when an ack frees room). `candidates` holds only usable,
@@ -28,8 +45,9 @@ export interface Scheduler {
    * the next tier only when this returns nothing. Returning several subflows
    * sends a copy on each.
    */
-  pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[];
+  pick(candidates: readonly SubflowView[], bytes: number, backlog?: number): readonly SubflowView[];
 }
+// (`backlog`: bytes waiting to be sent, this frame included; absent = unknown.)
 
 const hasRoom = (s: SubflowView, bytes: number): boolean => s.inflight === 0 || s.inflight + bytes <= s.cap;
 
@@ -43,23 +61,37 @@ const UNKNOWN_OWD_MS = 50;
 export function expectedArrival(s: SubflowView, bytes: number): number {
   const owd = s.minRtt > 0 ? s.minRtt / 2 : s.srtt > 0 ? s.srtt / 2 : UNKNOWN_OWD_MS;
   const queue = s.rate > 0 ? (s.inflight + bytes) / s.rate : 0;
-  return owd + queue;
+  return owd + queue + (s.extraDelayMs ?? 0);
 }
 
-/** Default: the subflow with room where the frame arrives first (minRTT/ECF family). */
+/**
+ * Default: the subflow with room where the frame arrives first (minRTT/ECF
+ * family). As ECF does, it waits rather than send on a subflow with room
+ * when a full one would deliver the whole `backlog` (bytes waiting to be
+ * sent, this frame included) before this frame arrived on the one with
+ * room: sending there would only make the receiver wait for it (a slow or
+ * collapsed path at a transfer's tail).
+ */
 export class EarliestArrivalScheduler implements Scheduler {
   readonly name = 'earliest-arrival';
-  pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[] {
+  pick(candidates: readonly SubflowView[], bytes: number, backlog?: number): readonly SubflowView[] {
     let best: SubflowView | undefined;
     let bestEta = Infinity;
+    let fullDrain = Infinity;
     for (const s of candidates) {
-      if (!hasRoom(s, bytes)) continue;
+      if (!hasRoom(s, bytes)) {
+        if (backlog !== undefined) fullDrain = Math.min(fullDrain, expectedArrival(s, Math.max(backlog, bytes)));
+        continue;
+      }
       const eta = expectedArrival(s, bytes);
       if (eta < bestEta) {
         best = s;
         bestEta = eta;
       }
     }
+    // Only a measured path is left idle: one whose rate comes from keepalives
+    // alone looks slow and must get data to show what it can do.
+    if (best && fullDrain < bestEta && (best.rateTrusted ?? true)) return [];
     return best ? [best] : [];
   }
 }
@@ -82,17 +114,44 @@ export class RoundRobinScheduler implements Scheduler {
 }
 
 /**
- * Every frame on every subflow that has room now; the first copy to arrive
- * wins. A full subflow misses the frame (it is not sent there later).
+ * Every frame on every working subflow; the first copy to arrive wins. It
+ * waits until all of them have room, so the slowest subflow's window bounds
+ * the rate and a loaded path never misses frames (a copy skipped on a full
+ * subflow would leave that path unable to stand in for the others).
  */
 export class RedundantScheduler implements Scheduler {
   readonly name = 'redundant';
+  readonly duplicatesAll = true;
   pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[] {
-    const withRoom = candidates.filter((s) => hasRoom(s, bytes));
-    // No waiting for the fastest subflow: each one's own cap bounds how far
-    // it runs ahead. Wait (empty) only when none has room.
-    return withRoom.length > 0 ? withRoom : [];
+    if (candidates.length === 0) return [];
+    for (const s of candidates) if (!hasRoom(s, bytes)) return [];
+    return candidates;
   }
+}
+
+/**
+ * The latency class: the (up to) two subflows where `bytes` sent now arrive
+ * first, ignoring caps. Two copies make one path's queue or loss burst
+ * invisible; more would only add load to paths that lose the race anyway.
+ */
+export function pickLatency(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[] {
+  let a: SubflowView | undefined;
+  let b: SubflowView | undefined;
+  let ea = Infinity;
+  let eb = Infinity;
+  for (const s of candidates) {
+    const eta = expectedArrival(s, bytes);
+    if (eta < ea) {
+      b = a;
+      eb = ea;
+      a = s;
+      ea = eta;
+    } else if (eta < eb) {
+      b = s;
+      eb = eta;
+    }
+  }
+  return a ? (b ? [a, b] : [a]) : [];
 }
 
 const SCHEDULERS: Record<string, () => Scheduler> = {
