@@ -40,14 +40,6 @@ export function kernelWindowBytes(k: KernelPathInfo | undefined): number {
   return k && k.mss && k.mss > 0 && k.cwnd > 0 ? k.cwnd * k.mss : 0;
 }
 
-/**
- * The kernel has every byte we wrote acknowledged by the peer's TCP: the
- * bytes are across, so an app-level silence is the peer's delay, not the
- * path's (no reason to suspect it and resend elsewhere).
- */
-export function kernelDelivered(k: KernelPathInfo | undefined): boolean {
-  return !!k && k.unackedSegments === 0 && k.notsentBytes === 0;
-}
 
 export interface PathInputs {
   now: number;

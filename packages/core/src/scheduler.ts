@@ -19,8 +19,6 @@ export interface SubflowView {
   readonly rate: number;
   /** Extra delay ahead of new data in ms (the kernel repairing a loss, path-state.ts); 0 if none. */
   readonly extraDelayMs?: number;
-  /** The rate was measured on real data, not only keepalives (absent: trusted). */
-  readonly rateTrusted?: boolean;
 }
 
 /**
@@ -45,9 +43,8 @@ export interface Scheduler {
    * the next tier only when this returns nothing. Returning several subflows
    * sends a copy on each.
    */
-  pick(candidates: readonly SubflowView[], bytes: number, backlog?: number): readonly SubflowView[];
+  pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[];
 }
-// (`backlog`: bytes waiting to be sent, this frame included; absent = unknown.)
 
 const hasRoom = (s: SubflowView, bytes: number): boolean => s.inflight === 0 || s.inflight + bytes <= s.cap;
 
@@ -64,34 +61,20 @@ export function expectedArrival(s: SubflowView, bytes: number): number {
   return owd + queue + (s.extraDelayMs ?? 0);
 }
 
-/**
- * Default: the subflow with room where the frame arrives first (minRTT/ECF
- * family). As ECF does, it waits rather than send on a subflow with room
- * when a full one would deliver the whole `backlog` (bytes waiting to be
- * sent, this frame included) before this frame arrived on the one with
- * room: sending there would only make the receiver wait for it (a slow or
- * collapsed path at a transfer's tail).
- */
+/** Default: the subflow with room where the frame arrives first (minRTT/ECF family). */
 export class EarliestArrivalScheduler implements Scheduler {
   readonly name = 'earliest-arrival';
-  pick(candidates: readonly SubflowView[], bytes: number, backlog?: number): readonly SubflowView[] {
+  pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[] {
     let best: SubflowView | undefined;
     let bestEta = Infinity;
-    let fullDrain = Infinity;
     for (const s of candidates) {
-      if (!hasRoom(s, bytes)) {
-        if (backlog !== undefined) fullDrain = Math.min(fullDrain, expectedArrival(s, Math.max(backlog, bytes)));
-        continue;
-      }
+      if (!hasRoom(s, bytes)) continue;
       const eta = expectedArrival(s, bytes);
       if (eta < bestEta) {
         best = s;
         bestEta = eta;
       }
     }
-    // Only a measured path is left idle: one whose rate comes from keepalives
-    // alone looks slow and must get data to show what it can do.
-    if (best && fullDrain < bestEta && (best.rateTrusted ?? true)) return [];
     return best ? [best] : [];
   }
 }

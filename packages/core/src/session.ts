@@ -870,6 +870,7 @@ export class Session implements StreamHost {
       const len = Math.min(want, this.roomForAll(targets));
       const fin = item.fin && start + len === end;
       for (const sf of targets) this.stageData(sf, s, start, len, fin);
+      this.counters.bytesDuplicated += (targets.length - 1) * len;
       if (start + len >= end) this.reinjectQueue.shift();
       else this.reinjectQueue[0] = { kind: 'data', stream: s, offset: start + len, len: end - start - len, fin: item.fin };
     }
@@ -877,10 +878,6 @@ export class Session implements StreamHost {
 
   private sendNewData(): void {
     this.sendLatencyFrames();
-    // What waits to be sent: earliest-arrival leaves a slow subflow idle when
-    // the faster ones would deliver all of it sooner (scheduler.ts).
-    let backlog = 0;
-    for (const s of this.readyStreams) backlog += s.sendableBytes();
     while (this.readyStreams.size > 0) {
       const s = this.readyStreams.values().next().value as Stream;
       const sendable = s.sendableBytes();
@@ -890,12 +887,12 @@ export class Session implements StreamHost {
         continue;
       }
       const want = Math.min(sendable, WIRE.DATA_MAX_PAYLOAD);
-      const targets = this.pickSubflows(DATA_HEADER_SIZE + want, backlog);
+      const targets = this.pickSubflows(DATA_HEADER_SIZE + want);
       if (targets.length === 0) return;
       const len = Math.min(want, this.roomForAll(targets));
       const piece = s.takeNew(len);
-      backlog -= piece.len;
       for (const sf of targets) this.stageData(sf, s, piece.offset, piece.len, piece.fin);
+      this.counters.bytesDuplicated += (targets.length - 1) * piece.len;
       // Round robin between streams, one frame at a time.
       this.readyStreams.delete(s);
       if (s.sendableBytes() > 0 || s.finPending()) this.readyStreams.add(s);
@@ -904,14 +901,14 @@ export class Session implements StreamHost {
   }
 
   /** The scheduler's choice in the first role tier where it finds room (regular, then overflow; or backup). */
-  private pickSubflows(bytes: number, backlog = bytes): Subflow[] {
+  private pickSubflows(bytes: number): Subflow[] {
     for (const cands of dataTiers(this.subflows)) {
       if (cands.length === 0) continue;
       // A duplicating scheduler waits for a working subflow whose socket is full rather than skip it.
       const role = cands[0]!.role;
       if (this.scheduler.duplicatesAll && this.subflows.some((sf) => sf.usable && !sf.writable && sf.role === role)) return [];
       for (const sf of cands) sf.noteCapLimited(bytes);
-      const picked = this.scheduler.pick(cands, bytes, backlog) as Subflow[];
+      const picked = this.scheduler.pick(cands, bytes) as Subflow[];
       if (picked.length > 0) return picked;
     }
     return [];
@@ -939,6 +936,7 @@ export class Session implements StreamHost {
       const targets = pickLatency(tier, DATA_HEADER_SIZE + want) as Subflow[];
       for (const sf of targets) this.sealStaged(sf); // its own record, not the tail of a bulk one
       const piece = s.takeNew(want);
+      this.counters.bytesDuplicated += (targets.length - 1) * piece.len;
       for (const sf of targets) {
         this.stageData(sf, s, piece.offset, piece.len, piece.fin);
         this.sealStaged(sf);

@@ -3,7 +3,7 @@ import { WIRE } from './config.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
 import type { Frame } from './frames.js';
 import { PathMetrics } from './path-metrics.js';
-import { CA_LOSS, kernelDelivered, kernelWindowBytes, pathState, recoveryDelay } from './path-state.js';
+import { CA_LOSS, kernelWindowBytes, pathState, recoveryDelay } from './path-state.js';
 import type { RecordOpener, RecordSealer } from './record.js';
 import type { SubflowRole } from './roles.js';
 import type { SubflowView } from './scheduler.js';
@@ -124,7 +124,6 @@ export class Subflow implements SubflowView {
   private _minRtt = 0;
   private _rate = 0;
   private _extraDelayMs = 0;
-  private _rateTrusted = false;
   /** Kernel view (TCP_INFO) as last sampled, and when. */
   private _kernel: KernelPathInfo | undefined;
   private kernelAt = -Infinity;
@@ -249,10 +248,6 @@ export class Subflow implements SubflowView {
   }
   get rate(): number {
     return this._rate;
-  }
-  /** The rate comes from real data (a floor's worth delivered), not from keepalives alone. */
-  get rateTrusted(): boolean {
-    return this._rateTrusted;
   }
   get extraDelayMs(): number {
     return this._extraDelayMs;
@@ -436,13 +431,12 @@ export class Subflow implements SubflowView {
       // queue behind data; a silent one (both ways) is suspect after one
       // RTO. One-way failures are caught after four.
       const silentFor = now - this._lastRecvAt;
-      // The kernel's view, where there is one: bytes its TCP saw acknowledged
-      // are across (the peer is slow to answer; resending elsewhere gains
-      // nothing), and a connection in RTO recovery is failing now.
-      const k = this._kernel;
-      const across = kernelDelivered(k);
-      const inRto = k?.caState === CA_LOSS;
-      if (this._state === 'active' && !across && ((age > rto && (silentFor > rto || inRto)) || age > 4 * rto)) {
+      // The kernel's view, where there is one: a connection in RTO recovery
+      // is failing now, even if the peer's bytes still arrive. (Its acks say
+      // nothing the other way: a TCP-terminating middlebox acknowledges
+      // bytes the peer never gets.)
+      const inRto = this._kernel?.caState === CA_LOSS;
+      if (this._state === 'active' && ((age > rto && (silentFor > rto || inRto)) || age > 4 * rto)) {
         return { action: 'suspect', reason: `no acknowledgement for ${Math.round(age)} ms (timeout ${Math.round(rto)} ms)` };
       }
     }
@@ -684,7 +678,6 @@ export class Subflow implements SubflowView {
     const gain = calm ? Math.min(this.gainAt(now, c.inflightGain), c.inflightGain) : this.gainAt(now, c.inflightGain);
     // A collapsed path loses the floor: on a trickle, the floor is what strands data.
     const floor = st.collapsed ? MIN_RECORD_TARGET : c.minInflight;
-    this._rateTrusted = this.metrics.delivered >= c.minInflight;
     let cap = this._rate > 0 && this._minRtt > 0 ? Math.max(floor, this._rate * (gain * this._minRtt + c.ackSlackMs)) : c.initialInflight;
     // Where the kernel tells its congestion window, the path may hold at
     // least that: its congestion control sees losses the app-level rate

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { KernelPathInfo } from '../src/channel.js';
-import { kernelDelivered, kernelWindowBytes, MIN_RATE, overdueAfter, pathState, recoveryDelay, type PathInputs } from '../src/path-state.js';
+import { kernelWindowBytes, MIN_RATE, overdueAfter, pathState, recoveryDelay, type PathInputs } from '../src/path-state.js';
 
 /**
  * Recorded path states: a 40 Mbit/s path (5000 bytes/ms) at 20 ms RTT, as
@@ -85,7 +85,7 @@ describe('pathState: the kernel where the app has less', () => {
     expect(pathState(inputs({ now, srtt: 0, oldest })).overdue).toBe(false);
   });
 
-  it('the congestion window in bytes, a loss-repair delay, and "all bytes across"', () => {
+  it('the congestion window in bytes and a loss-repair delay', () => {
     expect(kernelWindowBytes(kernel({ cwnd: 100, mss: 1448 }))).toBe(144_800);
     expect(kernelWindowBytes(kernel({ mss: undefined }))).toBe(0);
     expect(kernelWindowBytes(undefined)).toBe(0);
@@ -93,8 +93,5 @@ describe('pathState: the kernel where the app has less', () => {
     expect(recoveryDelay(kernel({ caState: 4 }), 40)).toBe(40);
     expect(recoveryDelay(kernel({ caState: 1 }), 40)).toBe(0);
     expect(recoveryDelay(undefined, 40)).toBe(0);
-    expect(kernelDelivered(kernel({ unackedSegments: 0, notsentBytes: 0 }))).toBe(true);
-    expect(kernelDelivered(kernel({ unackedSegments: 0, notsentBytes: 10 }))).toBe(false);
-    expect(kernelDelivered(undefined)).toBe(false);
   });
 });
