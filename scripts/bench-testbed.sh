@@ -14,7 +14,14 @@
 #     -p PARTS    comma list of throughput,failover,kfailover,latency,startup,anchor (default all;
 #                 startup = each link dead in turn when the client starts: time to the first byte,
 #                 kfailover = kernel MPTCP failover measured the same way as plait's,
-#                 anchor = the testbed's own bench_failover.sh once, for the kernel's figure)
+#                 anchor = the testbed's own bench_failover.sh once, for the kernel's figure;
+#                 not in the default: slowlink = a fixed-size transfer per direction (-b) during
+#                 which the last link is cut to -C for -c seconds, from -W s after the first byte:
+#                 the longest receiver gap and the transfer time, plait then kernel MPTCP)
+#     -b BYTES    slowlink transfer size (default 50331648 = 48 MiB)
+#     -C RATE     slowlink: the rate the last link is cut to (default 100kbit)
+#     -c SECS     slowlink: how long the cut lasts (default 8)
+#     -W SECS     slowlink: when the cut starts, after the transfer starts (default 2)
 #     -s SCHED    plait --scheduler (default: plait's default)
 #     -I          skip the iperf3 cross-check of single-path and MPTCP goodput
 #     -M          also run the testbed's bench_mptcp.sh -n 1 (kernel aggregation anchor)
@@ -50,11 +57,12 @@ RAW="$RESDIR/testbed-$TS"
 
 SECS=20 WARM=2 RUNS=1 FOSECS=30 DIRS="upload,download" PARTS="throughput,failover,kfailover,latency,startup,anchor"
 SCHED="" IPERF=1 ANCHOR_MPTCP=0 FORCE=0 BUILD=0 LIVE=0
-usage() { sed -n '2,32p' "$0"; exit 2; }
-while getopts "t:w:n:f:d:p:s:IMFBLh" o; do
+SLOWBYTES=50331648 CUTRATE=100kbit CUTSECS=8 CUTAT=2
+usage() { sed -n '2,40p' "$0"; exit 2; }
+while getopts "t:w:n:f:d:p:s:b:C:c:W:IMFBLh" o; do
   case $o in
     t) SECS=$OPTARG;; w) WARM=$OPTARG;; n) RUNS=$OPTARG;; f) FOSECS=$OPTARG;; d) DIRS=$OPTARG;; p) PARTS=$OPTARG;;
-    s) SCHED=$OPTARG;; I) IPERF=0;; M) ANCHOR_MPTCP=1;; F) FORCE=1;; B) BUILD=1;; L) LIVE=1;; *) usage;;
+    s) SCHED=$OPTARG;; b) SLOWBYTES=$OPTARG;; C) CUTRATE=$OPTARG;; c) CUTSECS=$OPTARG;; W) CUTAT=$OPTARG;; I) IPERF=0;; M) ANCHOR_MPTCP=1;; F) FORCE=1;; B) BUILD=1;; L) LIVE=1;; *) usage;;
   esac
 done
 shift $((OPTIND-1))
@@ -369,6 +377,56 @@ measure_latency() { # SPECSTR N
   man "{\"plaitAliveAtEnd\":$PALIVE,\"otherBenchRunning\":$(others),\"kind\":\"latency\",\"spec\":\"$spec\",\"secs\":$SECS,\"pingIdle\":\"$tag.ping-idle.log\",\"pingLoad\":\"$tag.ping-load.log\",\"rrIdle\":\"$tag.rr-idle.json\",\"rrLoad\":\"$tag.rr-load.json\",\"bulkRecv\":\"$tag.bulk-cli.json\",\"bulkSend\":\"$tag.bulk-srv.json\",\"pollSrv\":\"$tag.poll-srv.jsonl\",\"pollCli\":\"$tag.poll-cli.jsonl\",\"cpu\":$PCPU}"
 }
 
+# set_rate K RATE: re-shape link K (both ends) to RATE, as netbed.sh up shapes it
+set_rate() {
+  local k=$1 rate=$2 bps burst
+  bps=$(node -e 'const m=/^([\d.]+)(bit|kbit|mbit|gbit)?$/.exec(process.argv[1]);const f={bit:1,kbit:1e3,mbit:1e6,gbit:1e9}[m[2]??"bit"];console.log(Math.round(Number(m[1])*f))' "$rate")
+  burst=$(( bps / 8 / 500 )); (( burst < 16384 )) && burst=16384
+  ip netns exec nb-cli tc qdisc replace dev "nbc$k" root tbf rate "$bps" burst "$burst" latency "${NB_QLAT:-50ms}"
+  ip netns exec nb-srv tc qdisc replace dev "nbs$k" root tbf rate "$bps" burst "$burst" latency "${NB_QLAT:-50ms}"
+  echo "[$(date +%T)] link $k shaped to $rate ($bps bit/s, burst $burst)" >> "$CMDLOG"
+}
+
+# slowlink METHOD(plait|mptcp) DIR SPECSTR N: SLOWBYTES in DIR; the last link cut to CUTRATE for CUTSECS
+measure_slowlink() {
+  local method=$1 dirn=$2 spec=$3 n=$4 tag="slowlink-$1-$2"
+  local rate0=${SPECS[$((n-1))]%%:*}
+  say "$tag: $SLOWBYTES bytes, link $n cut from $rate0 to $CUTRATE for ${CUTSECS}s from ${CUTAT}s"
+  local smode cmode listen to prefix=()
+  if [[ $dirn == upload ]]; then smode=sink; cmode=send; else smode=source; cmode=recv; fi
+  if [[ $method == plait ]]; then
+    plait_up "$tag" "$n"
+    if [[ $dirn == upload ]]; then listen=127.0.0.1:9001; to=127.0.0.1:8001; else listen=127.0.0.1:9002; to=127.0.0.1:8002; fi
+  else
+    prefix=(mptcpize run); listen=0.0.0.0:5313; to=10.77.1.2:5313
+  fi
+  rm -f "$RAW/$tag.ready"
+  local secs=$((CUTAT + CUTSECS + 60))
+  bg srv "$tag.srv" "${prefix[@]}" node "$TOOLS" serve --listen "$listen" --mode "$smode" --secs "$secs" --bytes "$SLOWBYTES" --once --out "$RAW/$tag.srv.json" --ready "$RAW/$tag.ready"
+  local spid=$LASTPID
+  waitfile "$RAW/$tag.ready"
+  bg cli "$tag.cli" "${prefix[@]}" node "$TOOLS" connect --to "$to" --mode "$cmode" --secs "$secs" --bytes "$SLOWBYTES" --out "$RAW/$tag.cli.json"
+  local cpid=$LASTPID
+  sleep "$CUTAT"
+  local tcut trs
+  tcut=$(epoch_ms); set_rate "$n" "$CUTRATE"
+  sleep "$CUTSECS"
+  trs=$(epoch_ms); set_rate "$n" "$rate0"
+  waitpid_to "$cpid" "$secs"
+  waitpid_to "$spid" 10
+  echo "{\"cutEpochMs\":$tcut,\"restoreEpochMs\":$trs}" > "$RAW/$tag.events.json"
+  local recv send
+  if [[ $dirn == upload ]]; then recv="$tag.srv.json"; send="$tag.cli.json"; else recv="$tag.cli.json"; send="$tag.srv.json"; fi
+  local extra=""
+  if [[ $method == plait ]]; then
+    { echo "### ss -tni nb-cli"; ip netns exec nb-cli ss -tni; echo "### ss -tni nb-srv"; ip netns exec nb-srv ss -tni; } > "$RAW/$tag.after.txt" 2>&1
+    plait_down
+    extra=",\"pollCli\":\"$tag.poll-cli.jsonl\",\"pollSrv\":\"$tag.poll-srv.jsonl\",\"cpu\":$PCPU,\"plaitAliveAtEnd\":$PALIVE"
+  fi
+  man "{\"kind\":\"slowlink\",\"spec\":\"$spec\",\"method\":\"$method\",\"direction\":\"$dirn\",\"bytes\":$SLOWBYTES,\"link\":$n,\"cutRate\":\"$CUTRATE\",\"cutSecs\":$CUTSECS,\"recv\":\"$recv\",\"send\":\"$send\",\"events\":\"$tag.events.json\",\"otherBenchRunning\":$(others)$extra}"
+  sleep 1.5
+}
+
 measure_startup() { # SPECSTR N: link K blackholed before the client starts, for each K
   local spec=$1 n=$2 k tag t0 fb
   for ((k=1; k<=n; k++)); do
@@ -422,6 +480,9 @@ for si in "${!SPECLISTS[@]}"; do
   has "$PARTS" kfailover && measure_failover mptcp "$SPECSTR" "$N"
   has "$PARTS" latency && measure_latency "$SPECSTR" "$N"
   has "$PARTS" startup && measure_startup "$SPECSTR" "$N"
+  if has "$PARTS" slowlink; then
+    for d in ${DIRS//,/ }; do measure_slowlink plait "$d" "$SPECSTR" "$N"; measure_slowlink mptcp "$d" "$SPECSTR" "$N"; done
+  fi
   # make manifest paths relative to RAW0
   sed -i "s#\"\\([a-z0-9.-]*\\.\\(json\\|jsonl\\|log\\)\\)\"#\"spec$((si+1))/\\1\"#g" "$MAN"
   cat "$MAN" >> "$RAW0/manifest.all"; : > "$MAN"

@@ -6,6 +6,7 @@
 //
 //   serve   --listen H:P --mode sink|source|echo [--secs T] [--once] [--out FILE]
 //   connect --to H:P [--bind ADDR] --mode send|recv|rr [--secs T] [--out FILE]
+//           [--bytes N]   (send/source: stop after N bytes, or at --secs, whichever is first)
 //   first-byte --to H:P --since EPOCH_MS [--timeout S] [--out FILE]   (startup: first echo through a forward)
 //           [--interval MS] [--size BYTES]          (rr: request/response round trips)
 //   poll    [--url URL] [--ifaces nbc1,nbc2] [--ss] [--interval MS] --out FILE.jsonl
@@ -124,7 +125,7 @@ function runReceiver(sock, out, onDone) {
 }
 
 // ---------------------------------------------------------------- sender
-function runSender(sock, secs, out, onDone) {
+function runSender(sock, secs, out, onDone, maxBytes = Infinity) {
   const pattern = makePattern();
   const hash = crypto.createHash('sha256');
   let off = 0;
@@ -145,10 +146,15 @@ function runSender(sock, secs, out, onDone) {
         sock.end();
         return;
       }
+      if (off >= maxBytes) {
+        ended = true;
+        sock.end();
+        return;
+      }
       const p = off % PERIOD;
-      const chunk = pattern.subarray(p, p + CHUNK);
+      const chunk = pattern.subarray(p, p + Math.min(CHUNK, maxBytes - off));
       hash.update(chunk);
-      off += CHUNK;
+      off += chunk.length;
       if (!sock.write(chunk)) { sock.once('drain', pump); return; }
     }
   };
@@ -215,7 +221,7 @@ function cmdServe(a) {
     const done = () => { if (a.once) { server.close(); setTimeout(() => process.exit(0), 50); } };
     // --once: serve one connection, but keep listening until it ends (MPTCP MP_JOIN subflows need the listener)
     if (a.mode === 'sink') runReceiver(sock, out, done);
-    else if (a.mode === 'source') runSender(sock, secs, out, done);
+    else if (a.mode === 'source') runSender(sock, secs, out, done, a.bytes ? Number(a.bytes) : Infinity);
     else if (a.mode === 'echo') { sock.pipe(sock); sock.on('error', () => {}); }
     else throw new Error(`bad --mode ${a.mode}`);
   });
@@ -233,7 +239,7 @@ function cmdConnect(a) {
   sock.once('connect', () => {
     clearTimeout(timeout);
     const exit = () => setTimeout(() => process.exit(0), 20);
-    if (a.mode === 'send') runSender(sock, secs, a.out, exit);
+    if (a.mode === 'send') runSender(sock, secs, a.out, exit, a.bytes ? Number(a.bytes) : Infinity);
     else if (a.mode === 'recv') runReceiver(sock, a.out, exit);
     else if (a.mode === 'rr') runRR(sock, secs, Number(a.interval ?? 50), Number(a.size ?? 1024), a.out, exit);
     else throw new Error(`bad --mode ${a.mode}`);
@@ -621,6 +627,21 @@ function cmdReport(a) {
       const rec = bulk;
       if (rec) S.latency.serverSubflowsDuringBulk = subflowSummary(readJsonl(`${dir}/${lat.pollSrv}`), rec.firstByteEpochMs + warm * 1000, rec.firstByteEpochMs + lat.secs * 1000);
     }
+    // slowlink: the longest stretch with nothing delivered (10 ms bins, first to last byte)
+    S.slowlink = ms.filter((m) => m.kind === 'slowlink').map((m) => {
+      const r = readJson(`${dir}/${m.recv}`);
+      const ev = readJson(`${dir}/${m.events}`) ?? {};
+      if (!r || !r.bins) return { method: m.method, direction: m.direction, error: 'no receiver record' };
+      let gap = 0, run = 0, gapEnd = 0;
+      r.bins.forEach((b, i) => { if (b === 0) { run++; if (run > gap) { gap = run; gapEnd = i; } } else run = 0; });
+      const gapStartS = r.firstByteEpochMs + (gapEnd - gap + 1) * r.binMs;
+      return {
+        method: m.method, direction: m.direction, bytes: r.bytes, complete: r.bytes === m.bytes && intact(r, readJson(`${dir}/${m.send}`)).ok,
+        transferS: r2((r.lastByteEpochMs - r.firstByteEpochMs) / 1000, 2), longestGapMs: gap * r.binMs,
+        longestGapStartsAfterCutS: ev.cutEpochMs ? r2((gapStartS - ev.cutEpochMs) / 1000, 2) : null, link: m.link, cutRate: m.cutRate, cutSecs: m.cutSecs,
+        otherBenchRunning: m.otherBenchRunning,
+      };
+    });
     for (const m of ms.filter((x) => x.kind === 'anchor')) { try { S.anchors[m.name] = fs.readFileSync(`${dir}/${m.file}`, 'utf8'); } catch { /* none */ } }
     out.specs.push(S);
   }
@@ -675,6 +696,9 @@ function cmdReport(a) {
       const L = S.latency;
       lines.push(`  latency [${S.spec}]: link 1 ping -U idle median ${L.link1PingIdle.medianMs} ms (p95 ${L.link1PingIdle.p95Ms}); during plait bulk ${L.link1PingDuringPlaitBulk.medianMs} (p95 ${L.link1PingDuringPlaitBulk.p95Ms})`);
       lines.push(`    plait 1 KiB RR every 50 ms: idle median ${L.plaitRRIdle.medianMs} p95 ${L.plaitRRIdle.p95Ms} ms; during bulk download (${L.bulkDuringRRMbit} Mbit/s) median ${L.plaitRRDuringBulk.medianMs} p95 ${L.plaitRRDuringBulk.p95Ms} max ${L.plaitRRDuringBulk.maxMs} ms = ${L.rrDuringBulkMedianOverLink1Rtt}x / ${L.rrDuringBulkP95OverLink1Rtt}x link 1 RTT`);
+    }
+    for (const L of S.slowlink ?? []) {
+      lines.push(`  slowlink [${S.spec}] ${L.method} ${L.direction}: link ${L.link} cut to ${L.cutRate} for ${L.cutSecs} s; ${L.bytes} bytes${L.complete ? ' intact' : ' INCOMPLETE'} in ${L.transferS} s; longest receiver gap ${L.longestGapMs} ms (starts ${L.longestGapStartsAfterCutS} s after the cut)${L.otherBenchRunning ? ' (other bench running)' : ''}`);
     }
   }
   lines.push(`JSON: ${a.out}`);

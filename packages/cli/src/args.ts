@@ -88,6 +88,22 @@ export function parseScheduler(value: string): string {
   return value;
 }
 
+/** Most ports --latency-ports takes (what one `sched` message carries, PROTOCOL.md 6.6). */
+export const LATENCY_PORTS_MAX = 64;
+
+/** --latency-ports: a comma list of TCP ports (1-65535), or `none`. */
+export function parseLatencyPorts(value: string): number[] {
+  const v = value.trim();
+  if (v === 'none' || v === '') return [];
+  const ports = v.split(',').map((p) => p.trim());
+  if (ports.length > LATENCY_PORTS_MAX) throw new UsageError(`--latency-ports: at most ${LATENCY_PORTS_MAX} ports, got ${ports.length}`);
+  return [...new Set(ports.map((p) => {
+    const n = /^\d{1,5}$/.test(p) ? Number(p) : NaN;
+    if (!(n >= 1 && n <= 65535)) throw new UsageError(`--latency-ports: "${p}" is not a port (1-65535); give a comma list like 22,3389,5060 or none`);
+    return n;
+  }))];
+}
+
 /** Linux's rules for an interface name (dev_valid_name): 1-15 bytes, no '/', ':' or whitespace, not . or .. */
 export function parseInterfaceName(flag: string, value: string): string {
   if (value === '' || value === '.' || value === '..' || Buffer.byteLength(value) > 15 || /[/:\s]/.test(value)) {

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { checkClientFlags, runClient, type ClientFlags } from './run-client.js';
 import { runDemo, type DemoFlags } from './run-demo.js';
 import { checkServerFlags, runServer, type ServerFlags } from './run-server.js';
+import { DEFAULT_LATENCY_PORTS } from '@plait/core';
 import { routerSetupText, type RouterSetupFlags } from './router-setup.js';
 import { collect, UsageError } from './args.js';
 import { tuneHeapForThroughput } from '@plait/node';
@@ -91,7 +92,8 @@ export function buildProgram(): Command {
     .option('--tproxy <[host:]port>', 'the same for TPROXY rules (needs CAP_NET_ADMIN)')
     .option('--bypass-domain <name>', "send this domain and its subdomains around plait: addresses learned from --dns answers go to router-setup's nftables sets (repeatable)", collect, [])
     .option('--stats <host:port>', 'serve GET /stats (JSON) and /metrics (Prometheus)')
-    .option('--scheduler <name>', 'how frames are spread over subflows: earliest-arrival, round-robin, redundant', 'earliest-arrival')
+    .option('--scheduler <name>', 'how frames are spread over subflows, both directions (the server follows): earliest-arrival, round-robin, redundant', 'earliest-arrival')
+    .option('--latency-ports <list>', 'target ports whose streams are latency class (sent on the two best subflows), comma list or none', DEFAULT_LATENCY_PORTS.join(','))
     .option('--cipher <name>', 'record cipher: auto (AES-256-GCM if the CPU has AES instructions, else ChaCha20-Poly1305), aes-256-gcm, chacha20-poly1305', 'auto')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace, silent', 'info')
     .option('--config <file>', 'read options from a JSON or YAML file (keys are the long flag names; flags given here override it; SIGHUP re-reads paths and roles)')

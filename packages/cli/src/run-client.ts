@@ -1,6 +1,6 @@
 import type * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { deriveSecretKeys } from '@plait/core';
+import { DEFAULT_LATENCY_PORTS, deriveSecretKeys } from '@plait/core';
 import { BypassDomains, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient } from '@plait/client';
 import {
   isLoopbackHost,
@@ -11,6 +11,7 @@ import {
   parseInterfaceName,
   parseLogLevel,
   parseOverflow,
+  parseLatencyPorts,
   parseScheduler,
   resolveProxyAuth,
   resolveSecret,
@@ -41,6 +42,7 @@ export interface ClientFlags extends TransparentFlags {
   udpDuplicate?: boolean;
   stats?: string;
   scheduler: string;
+  latencyPorts?: string;
   cipher: string;
   logLevel: string;
   /** The config file that gave `secret` (then it is not in argv). */
@@ -60,6 +62,7 @@ export function checkClientFlags(flags: ClientFlags) {
   const backups = flags.backup.map(parseBackup);
   const overflows = flags.overflow.map((o) => parseOverflow(o, backups));
   const scheduler = parseScheduler(flags.scheduler);
+  const latencyPorts = flags.latencyPorts === undefined ? [...DEFAULT_LATENCY_PORTS] : parseLatencyPorts(flags.latencyPorts);
   const cipher = parseClientCipher(flags.cipher);
   const socks = flags.socks ? parseHostPort('--socks', flags.socks) : undefined;
   const http = flags.http ? parseHostPort('--http', flags.http) : undefined;
@@ -96,12 +99,12 @@ export function checkClientFlags(flags: ClientFlags) {
       warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
     }
   }
-  return { logLevel, servers, secret, warnings, sources: { binds, vias, backups, overflows }, scheduler, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
+  return { logLevel, servers, secret, warnings, sources: { binds, vias, backups, overflows }, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
 }
 
 export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, servers, secret, warnings, sources, scheduler, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
+  const { logLevel, servers, secret, warnings, sources, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.
@@ -113,6 +116,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
     secretKeys: deriveSecretKeys(secret),
     sources,
     scheduler,
+    latencyPorts,
     cipher: cipher.cipher,
     ...(flags.udpDuplicate ? { config: { datagramCopies: 2 } } : {}),
     log,

@@ -10,6 +10,7 @@ import {
   parseCount,
   parseHostPort,
   parseInterfaceName,
+  parseLatencyPorts,
   parseLogLevel,
   parseScheduler,
   parseSeconds,
@@ -55,6 +56,13 @@ describe('parseLogLevel / parseScheduler / parseCount / parseSeconds', () => {
   it('schedulers', () => {
     expect(parseScheduler('redundant')).toBe('redundant');
     expect(usage(() => parseScheduler('fastest'))).toMatch(/^--scheduler: "fastest" is not a scheduler; use earliest-arrival, round-robin or redundant$/);
+  });
+  it('latency ports: a comma list of ports, or none', () => {
+    expect(parseLatencyPorts('22,3389,5060')).toEqual([22, 3389, 5060]);
+    expect(parseLatencyPorts(' 22, 22 ,443 ')).toEqual([22, 443]);
+    expect(parseLatencyPorts('none')).toEqual([]);
+    for (const v of ['0', '65536', 'ssh', '22;80', '1e3', '-22', '22,,80']) expect(usage(() => parseLatencyPorts(v)), v).toMatch(/^--latency-ports: ".*" is not a port/);
+    expect(usage(() => parseLatencyPorts(Array.from({ length: 65 }, (_, i) => i + 1).join(',')))).toMatch(/^--latency-ports: at most 64 ports, got 65$/);
   });
   it('counts: positive integers up to a bound', () => {
     expect(parseCount('--max-sessions', '256', 100_000)).toBe(256);

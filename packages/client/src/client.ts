@@ -42,6 +42,8 @@ export interface PlaitClientOptions {
   secretKeys: SecretKeys;
   sources: SourceOptions;
   scheduler?: string;
+  /** Target ports whose streams are latency class (default DEFAULT_LATENCY_PORTS); the server is told too. */
+  latencyPorts?: readonly number[];
   config?: Partial<Config>;
   /** Keep the session and its streams through a total outage this long (ms). */
   graceMs?: number;
@@ -514,6 +516,7 @@ export class PlaitClient {
           clockOffsetMs: this.clockOffsetMs,
           ...(this.opts.cipher ? { cipher: this.opts.cipher } : {}),
           ...(this.opts.scheduler ? { scheduler: createScheduler(this.opts.scheduler) } : {}),
+          ...(this.opts.latencyPorts ? { latencyPorts: this.opts.latencyPorts } : {}),
         });
         if (this.session || slot.removed || this.closed) {
           // Another path won the race: drop this spare session (the server

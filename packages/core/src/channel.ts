@@ -45,4 +45,8 @@ export interface KernelPathInfo {
   notsentBytes: number;
   totalRetrans: number;
   deliveryRateBytesPerSec: number;
+  /** tcpi_ca_state: 0 open, 1 disorder, 2 CWR, 3 recovery, 4 loss (RTO); absent when unknown. */
+  caState?: number;
+  /** tcpi_snd_mss, bytes; absent when unknown. */
+  mss?: number;
 }

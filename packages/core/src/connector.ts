@@ -24,6 +24,8 @@ export interface ConnectOptions {
   /** Give up if the handshake (including the server's `ok`) takes longer (ms). */
   timeoutMs?: number;
   scheduler?: Scheduler;
+  /** Target ports whose streams are latency class; sent to the server with the scheduler (`sched`). */
+  latencyPorts?: readonly number[];
   events?: SessionEvents;
   /** Added to our wall clock for the HELLO timestamp (skew learned from a verified refusal). */
   clockOffsetMs?: number;
@@ -55,6 +57,9 @@ export async function connectSession(channel: ByteChannel, opts: ConnectOptions)
       config: opts.config,
       clock: opts.clock,
       ...(opts.scheduler ? { scheduler: opts.scheduler } : {}),
+      ...(opts.latencyPorts ? { latencyPorts: opts.latencyPorts } : {}),
+      // The client's choice governs both directions (PROTOCOL.md 6.6 `sched`).
+      announceScheduler: true,
       ...(opts.events ? { events: opts.events } : {}),
     });
     sessionCiphers.set(session, result.cipher);

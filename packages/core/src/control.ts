@@ -31,8 +31,17 @@ export type ControlMessage =
    * senders) wins over `backup`; `seq` (also optional) orders the changes.
    */
   | { t: 'prio'; subflow: number; backup: boolean; role?: SubflowRole; seq?: number }
+  /**
+   * The client's scheduler choice for both directions (PROTOCOL.md 6.6
+   * `sched`): its name and the target ports whose streams are latency class.
+   */
+  | { t: 'sched'; name: string; ports?: number[] }
   /** A `t` this implementation does not know: receivers ignore it (forward compatibility). */
   | { t: 'unknown'; name: string };
+
+/** Longest scheduler name and most latency ports a `sched` may carry. */
+export const SCHED_NAME_MAX = 64;
+export const SCHED_PORTS_MAX = 64;
 
 export interface OpenHeader {
   host: string;
@@ -43,7 +52,7 @@ export interface OpenHeader {
 export const CLOSE_REASON_MAX = 255;
 /** Nesting allowed in a received map; our messages need 3 (map > array > map). */
 const MAX_DEPTH = 8;
-const KNOWN_T = new Set(['ok', 'close', 'prio', 'uclose']);
+const KNOWN_T = new Set(['ok', 'close', 'prio', 'uclose', 'sched']);
 
 const packr = new Packr({
   useRecords: false,
@@ -109,6 +118,10 @@ const LONE_SURROGATE = /\p{Surrogate}/u;
 function isHost(v: unknown): v is string {
   if (typeof v !== 'string' || v.length === 0 || v.length > 255) return false;
   return utf8Length(v) <= 255 && !LONE_SURROGATE.test(v);
+}
+
+function isSchedName(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length <= SCHED_NAME_MAX && utf8Length(v) <= SCHED_NAME_MAX && !LONE_SURROGATE.test(v);
 }
 
 function isPort(v: unknown): v is number {
@@ -319,6 +332,15 @@ export function encodeControl(m: ControlMessage): Uint8Array {
     case 'uclose':
       if (!isU32(m.flow)) throw internal(`invalid flow ${m.flow}`);
       return pack({ t: 'uclose', flow: m.flow });
+    case 'sched': {
+      if (!isSchedName(m.name)) throw internal(`invalid scheduler name ${JSON.stringify(m.name)}`);
+      const o: Record<string, unknown> = { t: 'sched', name: m.name };
+      if (m.ports !== undefined) {
+        if (m.ports.length > SCHED_PORTS_MAX || !m.ports.every(isPort)) throw internal(`invalid latency ports ${JSON.stringify(m.ports)}`);
+        o.ports = m.ports;
+      }
+      return pack(o);
+    }
     case 'unknown':
       // Lets tests (and future versions) send a message old receivers must ignore.
       if (typeof m.name !== 'string' || KNOWN_T.has(m.name) || LONE_SURROGATE.test(m.name)) {
@@ -384,6 +406,19 @@ export function decodeControl(body: Uint8Array): ControlMessage {
       const flow = own(m, 'flow');
       if (!isU32(flow)) throw protocol('CONTROL uclose: bad flow');
       return { t: 'uclose', flow };
+    }
+    case 'sched': {
+      const name = own(m, 'name');
+      if (!isSchedName(name)) throw protocol('CONTROL sched: bad name');
+      const raw = own(m, 'ports');
+      if (raw === undefined || raw === null) return { t: 'sched', name };
+      if (!Array.isArray(raw) || raw.length > SCHED_PORTS_MAX) throw protocol('CONTROL sched: ports is not an array of at most 64');
+      const ports: number[] = [];
+      for (const p of raw as unknown[]) {
+        if (!isPort(p)) throw protocol('CONTROL sched: bad port');
+        ports.push(p);
+      }
+      return { t: 'sched', name, ports };
     }
     default:
       return { t: 'unknown', name: t };

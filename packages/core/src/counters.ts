@@ -48,6 +48,10 @@ export const SESSION_COUNTERS = {
   datagramsDroppedStale: 'Datagrams dropped after waiting datagramMaxAgeMs for a subflow with room.',
   datagramsDroppedTooLarge: 'Datagrams not sent: payload above 16384 bytes.',
   datagramsDroppedUnsupported: 'Datagrams dropped: the peer does not support them, no handler, or the session is closed.',
+  schedulerChosenByPeer: "Scheduler choices (sched) received from the client; they govern this side's sending.",
+  latencyFrames: 'Data frames sent in the latency class (copied to the two subflows where they arrive first).',
+  bytesDuplicated: 'Payload bytes sent as extra copies on purpose (redundant scheduler, latency class); the peer drops all but the first.',
+  opportunisticReinjections: "Times a stream's full peer window was waiting on data stuck on a slow subflow, and that subflow's unacknowledged data went out again on the others.",
 } as const;
 
 /** Handshake codes a server refuses with, each counted as `reject<Name>`. */

@@ -14,6 +14,7 @@ export type { Datagram } from './datagrams.js';
 export { Atyp, DatagramFlag, type DatagramAtyp } from './frames.js';
 export { addrToText, formatIPv6, ipToAddr, isPlausibleName } from './datagram-addr.js';
 export { createScheduler, schedulerNames } from './scheduler.js';
+export { DEFAULT_LATENCY_PORTS } from './stream-class.js';
 export { isSubflowRole, SUBFLOW_ROLES, type SubflowRole } from './roles.js';
 export { MemoryBudget } from './memory-budget.js';
 

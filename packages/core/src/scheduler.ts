@@ -17,10 +17,25 @@ export interface SubflowView {
   readonly minRtt: number;
   /** Delivery rate in bytes/ms (0 = not measured yet). */
   readonly rate: number;
+  /** Extra delay ahead of new data in ms (the kernel repairing a loss, path-state.ts); 0 if none. */
+  readonly extraDelayMs?: number;
 }
+
+/**
+ * What a frame is: `bulk` goes where it arrives first (one copy, within
+ * caps); `latency` (a latency-sensitive stream, stream-class.ts) is copied
+ * to the two subflows where it arrives first, whatever their caps (it is
+ * small, and waiting for room behind bulk data is the delay it must avoid).
+ */
+export type FrameClass = 'bulk' | 'latency';
 
 export interface Scheduler {
   readonly name: string;
+  /**
+   * Every frame goes on every working subflow: the session then waits
+   * while a usable subflow of the tier is not writable, rather than skip it.
+   */
+  readonly duplicatesAll?: boolean;
   /**
    * Subflows to send a frame of `bytes` on, or an empty array to wait (the
    * session retries when an ack frees room). `candidates` holds only usable,
@@ -43,7 +58,7 @@ const UNKNOWN_OWD_MS = 50;
 export function expectedArrival(s: SubflowView, bytes: number): number {
   const owd = s.minRtt > 0 ? s.minRtt / 2 : s.srtt > 0 ? s.srtt / 2 : UNKNOWN_OWD_MS;
   const queue = s.rate > 0 ? (s.inflight + bytes) / s.rate : 0;
-  return owd + queue;
+  return owd + queue + (s.extraDelayMs ?? 0);
 }
 
 /** Default: the subflow with room where the frame arrives first (minRTT/ECF family). */
@@ -82,17 +97,44 @@ export class RoundRobinScheduler implements Scheduler {
 }
 
 /**
- * Every frame on every subflow that has room now; the first copy to arrive
- * wins. A full subflow misses the frame (it is not sent there later).
+ * Every frame on every working subflow; the first copy to arrive wins. It
+ * waits until all of them have room, so the slowest subflow's window bounds
+ * the rate and a loaded path never misses frames (a copy skipped on a full
+ * subflow would leave that path unable to stand in for the others).
  */
 export class RedundantScheduler implements Scheduler {
   readonly name = 'redundant';
+  readonly duplicatesAll = true;
   pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[] {
-    const withRoom = candidates.filter((s) => hasRoom(s, bytes));
-    // No waiting for the fastest subflow: each one's own cap bounds how far
-    // it runs ahead. Wait (empty) only when none has room.
-    return withRoom.length > 0 ? withRoom : [];
+    if (candidates.length === 0) return [];
+    for (const s of candidates) if (!hasRoom(s, bytes)) return [];
+    return candidates;
   }
+}
+
+/**
+ * The latency class: the (up to) two subflows where `bytes` sent now arrive
+ * first, ignoring caps. Two copies make one path's queue or loss burst
+ * invisible; more would only add load to paths that lose the race anyway.
+ */
+export function pickLatency(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[] {
+  let a: SubflowView | undefined;
+  let b: SubflowView | undefined;
+  let ea = Infinity;
+  let eb = Infinity;
+  for (const s of candidates) {
+    const eta = expectedArrival(s, bytes);
+    if (eta < ea) {
+      b = a;
+      eb = ea;
+      a = s;
+      ea = eta;
+    } else if (eta < eb) {
+      b = s;
+      eb = eta;
+    }
+  }
+  return a ? (b ? [a, b] : [a]) : [];
 }
 
 const SCHEDULERS: Record<string, () => Scheduler> = {

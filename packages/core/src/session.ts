@@ -13,11 +13,15 @@ import type { SessionKeys } from './keys.js';
 import type { MemoryBudget } from './memory-budget.js';
 import type { RecordOpener, RecordSealer } from './record.js';
 import { dataTiers, roleBackupBit, type SubflowRole } from './roles.js';
-import { EarliestArrivalScheduler, type Scheduler } from './scheduler.js';
+import { createScheduler, EarliestArrivalScheduler, pickLatency, schedulerNames, type Scheduler } from './scheduler.js';
+import { DEFAULT_LATENCY_PORTS, StreamClassifier } from './stream-class.js';
 import { Stream, type StreamHost } from './stream.js';
 import { Subflow, type ReliableItem } from './subflow.js';
 
 export type Role = 'client' | 'server';
+
+/** Bulk probes no deeper than its estimate for this long after a latency-class frame (subflow.ts refreshView). */
+const LATENCY_CALM_MS = 1000;
 
 export interface SubflowSetup {
   channel: ByteChannel;
@@ -66,6 +70,10 @@ export interface SessionStats {
   recvCreditBytes: number;
   /** Unsent + unacknowledged bytes of all streams (the session send budget's measure). */
   sendBufferedBytes: number;
+  /** The scheduler for what this side sends (the client's choice on both sides). */
+  scheduler: string;
+  /** Target ports whose streams are sent in the latency class. */
+  latencyPorts: number[];
   counters: Record<string, number>;
 }
 
@@ -77,6 +85,8 @@ export interface SessionEvents {
   subflowDown?(subflow: Subflow, reason: string, closed: boolean): void;
   /** A subflow's role changed, here (`local`, setSubflowRole) or by the peer's `prio`. */
   roleChanged?(subflow: Subflow, role: SubflowRole, by: 'local' | 'peer'): void;
+  /** The client's scheduler choice arrived (server side); `applied` false for a name this side does not know. */
+  schedulerChosen?(name: string, applied: boolean): void;
   /** Server advertised extra addresses (client side). */
   addresses?(addrs: { id: number; host: string; port: number }[]): void;
   /** No subflow left; streams wait for a new one (the owner decides how long). */
@@ -123,6 +133,16 @@ export class Session implements StreamHost {
   private readonly dedup = new DedupWindow();
   /** Client: datagram flows the server accepts (from `ok`; 0 = it does not support datagrams). */
   private peerDatagramFlows = 0;
+  /** Latency class of streams (stream-class.ts); its ports are the client's choice. */
+  private readonly classifier: StreamClassifier;
+  /** Client: send the scheduler choice (`sched`) once the first subflow is active. */
+  private announceScheduler: boolean;
+  /** Streams that cannot send (peer window or own send buffer full): candidates for opportunistic reinjection. */
+  private readonly stalled = new Set<Stream>();
+  /** Per blocked stream, the acknowledged offset at which its blocking data was already sent again. */
+  private readonly reinjectedHead = new WeakMap<Stream, number>();
+  /** Until when bulk subflows keep their queue short for latency-class traffic (clock ms). */
+  private latencyActiveUntil = -Infinity;
 
   /** Extra addresses the server advertised (client side; ADD_ADDR). */
   peerAddresses: readonly { id: number; host: string; port: number }[] = [];
@@ -150,6 +170,10 @@ export class Session implements StreamHost {
     config: Config;
     clock: Clock;
     scheduler?: Scheduler;
+    /** Target ports whose streams are latency class (default DEFAULT_LATENCY_PORTS). */
+    latencyPorts?: readonly number[];
+    /** Client: tell the server the scheduler and latency ports (PROTOCOL.md 6.6 `sched`) so downloads follow them. */
+    announceScheduler?: boolean;
     events?: SessionEvents;
     /** Process-wide stream and byte budget shared with other sessions (server). */
     budget?: MemoryBudget;
@@ -159,6 +183,8 @@ export class Session implements StreamHost {
     this.config = opts.config;
     this.clock = opts.clock;
     this.scheduler = opts.scheduler ?? new EarliestArrivalScheduler();
+    this.classifier = new StreamClassifier(opts.latencyPorts ?? DEFAULT_LATENCY_PORTS);
+    this.announceScheduler = opts.announceScheduler === true;
     this.events = opts.events ?? {};
     this.nextLocalId = this.role === 'client' ? 1 : 2;
     this.peerIds = new PeerStreamIds(this.role === 'client' ? 0 : 1, this.config.maxStreams);
@@ -424,6 +450,10 @@ export class Session implements StreamHost {
         if (this.role !== 'client') throw new ProtocolError(ErrorCode.PROTOCOL, 'unexpected ok message');
         sf.onOk(m.subflow);
         this.announceRole(sf);
+        if (this.announceScheduler) {
+          this.announceScheduler = false;
+          this.queueControl({ type: FrameType.CONTROL, message: { t: 'sched', name: this.scheduler.name, ports: this.classifier.latencyPorts } });
+        }
         // Measure the new path at once: an unmeasured subflow is assumed slow.
         this.probe(sf, this.clock.now());
         this.events.subflowUp?.(sf);
@@ -454,9 +484,27 @@ export class Session implements StreamHost {
       case 'uclose':
         if (this.role === 'server') this.events.datagramFlowClosed?.(m.flow);
         return;
+      case 'sched':
+        this.onSchedulerChoice(m.name, m.ports);
+        return;
       case 'unknown':
         return;
     }
+  }
+
+  /**
+   * The client's scheduler choice (server side): it governs what this side
+   * sends too. A name this side does not know leaves its scheduler as it is
+   * (PROTOCOL.md 6.6); the ports apply either way. A client ignores `sched`.
+   */
+  private onSchedulerChoice(name: string, ports: readonly number[] | undefined): void {
+    if (this.role !== 'server') return;
+    const known = schedulerNames.includes(name);
+    if (known && name !== this.scheduler.name) this.scheduler = createScheduler(name);
+    if (ports) this.classifier.setPorts(ports);
+    this.counters.schedulerChosenByPeer++;
+    this.events.schedulerChosen?.(name, known);
+    this.schedulePump();
   }
 
   private onDataFrame(id: number, offset: number, payload: Uint8Array, fin: boolean): void {
@@ -649,6 +697,7 @@ export class Session implements StreamHost {
   }
 
   streamBlocked(s: Stream): void {
+    this.stalled.add(s);
     const cause = this.sendBudget.blocked(s);
     if (cause === 'session') this.counters.sendBlockedSession++;
     else if (cause === 'process') this.counters.sendBlockedProcess++;
@@ -662,6 +711,7 @@ export class Session implements StreamHost {
     if (!this.streams.delete(s.id)) return;
     this.budget?.removeStream();
     this.readyStreams.delete(s);
+    this.stalled.delete(s);
     this.sendBudget.forget(s);
     if (this.peerIds.isPeer(s.id)) this.rememberFinishedPeerId(s.id);
   }
@@ -723,7 +773,8 @@ export class Session implements StreamHost {
     this.pumpScheduled = false;
     if (this.closedState) return;
     const now = this.clock.now();
-    for (const sf of this.subflows) sf.refreshView(now, this.config);
+    const calm = now < this.latencyActiveUntil;
+    for (const sf of this.subflows) sf.refreshView(now, this.config, calm);
 
     // 1. Acks ride on the subflow they acknowledge, ahead of everything; one
     //    not yet due waits to ride on the next record (or for its time).
@@ -757,6 +808,7 @@ export class Session implements StreamHost {
     // 3. Reinjected data, then new data, as the scheduler allows.
     this.sendReinjections();
     this.sendNewData();
+    if (this.reinjectOpportunistically(now)) this.sendReinjections();
     let wakeAt = Infinity;
     for (const sf of this.subflows) {
       if (sf.mayHold(now, this.config.recordHoldMs)) {
@@ -818,17 +870,20 @@ export class Session implements StreamHost {
       const len = Math.min(want, this.roomForAll(targets));
       const fin = item.fin && start + len === end;
       for (const sf of targets) this.stageData(sf, s, start, len, fin);
+      this.counters.bytesDuplicated += (targets.length - 1) * len;
       if (start + len >= end) this.reinjectQueue.shift();
       else this.reinjectQueue[0] = { kind: 'data', stream: s, offset: start + len, len: end - start - len, fin: item.fin };
     }
   }
 
   private sendNewData(): void {
+    this.sendLatencyFrames();
     while (this.readyStreams.size > 0) {
       const s = this.readyStreams.values().next().value as Stream;
       const sendable = s.sendableBytes();
       if (sendable === 0 && !s.finPending()) {
         this.readyStreams.delete(s);
+        this.noteIfStalled(s);
         continue;
       }
       const want = Math.min(sendable, WIRE.DATA_MAX_PAYLOAD);
@@ -837,9 +892,11 @@ export class Session implements StreamHost {
       const len = Math.min(want, this.roomForAll(targets));
       const piece = s.takeNew(len);
       for (const sf of targets) this.stageData(sf, s, piece.offset, piece.len, piece.fin);
+      this.counters.bytesDuplicated += (targets.length - 1) * piece.len;
       // Round robin between streams, one frame at a time.
       this.readyStreams.delete(s);
       if (s.sendableBytes() > 0 || s.finPending()) this.readyStreams.add(s);
+      else this.noteIfStalled(s);
     }
   }
 
@@ -847,11 +904,113 @@ export class Session implements StreamHost {
   private pickSubflows(bytes: number): Subflow[] {
     for (const cands of dataTiers(this.subflows)) {
       if (cands.length === 0) continue;
+      // A duplicating scheduler waits for a working subflow whose socket is full rather than skip it.
+      const role = cands[0]!.role;
+      if (this.scheduler.duplicatesAll && this.subflows.some((sf) => sf.usable && !sf.writable && sf.role === role)) return [];
       for (const sf of cands) sf.noteCapLimited(bytes);
       const picked = this.scheduler.pick(cands, bytes) as Subflow[];
       if (picked.length > 0) return picked;
     }
     return [];
+  }
+
+  // ------------------------------------------------- link policy: classes
+
+  /**
+   * Latency-class frames (stream-class.ts) go first, on the two subflows
+   * where they arrive first, whatever their caps, each in a record of its
+   * own sealed at once: behind bulk data they would wait for room and for
+   * the record to fill. Bulk streams keep their earliest-arrival frames.
+   */
+  private sendLatencyFrames(): void {
+    if (this.readyStreams.size === 0) return;
+    const now = this.clock.now();
+    for (const s of [...this.readyStreams]) {
+      const sendable = s.sendableBytes();
+      if (sendable === 0 && !s.finPending()) continue;
+      const want = Math.min(sendable, WIRE.DATA_MAX_PAYLOAD);
+      const outstanding = s.send.writtenOffset - s.peerAckOffset;
+      if (this.classifier.classify(s, { target: s.target, outstanding }, want, now) !== 'latency') continue;
+      const tier = dataTiers(this.subflows).find((t) => t.length > 0);
+      if (!tier) return;
+      const targets = pickLatency(tier, DATA_HEADER_SIZE + want) as Subflow[];
+      for (const sf of targets) this.sealStaged(sf); // its own record, not the tail of a bulk one
+      const piece = s.takeNew(want);
+      this.counters.bytesDuplicated += (targets.length - 1) * piece.len;
+      for (const sf of targets) {
+        this.stageData(sf, s, piece.offset, piece.len, piece.fin);
+        this.sealStaged(sf);
+      }
+      this.counters.latencyFrames++;
+      this.latencyActiveUntil = now + LATENCY_CALM_MS;
+      this.readyStreams.delete(s);
+      if (s.sendableBytes() > 0 || s.finPending()) this.readyStreams.add(s);
+    }
+  }
+
+  // ------------------------------------- link policy: opportunistic reinjection
+
+  /**
+   * A stream is stalled when it has nothing it may send while its peer's
+   * window is full (unsent bytes beyond it), its writer waits for room in
+   * its send buffer (which holds the unacknowledged bytes), or all it wrote
+   * is sent and waits for acknowledgement (a transfer's tail): each time
+   * the receiver waits for the bytes at the left edge.
+   */
+  private isStalled(s: Stream): boolean {
+    return !s.isClosed && s.sendableBytes() === 0 && (s.send.writtenOffset > s.sentOffset || s.writerBlocked || s.sentOffset > s.peerAckOffset);
+  }
+
+  private noteIfStalled(s: Stream): void {
+    if (this.isStalled(s)) this.stalled.add(s);
+  }
+
+  /**
+   * Opportunistic reinjection (as Linux MPTCP): a stalled stream (its peer
+   * window or its send buffer full) waits for the bytes at the left edge. When those sit
+   * on a subflow whose rate collapsed or whose oldest record is overdue,
+   * and another subflow works, everything still unacknowledged on that slow
+   * subflow goes out again on the others, and its share is halved. Returns
+   * whether it queued anything.
+   */
+  private reinjectOpportunistically(now: number): boolean {
+    if (this.stalled.size === 0) return false;
+    // Only a subflow that is collapsed or overdue can hold a stall worth breaking: the common case costs one pass.
+    if (!this.subflows.some((sf) => sf.usable && (sf.collapsed || sf.overdue))) {
+      for (const s of this.stalled) if (!this.isStalled(s)) this.stalled.delete(s);
+      return false;
+    }
+    let queued = false;
+    for (const s of [...this.stalled]) {
+      if (!this.isStalled(s)) {
+        this.stalled.delete(s);
+        continue;
+      }
+      const head = s.peerAckOffset;
+      if (this.reinjectedHead.get(s) === head) continue;
+      const holder = this.holderOf(s, head);
+      if (!holder || !(holder.collapsed || holder.overdue)) continue;
+      if (!this.subflows.some((o) => o !== holder && o.usable && o.writable && !o.collapsed)) continue;
+      this.reinjectedHead.set(s, head);
+      this.counters.opportunisticReinjections++;
+      holder.penalize(now);
+      this.reinjectFrom(holder);
+      queued = true;
+    }
+    return queued;
+  }
+
+  /** The subflow holding, unacknowledged and not yet sent again, the byte at `offset` of `s`. */
+  private holderOf(s: Stream, offset: number): Subflow | undefined {
+    for (const sf of this.subflows) {
+      if (!sf.usable) continue;
+      for (const rec of sf.unreinjected()) {
+        for (const it of rec.items) {
+          if (it.kind === 'data' && it.stream === s && it.offset <= offset && offset < it.offset + it.len) return sf;
+        }
+      }
+    }
+    return undefined;
   }
 
   /** Payload bytes that fit in the subflow's current record (or a fresh one). */
@@ -1041,6 +1200,7 @@ export class Session implements StreamHost {
     this.addRecvBuffered(-this.recvBuffered);
     this.streams.clear();
     this.readyStreams.clear();
+    this.stalled.clear();
     this.sendBudget.clear();
     this.outbox.clear();
     this.events.closed?.(error);
@@ -1056,6 +1216,8 @@ export class Session implements StreamHost {
       recvBufferedBytes: this.recvBuffered,
       recvCreditBytes: this.recvCredit,
       sendBufferedBytes: this.sendBudget.buffered,
+      scheduler: this.scheduler.name,
+      latencyPorts: this.classifier.latencyPorts,
       counters: { ...this.counters },
       // Read-only: the measurements as of now, the cap as the sender last set
       // it. (refreshView would advance the pacing cycle: a scrape must not.)

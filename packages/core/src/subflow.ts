@@ -1,8 +1,9 @@
-import type { ByteChannel } from './channel.js';
+import type { ByteChannel, KernelPathInfo } from './channel.js';
 import { WIRE } from './config.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
 import type { Frame } from './frames.js';
 import { PathMetrics } from './path-metrics.js';
+import { CA_LOSS, kernelWindowBytes, pathState, recoveryDelay } from './path-state.js';
 import type { RecordOpener, RecordSealer } from './record.js';
 import type { SubflowRole } from './roles.js';
 import type { SubflowView } from './scheduler.js';
@@ -29,6 +30,12 @@ const STARTUP_GAIN = 2;
 const MIN_RECORD_TARGET = 4096;
 const INITIAL_RECORD_TARGET = 16 * 1024 + 64;
 const RECORD_TIME_MS = 2;
+/** TCP_INFO is read at most this often per subflow (a syscall per read). */
+const KERNEL_SAMPLE_MS = 20;
+/** A path whose kernel retransmitted within this long is lossy (the rate window). */
+const LOSSY_MS = 2000;
+/** Opportunistic reinjection halves a subflow's share down to this fraction. */
+const MIN_SHARE = 1 / 16;
 
 /** PROTOCOL.md section 8, client and server subflow states after the handshake. */
 export type SubflowState = 'pending-ok' | 'active' | 'suspect' | 'closed';
@@ -116,6 +123,19 @@ export class Subflow implements SubflowView {
   private _srtt = 0;
   private _minRtt = 0;
   private _rate = 0;
+  private _extraDelayMs = 0;
+  /** Kernel view (TCP_INFO) as last sampled, and when. */
+  private _kernel: KernelPathInfo | undefined;
+  private kernelAt = -Infinity;
+  /** The kernel's retransmission count as last seen, and when it last grew. */
+  private kernelRetrans = 0;
+  private retransAt = -Infinity;
+  /** The path's rate collapsed / its oldest record is overdue (path-state.ts), as of refreshView. */
+  private _collapsed = false;
+  private _overdue = false;
+  /** The fraction of its cap this subflow may fill: halved when its data had to be sent again elsewhere. */
+  private share = 1;
+  private shareAt = 0;
   /** Set when the session wanted to send here and the cap said no (this round). */
   private capHit = false;
   private startup = true;
@@ -228,6 +248,21 @@ export class Subflow implements SubflowView {
   }
   get rate(): number {
     return this._rate;
+  }
+  get extraDelayMs(): number {
+    return this._extraDelayMs;
+  }
+  /** The rate collapsed (kernel delivery rate, or nothing delivered for too long), as of refreshView. */
+  get collapsed(): boolean {
+    return this._collapsed;
+  }
+  /** The oldest unacknowledged record waits longer than this path should take, as of refreshView. */
+  get overdue(): boolean {
+    return this._overdue;
+  }
+  /** The kernel's view as last sampled (undefined where TCP_INFO is not available). */
+  get kernel(): KernelPathInfo | undefined {
+    return this._kernel;
   }
   /**
    * Whether the partly filled record may wait for more data (Nagle's rule,
@@ -396,7 +431,12 @@ export class Subflow implements SubflowView {
       // queue behind data; a silent one (both ways) is suspect after one
       // RTO. One-way failures are caught after four.
       const silentFor = now - this._lastRecvAt;
-      if (this._state === 'active' && ((age > rto && silentFor > rto) || age > 4 * rto)) {
+      // The kernel's view, where there is one: a connection in RTO recovery
+      // is failing now, even if the peer's bytes still arrive. (Its acks say
+      // nothing the other way: a TCP-terminating middlebox acknowledges
+      // bytes the peer never gets.)
+      const inRto = this._kernel?.caState === CA_LOSS;
+      if (this._state === 'active' && ((age > rto && (silentFor > rto || inRto)) || age > 4 * rto)) {
         return { action: 'suspect', reason: `no acknowledgement for ${Math.round(age)} ms (timeout ${Math.round(rto)} ms)` };
       }
     }
@@ -557,6 +597,30 @@ export class Subflow implements SubflowView {
     return GAIN_CYCLE[Math.floor(now / round) % GAIN_CYCLE.length]! * base;
   }
 
+  /**
+   * Its data had to be sent again on a faster subflow (opportunistic
+   * reinjection): halve its share, at most once per round trip, as Linux
+   * MPTCP halves the slow subflow's window.
+   */
+  penalize(now: number): void {
+    if (now - this.shareAt < Math.max(this._srtt, 10) && this.share < 1) return;
+    this.share = Math.max(MIN_SHARE, this.share / 2);
+    this.shareAt = now;
+  }
+
+  /** The fraction of its cap this subflow may fill (1 unless penalized). */
+  get shareOfCap(): number {
+    return this.share;
+  }
+
+  /** Unacknowledged records not yet sent again elsewhere (oldest first). */
+  *unreinjected(): Generator<SentRecord> {
+    for (let i = this.inflightHead; i < this.inflightRecords.length; i++) {
+      const r = this.inflightRecords[i]!;
+      if (!r.reinjected) yield r;
+    }
+  }
+
   /** Measure the path afresh (new subflow, or back from suspect). */
   restartProbe(): void {
     this.startup = true;
@@ -569,18 +633,59 @@ export class Subflow implements SubflowView {
    * This advances the pacing cycle: only the sender calls it (stats read
    * `metrics` and `cap` instead).
    */
-  refreshView(now: number, c: PacingConfig): void {
-    this._srtt = this.metrics.srtt;
-    this._minRtt = this.metrics.minRtt(now);
-    this._rate = this.metrics.rate(now);
+  refreshView(now: number, c: PacingConfig, calm = false): void {
+    if (now - this.kernelAt >= KERNEL_SAMPLE_MS) {
+      this.kernelAt = now;
+      this._kernel = this.channel.kernelInfo?.();
+      const r = this._kernel?.totalRetrans ?? 0;
+      if (r > this.kernelRetrans) this.retransAt = now;
+      this.kernelRetrans = r;
+    }
+    const lossy = now - this.retransAt < LOSSY_MS;
+    const k = this._kernel;
+    // App-level measurements first (they include the peer's processing);
+    // the kernel's until the app has its own.
+    this._srtt = this.metrics.srtt || (k?.rttMs ?? 0);
+    this._minRtt = this.metrics.minRtt(now) || (k?.minRttMs ?? 0);
+    const oldest = this.oldestInflight();
+    const st = pathState({
+      now,
+      appRate: this.metrics.rate(now),
+      srtt: this._srtt,
+      inflight: this._inflightBytes,
+      cap: this._cap,
+      delivered: this.metrics.delivered,
+      ...(oldest ? { oldest: { sentAt: oldest.sentAt, delivered: oldest.delivered, deliveredAt: oldest.deliveredAt } } : {}),
+      ...(k ? { kernel: k } : {}),
+      lossy,
+    });
+    this._rate = st.rate;
+    this._collapsed = st.collapsed;
+    this._overdue = st.overdue;
+    this._extraDelayMs = recoveryDelay(k, this._srtt);
+    // The share halved by opportunistic reinjection doubles back each round trip the path behaves.
+    if (this.share < 1 && !st.collapsed && now - this.shareAt >= Math.max(this._srtt, 10)) {
+      this.share = Math.min(1, this.share * 2);
+      this.shareAt = now;
+    }
     // A little over the measured bandwidth-delay product: enough to fill the
     // path and let the rate estimate grow (by the gain each round trip), not
     // enough to queue deep in its buffers, where every byte is latency for
     // the frames behind it. The slack covers acks that arrive in bursts
     // (receiver busy, batching), which on fast paths would starve the pipe.
-    const gain = this.gainAt(now, c.inflightGain);
-    this._cap =
-      this._rate > 0 && this._minRtt > 0 ? Math.max(c.minInflight, this._rate * (gain * this._minRtt + c.ackSlackMs)) : c.initialInflight;
+    // Calm (latency-class traffic in the session): no probing above the
+    // estimate, so the queue ahead of latency frames stays at the slack.
+    const gain = calm ? Math.min(this.gainAt(now, c.inflightGain), c.inflightGain) : this.gainAt(now, c.inflightGain);
+    // A collapsed path loses the floor: on a trickle, the floor is what strands data.
+    const floor = st.collapsed ? MIN_RECORD_TARGET : c.minInflight;
+    let cap = this._rate > 0 && this._minRtt > 0 ? Math.max(floor, this._rate * (gain * this._minRtt + c.ackSlackMs)) : c.initialInflight;
+    // Where the kernel tells its congestion window, the path may hold at
+    // least that: its congestion control sees losses the app-level rate
+    // misreads as a slower path (a cap under the window starves the kernel).
+    // (Lossy paths only: on a clean one the app's cap is the tighter, and
+    // the kernel's window would only queue more ahead of every frame.)
+    if (!st.collapsed && lossy) cap = Math.max(cap, kernelWindowBytes(k));
+    this._cap = Math.max(MIN_RECORD_TARGET, cap * this.share);
     // A record is usable only once it has wholly arrived: keep one record's
     // serialisation time near a couple of milliseconds on slow links.
     this._recordTarget =

@@ -63,7 +63,9 @@ const controlMsg: fc.Arbitrary<ControlMessage> = fc.oneof(
   fc
     .record({ subflow: u32, role: fc.constantFrom('regular' as const, 'backup' as const, 'overflow' as const), seq: u32 })
     .map(({ subflow, role, seq }) => ({ t: 'prio' as const, subflow, backup: role !== 'regular', role, seq })),
-  fc.record({ t: fc.constant('unknown' as const), name: fc.string({ unit: 'binary', maxLength: 20 }).filter((s) => !['ok', 'close', 'prio'].includes(s)) }),
+  fc.record({ t: fc.constant('sched' as const), name: fc.constantFrom('earliest-arrival', 'round-robin', 'redundant', 'a-later-one') }),
+  fc.record({ t: fc.constant('sched' as const), name: fc.constantFrom('redundant'), ports: fc.array(port, { maxLength: 64 }) }),
+  fc.record({ t: fc.constant('unknown' as const), name: fc.string({ unit: 'binary', maxLength: 20 }).filter((s) => !['ok', 'close', 'prio', 'uclose', 'sched'].includes(s)) }),
 );
 
 describe('CONTROL messages', () => {
@@ -229,7 +231,7 @@ describe('CONTROL messages', () => {
       fc.property(body, (b) => {
         try {
           const m = decodeControl(b);
-          expect(['ok', 'close', 'prio', 'unknown']).toContain(m.t);
+          expect(['ok', 'close', 'prio', 'uclose', 'sched', 'unknown']).toContain(m.t);
         } catch (e) {
           expect(e).toBeInstanceOf(ProtocolError);
           expect((e as ProtocolError).code).toBe(ErrorCode.PROTOCOL);
@@ -250,6 +252,33 @@ describe('CONTROL messages', () => {
       { t: 'unknown', name: 'ok' },
     ] as unknown as ControlMessage[];
     for (const m of bad) expectInternal(() => encodeControl(m));
+  });
+});
+
+describe('CONTROL sched (the client\'s scheduler choice)', () => {
+  it('round trip, and ports absent or nil mean "keep yours"', () => {
+    const m: ControlMessage = { t: 'sched', name: 'redundant', ports: [22, 3389, 5060] };
+    expect(decodeControl(encodeControl(m))).toEqual(m);
+    expect(decodeControl(pk({ t: 'sched', name: 'earliest-arrival' }))).toEqual({ t: 'sched', name: 'earliest-arrival' });
+    expect(decodeControl(pk({ t: 'sched', name: 'earliest-arrival', ports: null }))).toEqual({ t: 'sched', name: 'earliest-arrival' });
+    expect(decodeControl(pk({ t: 'sched', name: 'x', ports: [] }))).toEqual({ t: 'sched', name: 'x', ports: [] });
+  });
+
+  it('refuses a bad name and bad or too many ports (PROTOCOL), the bound a peer cannot raise', () => {
+    expectProtocol(() => decodeControl(pk({ t: 'sched' })));
+    expectProtocol(() => decodeControl(pk({ t: 'sched', name: '' })));
+    expectProtocol(() => decodeControl(pk({ t: 'sched', name: 7 })));
+    expectProtocol(() => decodeControl(pk({ t: 'sched', name: 'x'.repeat(65) })));
+    expectProtocol(() => decodeControl(pk({ t: 'sched', name: 'é'.repeat(33) }))); // 66 bytes
+    expectProtocol(() => decodeControl(pk({ t: 'sched', name: 'a', ports: 22 })));
+    expectProtocol(() => decodeControl(pk({ t: 'sched', name: 'a', ports: [0] })));
+    expectProtocol(() => decodeControl(pk({ t: 'sched', name: 'a', ports: [65536] })));
+    expectProtocol(() => decodeControl(pk({ t: 'sched', name: 'a', ports: [22.5] })));
+    expectProtocol(() => decodeControl(pk({ t: 'sched', name: 'a', ports: ['22'] })));
+    expectProtocol(() => decodeControl(pk({ t: 'sched', name: 'a', ports: Array.from({ length: 65 }, (_, i) => i + 1) })));
+    expect(decodeControl(pk({ t: 'sched', name: 'x'.repeat(64), ports: Array.from({ length: 64 }, (_, i) => i + 1) })).t).toBe('sched');
+    expectInternal(() => encodeControl({ t: 'sched', name: '' }));
+    expectInternal(() => encodeControl({ t: 'sched', name: 'a', ports: [70000] }));
   });
 });
 

@@ -163,3 +163,22 @@ describe('after startup: the probe / drain / cruise cycle', () => {
     expect(d.sf.cap).toBe(96 * 1024);
   });
 });
+
+describe('calm (latency-class traffic in the session)', () => {
+  it('never probes above the estimate, in startup or in the cycle, and probes again once calm ends', () => {
+    const d = new Driver();
+    d.sf.metrics.onRateSample(0, 1000 * RTT, RTT);
+    d.now += RTT;
+    d.sf.refreshView(d.now, CONFIG, true);
+    expect(d.gain()).toBe(1); // startup would be 2
+    d.sf.refreshView(d.now, CONFIG);
+    expect(d.gain()).toBe(2);
+    // In the cycle: the 1.25 round is held to 1, the 0.85 round stays 0.85.
+    const p = new Driver();
+    for (let i = 0; i < 4; i++) p.round(1000, true);
+    const at = p.roundsUntil(1.25);
+    p.sf.refreshView(at, CONFIG, true);
+    expect(p.gain()).toBe(1);
+    expect(p.roundsUntil(0.85)).toBeGreaterThan(at);
+  });
+});

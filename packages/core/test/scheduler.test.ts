@@ -5,6 +5,7 @@ import {
   RoundRobinScheduler,
   createScheduler,
   expectedArrival,
+  pickLatency,
   schedulerNames,
   type SubflowView,
 } from '../src/scheduler.js';
@@ -106,14 +107,42 @@ describe('round-robin scheduler', () => {
 describe('redundant scheduler', () => {
   const red = new RedundantScheduler();
 
-  it('sends on every candidate that has room', () => {
+  it('sends every frame on every candidate once all have room', () => {
     expect(ids(red.pick([fast(), slow(), view({ id: 3 })], FRAME))).toEqual([1, 2, 3]);
+    expect(red.duplicatesAll).toBe(true);
   });
 
-  it('does not wait for the fastest: a full subflow is left out and the rest still get the frame', () => {
-    const fullFast = fast({ inflight: 1, cap: FRAME });
-    expect(ids(red.pick([fullFast, slow()], FRAME))).toEqual([2]);
-    expect(red.pick([fullFast, slow({ inflight: 1, cap: FRAME })], FRAME)).toEqual([]);
+  it('waits for the slowest window instead of leaving a full subflow out (it keeps duplicating under load)', () => {
+    const fullSlow = slow({ inflight: 1, cap: FRAME });
+    expect(red.pick([fast(), fullSlow], FRAME)).toEqual([]);
+    expect(red.pick([fast({ inflight: 1, cap: FRAME }), slow()], FRAME)).toEqual([]);
+    expect(red.pick([], FRAME)).toEqual([]);
+  });
+});
+
+describe('latency class (pickLatency)', () => {
+  it('picks the two subflows where the frame arrives first, best first', () => {
+    const third = view({ id: 3, minRtt: 60, rate: 2500 });
+    expect(ids(pickLatency([slow(), third, fast()], 1024))).toEqual([1, 3]);
+  });
+
+  it('ignores caps (a small frame must not wait for room behind bulk data) but counts the queue ahead', () => {
+    const fullFast = fast({ inflight: 400_000, cap: 100_000 });
+    // 10 + 400 KB / 5000 = 90 ms: now the slow path (60 ms) arrives first, the full one still second.
+    expect(ids(pickLatency([fullFast, slow()], 1024))).toEqual([2, 1]);
+  });
+
+  it('uses what there is with fewer than two candidates', () => {
+    expect(ids(pickLatency([slow()], 1024))).toEqual([2]);
+    expect(pickLatency([], 1024)).toEqual([]);
+  });
+
+  it('counts a path repairing a loss as one round trip later (extraDelayMs)', () => {
+    expect(expectedArrival(fast({ extraDelayMs: 22 }), 0)).toBeCloseTo(10 + 22, 12);
+    const a = view({ id: 1, minRtt: 20, rate: 5000, extraDelayMs: 100 });
+    const b = view({ id: 2, minRtt: 40, rate: 5000 });
+    const c = view({ id: 3, minRtt: 60, rate: 5000 });
+    expect(ids(pickLatency([a, b, c], 1024))).toEqual([2, 3]);
   });
 });
 

@@ -92,6 +92,8 @@ export class SocketChannel implements ByteChannel {
       notsentBytes: i.notsentBytes,
       totalRetrans: i.totalRetrans,
       deliveryRateBytesPerSec: Number.isFinite(i.deliveryRateBytesPerSec) ? i.deliveryRateBytesPerSec : 0,
+      caState: i.caState,
+      mss: i.sndMss,
     };
   }
   resume(): void {

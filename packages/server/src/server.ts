@@ -178,6 +178,10 @@ export class PlaitServer {
         this.log.info({ session: token, subflow: sf.id, remote: sf.channel.remoteLabel, backup: sf.backup }, 'subflow up'),
       subflowDown: (sf: { id: number }, reason: string, closed: boolean) =>
         this.log.info({ session: token, subflow: sf.id, closed }, `subflow ${closed ? 'closed' : 'suspect'}: ${reason}`),
+      schedulerChosen: (name: string, applied: boolean) =>
+        applied
+          ? this.log.info({ session: token, scheduler: name }, `the client chose scheduler ${name}: this side sends with it too`)
+          : this.log.warn({ session: token, scheduler: name }, `the client chose scheduler "${name}", unknown here: downloads keep ${session.stats().scheduler}`),
       closed: (err: Error | undefined) => {
         udp.close();
         this.log.info({ session: token }, `session closed${err ? `: ${err.message}` : ''}`);

@@ -1,0 +1,102 @@
+/**
+ * What the scheduler should believe about a path right now, from the
+ * app-level measurements and, where the platform gives it (Linux TCP_INFO,
+ * ByteChannel.kernelInfo), the kernel's own view. Pure: the subflow feeds
+ * it numbers and uses the answer.
+ *
+ * The windowed max rate (path-metrics.ts) remembers a path's rate for two
+ * seconds, which is right for a path that is only briefly quiet and wrong
+ * for one whose rate collapsed (a link cut to a trickle): it keeps its old
+ * share and strands data there. A collapse shows at once in the kernel's
+ * delivery rate, and (without the kernel) in the rate achieved since the
+ * oldest unacknowledged record was sent, once that record is overdue.
+ */
+import type { KernelPathInfo } from './channel.js';
+
+/** A rate under this fraction of the windowed max is a collapse. */
+export const COLLAPSE_FRACTION = 0.25;
+/** Overdue: the oldest record has waited more than this many smoothed RTTs (and OVERDUE_MIN_MS). */
+export const OVERDUE_RTTS = 2;
+export const OVERDUE_MIN_MS = 100;
+/** Bytes/ms: the floor of a collapsed path's rate (10 kB/s). */
+export const MIN_RATE = 0.01;
+/** tcpi_ca_state of a connection repairing a loss (3: fast recovery, 4: after a retransmission timeout). */
+export const CA_RECOVERY = 3;
+export const CA_LOSS = 4;
+
+/**
+ * Extra delay for data sent now on a path whose kernel is repairing a loss:
+ * what is queued behind the hole waits about one round trip for it.
+ */
+export function recoveryDelay(k: KernelPathInfo | undefined, srtt: number): number {
+  return k && k.caState !== undefined && k.caState >= CA_RECOVERY ? srtt : 0;
+}
+
+/**
+ * The kernel's congestion window in bytes: how much its congestion control
+ * (which sees every loss and retransmission) lets the path hold. 0 if unknown.
+ */
+export function kernelWindowBytes(k: KernelPathInfo | undefined): number {
+  return k && k.mss && k.mss > 0 && k.cwnd > 0 ? k.cwnd * k.mss : 0;
+}
+
+
+export interface PathInputs {
+  now: number;
+  /** Windowed max delivery rate, bytes/ms (0: not measured). */
+  appRate: number;
+  /** App-level smoothed RTT, ms (0: not measured). */
+  srtt: number;
+  /** Bytes sent and not acknowledged at the app level. */
+  inflight: number;
+  /** The cap on `inflight` last computed. */
+  cap: number;
+  /** Bytes acknowledged so far on this subflow. */
+  delivered: number;
+  /** The oldest unacknowledged record: when it was sent, and `delivered` (and its time) then. */
+  oldest?: { sentAt: number; delivered: number; deliveredAt: number };
+  kernel?: KernelPathInfo;
+  /** The kernel retransmitted on this path within the rate window (a lossy path). */
+  lossy?: boolean;
+}
+
+export interface PathState {
+  /** Rate to plan with, bytes/ms (0: unknown). */
+  rate: number;
+  /** The current rate fell under COLLAPSE_FRACTION of the windowed max. */
+  collapsed: boolean;
+  /** The oldest unacknowledged record waits longer than this path should take. */
+  overdue: boolean;
+}
+
+/** When the oldest record of a path with smoothed RTT `srtt` is overdue. */
+export function overdueAfter(srtt: number): number {
+  return Math.max(OVERDUE_RTTS * srtt, srtt + OVERDUE_MIN_MS);
+}
+
+export function pathState(i: PathInputs): PathState {
+  const k = i.kernel;
+  const kernelRate = k && k.deliveryRateBytesPerSec > 0 ? k.deliveryRateBytesPerSec / 1000 : 0;
+  // The app's windowed max first; the kernel's rate until the app has one.
+  // On a lossy path, the larger of the app's windowed max and the kernel's
+  // latest sample: the kernel counts deliveries as TCP sees them, so a loss
+  // repaired underneath (acks held back, then released in a burst) does not
+  // drag it down as it drags the app-level samples. On a clean path the
+  // app's own (the kernel's single samples run high after ack bursts, and
+  // every byte of overestimate is queue ahead of latency-class frames).
+  const rate = i.lossy || i.appRate <= 0 ? Math.max(i.appRate, kernelRate) : i.appRate;
+  const srtt = i.srtt > 0 ? i.srtt : k && k.rttMs > 0 ? k.rttMs : 0;
+  const overdue = !!i.oldest && srtt > 0 && i.now - i.oldest.sentAt > overdueAfter(srtt);
+  if (rate <= 0) return { rate, collapsed: false, overdue };
+  let current = Infinity;
+  // The kernel's rate sample says little when we gave it little to send
+  // (app-limited): trust it only while half a cap or more is outstanding.
+  if (kernelRate > 0 && i.inflight >= i.cap / 2) current = kernelRate;
+  if (overdue && i.oldest) {
+    const span = i.now - i.oldest.deliveredAt;
+    if (span > 0) current = Math.min(current, (i.delivered - i.oldest.delivered) / span);
+  }
+  // Never 0: a zero rate would drop the queue term from the arrival estimate.
+  if (current < rate * COLLAPSE_FRACTION) return { rate: Math.max(current, MIN_RATE), collapsed: true, overdue };
+  return { rate, collapsed: false, overdue };
+}
