@@ -576,6 +576,15 @@ export class PlaitClient {
       this.retryLater(slot, msg, 0);
       return;
     }
+    if (code === ErrorCode.DRAINING && verified && slot.attempt < 3) {
+      // The instance is shutting down: try again at once (a few times; then back
+      // off) so a load balancer sends the new HELLO to another instance;
+      // three tries reach three instances of a round-robin pool.
+      this.reportProblem(slot, classifyPathError(e, slot.spec));
+      slot.attempt++;
+      this.retryLater(slot, msg, 0);
+      return;
+    }
     // Anything else fails this path only: a REJECT that proves nothing, a
     // reset, a timeout. The session ends only by the server's authenticated
     // word, or when no path has worked for the whole grace.
