@@ -182,14 +182,13 @@ export function encodeHandshake(msg: HandshakeFields): Uint8Array {
       body.set(checkBytes(msg.mac, 32, 'mac'), 64);
       break;
     case MsgType.JOIN: {
-      const withInstance = (checkByte(msg.flags, 'flags') & FLAG_INSTANCE) !== 0;
-      if (withInstance !== (msg.instance !== undefined)) {
-        throw new PlaitError(ErrorCode.INTERNAL, 'JOIN flag bit 3 must be set exactly when an instance is given');
-      }
+      // The layout follows `instance`; the flags byte goes out as given (startJoin sets bit 3
+      // with an instance; tools that build hostile input may not, and readers refuse that).
+      const withInstance = msg.instance !== undefined;
       const at = withInstance ? 5 : 3;
       body = new Uint8Array(withInstance ? BODY_SIZE.JOIN_INSTANCE : BODY_SIZE.JOIN);
       body[0] = checkByte(msg.version, 'version');
-      body[1] = msg.flags;
+      body[1] = checkByte(msg.flags, 'flags');
       body[2] = checkByte(msg.addrId, 'addrId');
       if (msg.instance !== undefined) {
         const inst = msg.instance;
