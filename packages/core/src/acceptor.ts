@@ -96,6 +96,8 @@ export class Acceptor {
   private readonly pending = new Map<number, (reason: EvictionReason) => void>();
   /** Declared, with what each counts, in counters.ts (ACCEPTOR_COUNTERS). */
   readonly counters: Record<string, number> = makeCounters(ACCEPTOR_COUNTERS);
+  /** When drain() was called (clock ms); undefined while taking new sessions. */
+  private drainingSince: number | undefined;
 
   constructor(private readonly opts: AcceptorOptions) {
     this.replay = new ReplayCache(opts.config.replayCacheEntries, opts.config.timestampWindowMs * 2, opts.clock);
@@ -240,9 +242,6 @@ export class Acceptor {
   closeAll(): void {
     for (const e of [...this.sessions.values()]) e.session.close(new PlaitError(ErrorCode.CLOSED, 'server shutting down'));
   }
-
-  /** When drain() was called (clock ms); undefined while taking new sessions. */
-  private drainingSince: number | undefined;
 
   get draining(): boolean {
     return this.drainingSince !== undefined;
