@@ -63,6 +63,7 @@ export const HANDSHAKE_REJECT_CODES: readonly ErrorCode[] = [
   ErrorCode.PROTOCOL,
   ErrorCode.CLOSED,
   ErrorCode.CIPHER,
+  ErrorCode.DRAINING,
 ];
 
 /** `AUTH_FAILED` -> `rejectAuthFailed`. */
