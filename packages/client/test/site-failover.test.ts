@@ -214,6 +214,17 @@ describe('SiteFailover (plait client --fallback-server)', () => {
     expect(String(err)).toMatch(/no working session to fallback/);
   });
 
+  it('a config reload reaches every running site, and a site started later gets it too', async () => {
+    const t = setup();
+    void t.fo.start();
+    const sources = { binds: ['127.0.0.1'], vias: [], backups: [], overflows: [] };
+    t.fo.reconfigure(sources);
+    expect(t.primary.reconfigured).toBe(1);
+    await t.clock.advance(5_300); // the fallback starts now
+    expect(t.made()).toBe(1);
+    expect(t.fallback.reconfigured).toBe(1);
+  });
+
   it('start resolves once any site works', async () => {
     const t = setup();
     let started = false;
