@@ -105,8 +105,19 @@ async function newSession(port) {
   return connectSession(new SocketChannel(s), { secretKeys, config, clock: realClock });
 }
 
-/** Run `once` from CONCURRENCY loops for SECONDS: completions per second and the median latency (ms). */
-async function rate(once) {
+/** CPU time (ms) a process has used so far, from /proc (utime + stime). */
+function cpuMs(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) * (1000 / 100); // USER_HZ is 100 on Linux
+}
+
+/**
+ * Run `once` from CONCURRENCY loops for SECONDS: completions per second, the median latency
+ * (ms), and the CPU the server process `pid` spent per completion (ms): the figure the noise
+ * of a shared machine disturbs least.
+ */
+async function rate(once, pid) {
+  const cpu0 = pid ? cpuMs(pid) : 0;
   const until = performance.now() + SECONDS * 1000;
   const lat = [];
   let errors = 0;
@@ -127,7 +138,8 @@ async function rate(once) {
     }),
   );
   if (errors > lat.length / 100) console.error(`  (${errors} failures, first: ${firstError?.message})`);
-  return { perSecond: lat.length / SECONDS, medianMs: median(lat), errors };
+  const serverCpuMs = pid ? (cpuMs(pid) - cpu0) / Math.max(1, lat.length) : NaN;
+  return { perSecond: lat.length / SECONDS, medianMs: median(lat), errors, serverCpuMs };
 }
 
 const helloOnce = (port) => async () => {
@@ -136,7 +148,7 @@ const helloOnce = (port) => async () => {
 };
 
 /** JOINs to sessions opened on `port` (several, so no one session's subflow limit is reached). */
-async function joinBench(port) {
+async function joinBench(port, pid) {
   const owners = [];
   for (let i = 0; i < CONCURRENCY; i++) owners.push((await newSession(port)).session);
   let next = 0;
@@ -145,7 +157,7 @@ async function joinBench(port) {
     const s = await tcp(port);
     const sf = await joinSession(session, new SocketChannel(s), { clock: realClock, addrId: 1, secretKeys });
     session.closeSubflow(sf, 'bench', true);
-  });
+  }, pid);
   for (const s of owners) s.close();
   return r;
 }
@@ -220,11 +232,11 @@ async function main() {
   const hello = { d: [], l1: [], l3: [] };
   const joins = { d: [], l1: [], l3: [] };
   for (let r = 0; r < ROUNDS; r++) {
-    hello.d.push(await rate(helloOnce(one.port)));
-    if (lb1) hello.l1.push(await rate(helloOnce(lb1)));
+    hello.d.push(await rate(helloOnce(one.port), one.pid));
+    if (lb1) hello.l1.push(await rate(helloOnce(lb1), one.pid));
     if (lb3) hello.l3.push(await rate(helloOnce(lb3)));
-    joins.d.push(await joinBench(one.port));
-    if (lb1) joins.l1.push(await joinBench(lb1));
+    joins.d.push(await joinBench(one.port, one.pid));
+    if (lb1) joins.l1.push(await joinBench(lb1, one.pid));
     if (lb3) joins.l3.push(await joinBench(lb3));
   }
   rows.push(['HELLO (new session)', best(hello.d), best(hello.l1), best(hello.l3)]);
@@ -238,6 +250,14 @@ async function main() {
     const added = l1 ? l1.medianMs - d.medianMs : 0;
     const cost = l1 ? `${(l1.perSecond / d.perSecond).toFixed(2)}x rate, ${added >= 0 ? '+' : ''}${added.toFixed(1)} ms` : '-';
     console.log(`${name.padEnd(22)} ${fmt(d).padEnd(19)} ${fmt(l1).padEnd(22)} ${cost.padEnd(20)} ${fmt(l3)}`);
+  }
+  console.log('');
+  console.log('server CPU per handshake (instance 1, median of the rounds), and what one core of it sustains at that cost:');
+  const medCpu = (runs) => median(runs.map((r) => r.serverCpuMs));
+  for (const [name, runs, lbRuns] of [['HELLO', hello.d, hello.l1], ['JOIN', joins.d, joins.l1]]) {
+    const ms = medCpu(runs);
+    const viaLb = lbRuns.length ? `; through HAProxy ${medCpu(lbRuns).toFixed(2)} ms` : '';
+    console.log(`${name.padEnd(6)} ${ms.toFixed(2)} ms direct${viaLb}: about ${Math.floor(1000 / ms)} per second per core`);
   }
   const mem = await memoryPerSession(nodes[1]);
   console.log('');
