@@ -1,7 +1,7 @@
 import type * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { deriveSecretKeys } from '@plait/core';
-import { BypassDomains, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient, SiteFailover } from '@plait/client';
+import { BypassDomains, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient, SiteFailover, type SiteShared } from '@plait/client';
 import {
   isLoopbackHost,
   listenFor,
@@ -116,8 +116,9 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   process.on('SIGHUP', () => onHangup.handle());
   for (const w of [...(config?.warnings ?? []), ...warnings]) log.warn({}, w);
   const secretKeys = deriveSecretKeys(secret);
-  const siteClient = (siteServers: { host: string; port: number }[]): PlaitClient =>
+  const siteClient = (siteServers: { host: string; port: number }[], shared?: SiteShared): PlaitClient =>
     new PlaitClient({
+      ...(shared ? { shared } : {}),
       servers: siteServers,
       secretKeys,
       sources,
@@ -133,8 +134,8 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
       ? siteClient(servers)
       : new SiteFailover({
           sites: [
-            { name: siteName('primary', servers), make: () => siteClient(servers) },
-            ...fallbacks.map((f, i) => ({ name: siteName(`fallback ${i + 1}`, f), make: () => siteClient(f) })),
+            { name: siteName('primary', servers), make: (shared) => siteClient(servers, shared) },
+            ...fallbacks.map((f, i) => ({ name: siteName(`fallback ${i + 1}`, f), make: (shared: SiteShared) => siteClient(f, shared) })),
           ],
           failoverAfterMs,
           returnAfterMs,

@@ -9,7 +9,8 @@
  *   - return: new streams go back to the preferred site; the fallback is
  *     closed as soon as its last stream has finished.
  */
-import { ErrorCode, PlaitError, realClock, ResetCode, type Clock, type Session, type SubflowRole, type Timer } from '@plait/core';
+import { CLIENT_COUNTERS, ErrorCode, makeCounters, PlaitError, realClock, ResetCode, type Clock, type Counters, type Session, type SubflowRole, type Timer } from '@plait/core';
+import { DatagramFlows } from './datagram-flows.js';
 import type { ClientLogger, ClientStats } from './client.js';
 import { DialError, type Dialer } from './dialer.js';
 import type { SourceOptions } from './path-manager.js';
@@ -29,10 +30,16 @@ export interface SiteClient {
   setSubflowRole(subflowId: number, role: SubflowRole): string | undefined;
 }
 
+/** What every site's client shares (PlaitClientOptions.shared). */
+export interface SiteShared {
+  counters: Counters<typeof CLIENT_COUNTERS>;
+  datagrams: DatagramFlows;
+}
+
 export interface SiteSpec {
   /** For logs and stats, e.g. "primary 203.0.113.7:7000". */
   name: string;
-  make(): SiteClient;
+  make(shared: SiteShared): SiteClient;
 }
 
 export interface SiteFailoverOptions {
@@ -112,10 +119,10 @@ export class SiteFailover {
     return this.clients[this.selector.active];
   }
 
-  /** The counters of the active site's client (each site counts its own). */
-  get counters(): Record<string, number> {
-    return this.activeClient?.counters ?? {};
-  }
+  /** Shared by every site's client: process totals, whichever site counted. */
+  readonly counters = makeCounters(CLIENT_COUNTERS);
+  /** UDP flows (SOCKS5 UDP, --dns) go by the active site's session, and keep their ids across a failover. */
+  readonly datagrams = new DatagramFlows(() => this.activeClient?.currentSession);
 
   /** New streams go to the active site once it has a working session; they wait for one for at most dialWaitMs. */
   dial: Dialer = async (target) => {
@@ -217,7 +224,7 @@ export class SiteFailover {
 
   private ensureRunning(site: number): void {
     if (this.clients[site] || this.closed) return;
-    const c = this.opts.sites[site]!.make();
+    const c = this.opts.sites[site]!.make({ counters: this.counters, datagrams: this.datagrams });
     if (this.sources) c.reconfigure(this.sources);
     this.clients[site] = c;
     this.startFailures[site] = undefined;
