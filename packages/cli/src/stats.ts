@@ -12,6 +12,8 @@ export interface StatsSnapshot {
   counters: Record<string, number>;
   /** Client only: the paths the subflow manager maintains. */
   paths?: unknown[];
+  /** Client with --fallback-server only: each site, which one is active, its health. */
+  sites?: unknown[];
 }
 
 /** Hex digits of a session token shown in stats, as in the logs. */
