@@ -117,7 +117,8 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
       throw e;
     }
   }
-  log.info({ listen: server.listeners.map(listenText), allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers, ...(instanceId !== undefined ? { instanceId } : {}) }, 'plait server listening');
+  // `listen` is the first listener (what scripts read); `listeners` has them all.
+  log.info({ listen: listenText(server.listeners[0]!), listeners: server.listeners.map(listenText), allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers, ...(instanceId !== undefined ? { instanceId } : {}) }, 'plait server listening');
   if (dnsUpstream) log.info({ dnsUpstream: `${dnsUpstream.host}:${dnsUpstream.port}` }, "clients' DNS goes to this resolver");
   else log.warn({}, "no DNS resolver (no --dns-upstream, no nameserver in /etc/resolv.conf): clients' --dns queries are dropped");
   if (stats && statsServer) {

@@ -84,9 +84,8 @@ export class PlaitServer {
   readonly acceptor: Acceptor;
   /** Streams and buffered bytes across all sessions (processMaxStreams, processBufferBudget). */
   readonly budget: MemoryBudget;
-  private readonly specs: readonly ListenSpec[];
-  private readonly tcp: net.Server[] = [];
-  private readonly ws: WebSocketListener[] = [];
+  /** One per `listen` entry, in order: a TCP server, or a WebSocket listener. */
+  private readonly servers: ({ spec: ListenSpec; tcp: net.Server } | { spec: ListenSpec; ws: WebSocketListener })[];
   private bound: BoundListener[] = [];
   private readonly log: ServerLogger;
   private readonly policy: EgressPolicy;
@@ -124,8 +123,18 @@ export class PlaitServer {
       // One budget for all sessions: many clients together stay bounded too.
       budget: this.budget,
     });
-    this.specs = Array.isArray(opts.listen) ? (opts.listen as readonly ListenSpec[]) : [opts.listen as ListenSpec];
-    if (this.specs.length === 0) throw new Error('PlaitServer: at least one listen address is required');
+    const specs = Array.isArray(opts.listen) ? (opts.listen as readonly ListenSpec[]) : [opts.listen as ListenSpec];
+    if (specs.length === 0) throw new Error('PlaitServer: at least one listen address is required');
+    this.servers = specs.map((spec) =>
+      spec.path !== undefined
+        ? { spec, ws: new WebSocketListener({ host: spec.host, port: spec.port, path: spec.path, onChannel: (ch, source, tcp) => this.onWebSocket(ch, source, tcp) }) }
+        : { spec, tcp: net.createServer({ noDelay: true }, (socket) => this.onConnection(socket)) },
+    );
+  }
+
+  /** The TCP servers (tests peek at accepted sockets). */
+  private get tcp(): net.Server[] {
+    return this.servers.flatMap((s) => ('tcp' in s ? [s.tcp] : []));
   }
 
   /**
@@ -136,9 +145,9 @@ export class PlaitServer {
   async listen(): Promise<net.AddressInfo> {
     const bound: BoundListener[] = [];
     try {
-      for (const [i, spec] of this.specs.entries()) {
+      for (const [i, server] of this.servers.entries()) {
         try {
-          bound.push(await this.listenOne(spec));
+          bound.push(await this.listenOne(server));
         } catch (e) {
           throw Object.assign(e instanceof Error ? e : new Error(String(e)), { listener: i });
         }
@@ -151,14 +160,9 @@ export class PlaitServer {
     return bound[0]!.address;
   }
 
-  private async listenOne(spec: ListenSpec): Promise<BoundListener> {
-    if (spec.path !== undefined) {
-      const l = new WebSocketListener({ host: spec.host, port: spec.port, path: spec.path, onChannel: (ch, source, tcp) => this.onWebSocket(ch, source, tcp) });
-      this.ws.push(l);
-      return { transport: 'ws', address: await l.listen(), path: spec.path };
-    }
-    const tcp = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
-    this.tcp.push(tcp);
+  private async listenOne(server: (typeof this.servers)[number]): Promise<BoundListener> {
+    if ('ws' in server) return { transport: 'ws', address: await server.ws.listen(), path: server.spec.path! };
+    const { tcp, spec } = server;
     const address = await new Promise<net.AddressInfo>((resolve, reject) => {
       tcp.once('error', reject);
       tcp.listen(spec.port, spec.host, () => {
@@ -189,9 +193,9 @@ export class PlaitServer {
   }
 
   private async closeListeners(): Promise<void> {
-    const tcp = this.tcp.splice(0).map((t) => new Promise<void>((r) => t.close(() => r())));
-    const ws = this.ws.splice(0).map((w) => w.close());
-    await Promise.all([...tcp, ...ws]);
+    await Promise.all(
+      this.servers.map((s) => ('ws' in s ? s.ws.close() : new Promise<void>((r) => (s.tcp.listening ? s.tcp.close(() => r()) : r())))),
+    );
   }
 
   /** A WebSocket subflow: the same acceptor as TCP (handshake limits, join, HMACs). */

@@ -16,6 +16,8 @@ export interface WebSocketListenOptions {
    * appended to X-Forwarded-For.
    */
   onChannel(channel: WebSocketChannel, source: string, tcp: Socket): void;
+  /** A connection that has not sent its whole upgrade request by then is closed (ms; default 5000). */
+  headersTimeoutMs?: number;
 }
 
 /** The HTTP request before the upgrade must come at once and be small: strangers get a few KiB and seconds. */
@@ -43,11 +45,21 @@ export class WebSocketListener {
       // Select `plait` when offered; a client that offers nothing is served too.
       handleProtocols: (offered) => (offered.has(WS_SUBPROTOCOL) ? WS_SUBPROTOCOL : false),
     });
-    this.http = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: HEADERS_TIMEOUT_MS, headersTimeout: HEADERS_TIMEOUT_MS }, (req, res) => {
-      this.refused++;
-      res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket', connection: 'close' });
-      res.end(`plait WebSocket endpoint: point a plait client at ws://HOST:PORT${opts.path}\n`);
-    });
+    const timeout = opts.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+    this.http = http.createServer(
+      {
+        maxHeaderSize: MAX_HEADER_BYTES,
+        requestTimeout: timeout,
+        headersTimeout: timeout,
+        // Node checks those timeouts only this often (default 30 s): check at a fraction of the timeout.
+        connectionsCheckingInterval: Math.max(100, Math.floor(timeout / 5)),
+      },
+      (req, res) => {
+        this.refused++;
+        res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket', connection: 'close' });
+        res.end(`plait WebSocket endpoint: point a plait client at ws://HOST:PORT${opts.path}\n`);
+      },
+    );
     this.http.keepAliveTimeout = 1_000;
     this.http.on('clientError', (_err, socket: Duplex) => socket.destroy());
     this.http.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket as Socket, head));
