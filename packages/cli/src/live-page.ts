@@ -307,7 +307,7 @@ details{margin-top:8px}summary{cursor:pointer;color:var(--mute)}
  * fails (or goes quiet), poll /stats once a second and try /live again
  * every 10 s. Either way: fold, render; on failure say so and keep trying.
  */
-const MAIN = `
+export const LIVE_PAGE_MAIN = `
 let snap, hist = {}, status = { connected: true };
 let mode = 'connecting', ws, quiet, retry, pollTimer;
 const root = document.getElementById('live');
@@ -362,7 +362,7 @@ draw();
 connect();
 `;
 
-const SCRIPT = `'use strict';\nconst updateLiveHistory = ${updateLiveHistory.toString()};\nconst renderLive = ${renderLive.toString()};\n${MAIN}`;
+const SCRIPT = `'use strict';\nconst updateLiveHistory = ${updateLiveHistory.toString()};\nconst renderLive = ${renderLive.toString()};\n${LIVE_PAGE_MAIN}`;
 
 const sha256 = (s: string): string => `'sha256-${createHash('sha256').update(s, 'utf8').digest('base64')}'`;
 

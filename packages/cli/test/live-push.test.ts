@@ -8,7 +8,7 @@ import * as http from 'node:http';
 import type * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { renderLive } from '../src/live-page.js';
+import { LIVE_PAGE_MAIN, renderLive, updateLiveHistory } from '../src/live-page.js';
 import { isAllowedLiveOrigin, LivePush } from '../src/live-push.js';
 import { startStatsServer, type StatsSnapshot } from '../src/stats.js';
 
@@ -148,5 +148,117 @@ describe('the page says how its data comes', () => {
     const polled = renderLive(s, {}, { connected: true, via: 'polling' });
     expect(polled).toContain('data-via="polling"');
     expect(polled).toContain('● live (polling /stats)');
+  });
+});
+
+/**
+ * The page's own loop (the very script the page embeds) with a stand-in
+ * browser: a WebSocket we open or fail, a fetch that answers, timers we run.
+ */
+describe("the page's loop: /live first, polling /stats when it fails", () => {
+  class FakeSocket {
+    static last: FakeSocket | undefined;
+    onopen?: () => void;
+    onmessage?: (ev: { data: string }) => void;
+    onclose?: () => void;
+    constructor(readonly url: string) {
+      FakeSocket.last = this;
+    }
+    close(): void {
+      this.onclose?.();
+    }
+  }
+
+  function runPage() {
+    const root = { innerHTML: '' };
+    const timers: { at: number; fn: () => void; id: number }[] = [];
+    let now = 0;
+    let nextId = 1;
+    const fetched: string[] = [];
+    const snapshot = { role: 'client', uptimeSeconds: 3, sessions: [], counters: {} };
+    const env = {
+      document: { getElementById: () => root },
+      location: { protocol: 'http:', host: '127.0.0.1:9100' },
+      WebSocket: FakeSocket,
+      fetch: async (u: string) => {
+        fetched.push(u);
+        return { ok: true, status: 200, json: async () => snapshot };
+      },
+      setTimeout: (fn: () => void, ms: number) => {
+        const id = nextId++;
+        timers.push({ at: now + ms, fn, id });
+        return id;
+      },
+      clearTimeout: (id: number) => {
+        const i = timers.findIndex((t) => t.id === id);
+        if (i >= 0) timers.splice(i, 1);
+      },
+      Date: class extends Date {
+        static override now(): number {
+          return now;
+        }
+      },
+    };
+    const script = `'use strict';\nconst updateLiveHistory = ${updateLiveHistory.toString()};\nconst renderLive = ${renderLive.toString()};\n${LIVE_PAGE_MAIN}`;
+    new Function(...Object.keys(env), script)(...Object.values(env));
+    const settle = () => new Promise((r) => setTimeout(r, 0));
+    return {
+      root,
+      fetched,
+      snapshot,
+      /** Advance the page's clock by `ms`, running its timers in order. */
+      async advance(ms: number) {
+        const end = now + ms;
+        for (;;) {
+          timers.sort((a, b) => a.at - b.at);
+          const t = timers[0];
+          if (!t || t.at > end) break;
+          timers.shift();
+          now = t.at;
+          t.fn();
+          await settle();
+        }
+        now = end;
+        await settle();
+      },
+    };
+  }
+
+  it('takes pushes while /live is open; polls /stats when it closes; goes back to /live when it opens again', async () => {
+    const page = runPage();
+    const first = FakeSocket.last!;
+    expect(first.url).toBe('ws://127.0.0.1:9100/live');
+    first.onopen!();
+    first.onmessage!({ data: JSON.stringify(page.snapshot) });
+    expect(page.root.innerHTML).toContain('data-via="websocket"');
+    await page.advance(3_000);
+    expect(page.fetched).toHaveLength(0); // no polling while pushes come
+
+    first.onclose!(); // the WebSocket fails
+    await page.advance(10);
+    expect(page.fetched).toEqual(['/stats']);
+    expect(page.root.innerHTML).toContain('data-via="polling"');
+    await page.advance(3_000);
+    expect(page.fetched.length).toBeGreaterThanOrEqual(3); // once a second
+
+    await page.advance(7_000); // 10 s after the failure: /live again
+    const second = FakeSocket.last!;
+    expect(second).not.toBe(first);
+    second.onopen!();
+    second.onmessage!({ data: JSON.stringify(page.snapshot) });
+    const polls = page.fetched.length;
+    await page.advance(3_000);
+    expect(page.fetched.length).toBe(polls); // polling stopped
+    expect(page.root.innerHTML).toContain('data-via="websocket"');
+  });
+
+  it('a /live that goes quiet for 5 s counts as failed', async () => {
+    const page = runPage();
+    const ws = FakeSocket.last!;
+    ws.onopen!();
+    ws.onmessage!({ data: JSON.stringify(page.snapshot) });
+    await page.advance(6_000);
+    expect(page.fetched.length).toBeGreaterThanOrEqual(1);
+    expect(page.root.innerHTML).toContain('data-via="polling"');
   });
 });
