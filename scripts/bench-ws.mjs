@@ -189,8 +189,10 @@ async function main() {
   const results = { tcp: { download: [], upload: [] }, ws: { download: [], upload: [] } };
   const measure = async (c, direction) => {
     const procs = [c.proc, server];
+    for (const p of procs) if (p.exitCode !== null || p.signalCode !== null) throw new Error(`${p === server ? 'server' : c.label} is gone`);
     const cpu0 = procs.reduce((a, p) => a + cpuSeconds(p.pid), 0);
-    const mbps = direction === 'download' ? await download(c.down) : await upload(sink, c.up);
+    const transfer = direction === 'download' ? download(c.down) : upload(sink, c.up);
+    const mbps = await Promise.race([transfer, sleep(300_000).then(() => Promise.reject(new Error(`${c.label} ${direction} did not finish in 300 s`)))]);
     const cpu = procs.reduce((a, p) => a + cpuSeconds(p.pid), 0) - cpu0;
     results[c.label][direction].push({ mbps, cpuPerGiB: cpu / GiB });
   };
