@@ -706,6 +706,7 @@ export class PlaitClient {
     onSocket?.(socket);
     const url = spec.remote.url;
     if (url === undefined) return { channel: new SocketChannel(socket), socket };
+    socket.on('error', () => undefined); // surfaces as the TLS or WebSocket layer's error and close
     const channel = await this.clockDeadline(
       dialWebSocket({ url: new URL(url), socket, ...(this.opts.ca !== undefined ? { ca: this.opts.ca } : {}) }),
       timeoutMs,
