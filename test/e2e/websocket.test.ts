@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFileServer, startTlsTerminator, TEST_ONLY_TLS_DIR, testOnlyTls, type FileServer, type TlsTerminator } from '@plait/testkit';
-import { curl, freePort, getStats, killAll, MiB, runPlait, spawnPlait, startClient, startServer, waitUntil, type ServerHandle } from './cli-helpers.js';
+import { curl, startCurl, freePort, getStats, killAll, MiB, runPlait, spawnPlait, startClient, startServer, waitUntil, type ServerHandle } from './cli-helpers.js';
 
 const FILE_SIZE = 24 * MiB;
 let fileServer: FileServer;
@@ -85,6 +85,31 @@ describe('WebSocket subflows', () => {
     expect(res.code).not.toBe(0);
     expect(proc.stderr()).toMatch(/self[- ]signed|unable to (get|verify)/i);
   }, 60_000);
+});
+
+describe('WebSocket subflow failure', () => {
+  it('the proxy in front dies mid-download: the TCP subflow finishes it, nothing lost', async () => {
+    const own = await startTlsTerminator(server.wsPort!);
+    const wss = `wss://127.0.0.1:${own.port}/plait`;
+    try {
+      const client = await startClient({ secret, servers: [wss, server.addr], binds: ['127.0.0.1'], extraArgs: ['--ca', testOnlyTls().caPath] });
+      mine.push(client.proc);
+      // Slow enough (about 3 s) that the proxy dies while bytes are in flight on both subflows.
+      const run = startCurl(['-sS', '--fail', '--max-time', '50', '--limit-rate', '8M', '--socks5-hostname', `127.0.0.1:${client.socksPort}`, fileServer.url], 55_000);
+      await waitUntil('the download to be under way', async () => {
+        const st = await client.stats();
+        return st.sessions[0]!.subflows.reduce((a, s) => a + s.bytesReceived, 0) > 2 * MiB;
+      });
+      await own.close(); // every wss:// connection cut at once, as a proxy restart does
+      const res = await run.done;
+      expect(res.code, `curl failed: ${res.stderr}\n${client.proc.dump()}`).toBe(0);
+      expect(res.sha256).toBe(fileServer.sha256);
+      const paths = (await client.stats()).paths as { key: string; state: string }[];
+      expect(paths.find((p) => p.key.endsWith(`>${wss}`))?.state).not.toBe('up');
+    } finally {
+      await own.close();
+    }
+  }, 90_000);
 });
 
 describe('WebSocket flags', () => {
