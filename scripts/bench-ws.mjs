@@ -8,12 +8,12 @@
 // bench-results/ws-vs-tcp.json.
 //
 //   node scripts/bench-ws.mjs [--mib N] [--rounds N]      (default 512 MiB per transfer, 3 rounds)
-import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cpuOf, freePort, median, runNode, sleep, startCountingSink, startSource, stop, waitPort } from './lib/bench-kit.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/bin/plait.js');
@@ -26,35 +26,7 @@ const N = Number(opt('mib', '512')) * 1024 * 1024;
 const ROUNDS = Number(opt('rounds', '3'));
 const GiB = N / 2 ** 30;
 const SECRET = 'bench-ws-secret-0123456789abcdefgh';
-const children = new Set();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
-});
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-function run(argv, label) {
-  const c = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PLAIT_SECRET: SECRET } });
-  let err = '';
-  c.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
-  c.on('exit', (code) => {
-    children.delete(c);
-    if (code && !c.killedByUs) process.stderr.write(`[${label} exited ${code}] ${err}\n`);
-  });
-  children.add(c);
-  return c;
-}
+const run = (argv, label) => runNode(argv, label, { PLAIT_SECRET: SECRET });
 
 async function waitFor(what, probe, ms = 15_000) {
   const end = Date.now() + ms;
@@ -63,61 +35,6 @@ async function waitFor(what, probe, ms = 15_000) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(100);
   }
-}
-
-const portOpen = (port) =>
-  new Promise((r) => {
-    const s = net.connect(port, '127.0.0.1', () => {
-      s.destroy();
-      r(true);
-    });
-    s.on('error', () => r(false));
-  });
-
-// utime + stime of a process so far (/proc/PID/stat fields 14-15, clock ticks of 1/100 s).
-function cpuSeconds(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[11]) + Number(rest[12])) / 100;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Streams a byte pattern to every connection until it closes. */
-async function startSource() {
-  const block = Buffer.alloc(1 << 16);
-  for (let i = 0; i < block.length; i++) block[i] = i & 0xff;
-  const server = net.createServer((s) => {
-    s.on('error', () => undefined);
-    const more = () => {
-      while (!s.destroyed && s.write(block));
-    };
-    s.on('drain', more);
-    more();
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { port: server.address().port, close: () => server.close() };
-}
-
-/** Counts what a connection sends; expect(n) resolves (with the time) once one has sent n bytes. */
-async function startSink() {
-  let want;
-  const server = net.createServer((s) => {
-    s.on('error', () => undefined);
-    let n = 0;
-    s.on('data', (d) => {
-      n += d.length;
-      if (want && n >= want.n) {
-        s.destroy();
-        want.resolve(performance.now());
-        want = undefined;
-      }
-    });
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { port: server.address().port, expect: (n) => new Promise((resolve) => (want = { n, resolve })), close: () => server.close() };
 }
 
 const download = (port) =>
@@ -164,12 +81,12 @@ async function upload(sink, port) {
 
 async function main() {
   const src = await startSource();
-  const sink = await startSink();
+  const sink = await startCountingSink();
   const tcpPort = await freePort();
   const wsPort = await freePort();
   const server = run([CLI, 'server', '--listen', `127.0.0.1:${tcpPort}`, '--listen', `ws://127.0.0.1:${wsPort}/plait`, '--allow-private', '--log-level', 'warn'], 'server');
-  await waitFor('server', () => portOpen(tcpPort));
-  await waitFor('server ws', () => portOpen(wsPort));
+  await waitPort(tcpPort);
+  await waitPort(wsPort);
   const startClient = async (label, serverArg) => {
     const statsPort = await freePort();
     const down = await freePort();
@@ -190,21 +107,17 @@ async function main() {
   const measure = async (c, direction) => {
     const procs = [c.proc, server];
     for (const p of procs) if (p.exitCode !== null || p.signalCode !== null) throw new Error(`${p === server ? 'server' : c.label} is gone`);
-    const cpu0 = procs.reduce((a, p) => a + cpuSeconds(p.pid), 0);
+    const cpu0 = cpuOf(procs);
     const transfer = direction === 'download' ? download(c.down) : upload(sink, c.up);
     const mbps = await Promise.race([transfer, sleep(300_000).then(() => Promise.reject(new Error(`${c.label} ${direction} did not finish in 300 s`)))]);
-    const cpu = procs.reduce((a, p) => a + cpuSeconds(p.pid), 0) - cpu0;
+    const cpu = cpuOf(procs) - cpu0;
     results[c.label][direction].push({ mbps, cpuPerGiB: cpu / GiB });
   };
   for (let r = 0; r < ROUNDS; r++) {
     for (const direction of ['download', 'upload']) for (const c of clients) await measure(c, direction);
   }
-  for (const c of clients) {
-    c.proc.killedByUs = true;
-    c.proc.kill('SIGKILL');
-  }
-  server.killedByUs = true;
-  server.kill('SIGKILL');
+  for (const c of clients) stop(c.proc);
+  stop(server);
   src.close();
   sink.close();
 
