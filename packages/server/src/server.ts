@@ -127,7 +127,17 @@ export class PlaitServer {
     if (specs.length === 0) throw new Error('PlaitServer: at least one listen address is required');
     this.servers = specs.map((spec) =>
       spec.path !== undefined
-        ? { spec, ws: new WebSocketListener({ host: spec.host, port: spec.port, path: spec.path, onChannel: (ch, source, tcp) => this.onWebSocket(ch, source, tcp) }) }
+        ? {
+            spec,
+            ws: new WebSocketListener({
+              host: spec.host,
+              port: spec.port,
+              path: spec.path,
+              // Before the upgrade the same bound as pending handshakes after it.
+              ...(opts.maxPendingHandshakes !== undefined ? { maxPendingUpgrades: opts.maxPendingHandshakes } : {}),
+              onChannel: (ch, source, tcp) => this.onWebSocket(ch, source, tcp),
+            }),
+          }
         : { spec, tcp: net.createServer({ noDelay: true }, (socket) => this.onConnection(socket)) },
     );
   }

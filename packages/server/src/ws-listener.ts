@@ -18,6 +18,11 @@ export interface WebSocketListenOptions {
   onChannel(channel: WebSocketChannel, source: string, tcp: Socket): void;
   /** A connection that has not sent its whole upgrade request by then is closed (ms; default 5000). */
   headersTimeoutMs?: number;
+  /**
+   * Connections still before their upgrade, held at once (default 512);
+   * one more evicts the oldest, so idle strangers cannot keep a client out.
+   */
+  maxPendingUpgrades?: number;
 }
 
 /** The HTTP request before the upgrade must come at once and be small: strangers get a few KiB and seconds. */
@@ -34,6 +39,10 @@ export class WebSocketListener {
   private readonly wss: WebSocketServer;
   /** Requests and upgrades refused before reaching the handshake (wrong path, not an upgrade). */
   refused = 0;
+  /** Connections evicted before their upgrade because too many were pending. */
+  evicted = 0;
+  /** Connections not yet upgraded, oldest first (a Set keeps insertion order). */
+  private readonly pending = new Set<Socket>();
 
   constructor(private readonly opts: WebSocketListenOptions) {
     this.wss = new WebSocketServer({
@@ -61,11 +70,23 @@ export class WebSocketListener {
       },
     );
     this.http.keepAliveTimeout = 1_000;
+    const maxPending = opts.maxPendingUpgrades ?? 512;
+    this.http.on('connection', (socket: Socket) => {
+      this.pending.add(socket);
+      socket.once('close', () => this.pending.delete(socket));
+      if (this.pending.size > maxPending) {
+        const oldest = this.pending.values().next().value!;
+        this.pending.delete(oldest);
+        this.evicted++;
+        oldest.destroy();
+      }
+    });
     this.http.on('clientError', (_err, socket: Duplex) => socket.destroy());
     this.http.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket as Socket, head));
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Socket, head: Buffer): void {
+    this.pending.delete(socket); // from here the acceptor's handshake limits apply
     socket.on('error', () => undefined); // reported through the channel's close, or nobody's business before it
     const path = (req.url ?? '').split('?')[0];
     if (path !== this.opts.path || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {

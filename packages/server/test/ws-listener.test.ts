@@ -116,6 +116,45 @@ describe('WebSocket listener', () => {
   });
 });
 
+describe('WebSocket listener: idle strangers before the upgrade', () => {
+  it('past the limit the oldest pending connection is evicted, so a real upgrade still gets in', async () => {
+    let channels = 0;
+    const l = new WebSocketListener({
+      host: '127.0.0.1',
+      port: 0,
+      path: '/plait',
+      maxPendingUpgrades: 4,
+      onChannel: (ch) => {
+        channels++;
+        ch.destroy();
+      },
+    });
+    const { port } = await l.listen();
+    cleanups.push(() => l.close());
+    const idle: net.Socket[] = [];
+    const closed: boolean[] = [];
+    for (let i = 0; i < 10; i++) {
+      const s = await tcp(port);
+      s.on('error', () => undefined);
+      const k = closed.push(false) - 1;
+      s.on('close', () => (closed[k] = true));
+      idle.push(s);
+    }
+    const deadline = Date.now() + 5_000;
+    while (closed.filter(Boolean).length < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(closed.slice(0, 6)).toEqual([true, true, true, true, true, true]); // the oldest six went
+    expect(closed.slice(6)).toEqual([false, false, false, false]);
+    expect(l.evicted).toBe(6);
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/plait`, [WS_SUBPROTOCOL]);
+    cleanups.push(() => ws.terminate());
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    expect(channels).toBe(1);
+  });
+});
+
 describe('forwardedFor', () => {
   it("trusts a loopback proxy's last X-Forwarded-For entry only", () => {
     expect(forwardedFor('127.0.0.1', '203.0.113.9')).toBe('203.0.113.9');
