@@ -157,33 +157,22 @@ describe('WebSocketChannel', () => {
     expect(atServer.bytes().toString()).toBe('early-late');
   });
 
-  it('closes with a clear error when the peer sends a text message', async () => {
+  const breaches: [string, () => string | Buffer, boolean, RegExp, number][] = [
+    ['a text message', () => 'hello', false, /text message.*binary messages only/, 1003],
+    ['a message over the bound, refused before it is buffered', () => Buffer.alloc(WS_MAX_PAYLOAD + 1), true, new RegExp(`over ${WS_MAX_PAYLOAD} bytes`), 1009],
+  ];
+  it.each(breaches)('closes with a clear error when the peer sends %s', async (_what, payload, binary, why, code) => {
     const srv = await serve();
     const raw = new WebSocket(`ws://127.0.0.1:${srv.port}/plait`, [WS_SUBPROTOCOL]);
     cleanups.push(() => raw.terminate());
     await new Promise((r) => raw.once('open', r));
     const server = await srv.next();
     const atServer = sink(server);
-    const peerClose = new Promise<number>((r) => raw.once('close', (code) => r(code)));
-    raw.send('hello', { binary: false });
+    const peerClose = new Promise<number>((r) => raw.once('close', (c) => r(c)));
+    raw.send(payload(), { binary });
     const err = await atServer.whenClosed();
-    expect(err?.message).toMatch(/text message.*binary messages only/);
-    expect(await peerClose).toBe(1003);
-    expect(atServer.bytes().length).toBe(0);
-  });
-
-  it('refuses a message over the bound before buffering it (close 1009)', async () => {
-    const srv = await serve();
-    const raw = new WebSocket(`ws://127.0.0.1:${srv.port}/plait`, [WS_SUBPROTOCOL]);
-    cleanups.push(() => raw.terminate());
-    await new Promise((r) => raw.once('open', r));
-    const server = await srv.next();
-    const atServer = sink(server);
-    const peerClose = new Promise<number>((r) => raw.once('close', (code) => r(code)));
-    raw.send(Buffer.alloc(WS_MAX_PAYLOAD + 1), { binary: true });
-    const err = await atServer.whenClosed();
-    expect(err?.message).toMatch(new RegExp(`over ${WS_MAX_PAYLOAD} bytes`));
-    expect(await peerClose).toBe(1009);
+    expect(err?.message).toMatch(why);
+    expect(await peerClose).toBe(code);
     expect(atServer.bytes().length).toBe(0);
   });
 
