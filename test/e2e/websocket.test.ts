@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFileServer, startTlsTerminator, TEST_ONLY_TLS_DIR, testOnlyTls, type FileServer, type TlsTerminator } from '@plait/testkit';
 import { curl, startCurl, freePort, getStats, killAll, MiB, runPlait, spawnPlait, startClient, startServer, waitUntil, type ServerHandle } from './cli-helpers.js';
 
-const FILE_SIZE = 24 * MiB;
+const FILE_SIZE = 8 * MiB;
 let fileServer: FileServer;
 let server: ServerHandle;
 let terminator: TlsTerminator;
@@ -95,12 +95,11 @@ describe('WebSocket subflow failure', () => {
       const client = await startClient({ secret, servers: [wss, server.addr], binds: ['127.0.0.1'], extraArgs: ['--ca', testOnlyTls().caPath] });
       mine.push(client.proc);
       // Slow enough (about 3 s) that the proxy dies while bytes are in flight on both subflows.
-      const run = startCurl(['-sS', '--fail', '--max-time', '50', '--limit-rate', '8M', '--socks5-hostname', `127.0.0.1:${client.socksPort}`, fileServer.url], 55_000);
-      await waitUntil('the download to be under way', async () => {
-        const st = await client.stats();
-        return st.sessions[0]!.subflows.reduce((a, s) => a + s.bytesReceived, 0) > 2 * MiB;
-      });
+      const run = startCurl(['-sS', '--fail', '--max-time', '50', '--limit-rate', '3M', '--socks5-hostname', `127.0.0.1:${client.socksPort}`, fileServer.url], 55_000);
+      const received = async (): Promise<number> => (await client.stats()).sessions[0]!.subflows.reduce((a, s) => a + s.bytesReceived, 0);
+      await waitUntil('the download to be under way', async () => (await received()) > 2 * MiB);
       await own.close(); // every wss:// connection cut at once, as a proxy restart does
+      expect(await received(), 'the cut came before the whole file had crossed').toBeLessThan(FILE_SIZE);
       const res = await run.done;
       expect(res.code, `curl failed: ${res.stderr}\n${client.proc.dump()}`).toBe(0);
       expect(res.sha256).toBe(fileServer.sha256);
