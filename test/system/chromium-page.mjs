@@ -35,16 +35,32 @@ const chrome = spawn(
     '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, `--window-size=${width},${height}`,
     '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0', 'about:blank',
   ],
-  { stdio: ['ignore', 'ignore', 'pipe'] },
+  // Its own process group, so its helper processes (renderer, zygote, crashpad) end with it.
+  { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
 );
 let chromeErr = '';
 chrome.stderr.on('data', (d) => (chromeErr = (chromeErr + d).slice(-4000)));
 const exited = new Promise((r) => chrome.once('exit', r));
+const killGroup = (sig) => {
+  try {
+    process.kill(-chrome.pid, sig);
+  } catch {
+    // already gone
+  }
+};
 const done = async (code, msg) => {
   if (msg) process.stderr.write(`chromium-page: ${msg}\n`);
-  chrome.kill('SIGKILL');
+  // A clean shutdown first (it stops its helpers), then the whole group by force.
+  killGroup('SIGTERM');
+  await Promise.race([exited, sleep(5_000)]);
+  killGroup('SIGKILL');
   await exited;
-  rmSync(profile, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+  try {
+    rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
+  } catch (e) {
+    // A leftover temp profile is not the page's fault: say so, keep the result.
+    process.stderr.write(`chromium-page: could not remove ${profile}: ${e instanceof Error ? e.message : String(e)}\n`);
+  }
   process.exit(code);
 };
 setTimeout(() => done(1, `timed out\n${chromeErr}`), 60_000 + waitMs).unref();
