@@ -8,10 +8,11 @@ import { parseServerCiphers } from './cipher-flag.js';
 import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
+import { listenForAll, listenText, parseListenFlag } from './transport-flags.js';
 
 export interface ServerFlags {
-  /** Required, from the command line or the config file. */
-  listen?: string;
+  /** Required (one or more), from the command line or the config file. */
+  listen: string[];
   secret?: string;
   secretFile?: string;
   stats?: string;
@@ -38,8 +39,8 @@ const MAX_SESSIONS = 100_000;
 /** Every flag checked, nothing started: what runServer needs, and all `plait check-config` does. */
 export function checkServerFlags(flags: ServerFlags) {
   const logLevel = parseLogLevel(flags.logLevel);
-  if (flags.listen === undefined) throw new UsageError('--listen: this option is required (HOST:PORT)');
-  const listen = parseHostPort('--listen', flags.listen, { defaultHost: '0.0.0.0' });
+  if (flags.listen.length === 0) throw new UsageError('--listen: give at least one address to accept subflows on (HOST:PORT or ws://HOST:PORT/PATH)');
+  const listen = flags.listen.map(parseListenFlag);
   const { secret, warnings } = resolveSecret(flags);
   const stats = flags.stats ? parseHostPort('--stats', flags.stats) : undefined;
   for (const c of flags.allow) {
@@ -96,7 +97,7 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
     ...(instanceId !== undefined ? { instanceId } : {}),
     log,
   });
-  const addr = await listenFor('--listen', listen, () => server.listen());
+  await listenForAll(listen, () => server.listen());
   const started = Date.now();
   let statsServer: net.Server | undefined;
   if (stats) {
@@ -116,7 +117,8 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
       throw e;
     }
   }
-  log.info({ listen: `${addr.address}:${addr.port}`, allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers, ...(instanceId !== undefined ? { instanceId } : {}) }, 'plait server listening');
+  // `listen` is the first listener (what scripts read); `listeners` has them all.
+  log.info({ listen: listenText(server.listeners[0]!), listeners: server.listeners.map(listenText), allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers, ...(instanceId !== undefined ? { instanceId } : {}) }, 'plait server listening');
   if (dnsUpstream) log.info({ dnsUpstream: `${dnsUpstream.host}:${dnsUpstream.port}` }, "clients' DNS goes to this resolver");
   else log.warn({}, "no DNS resolver (no --dns-upstream, no nameserver in /etc/resolv.conf): clients' --dns queries are dropped");
   if (stats && statsServer) {
