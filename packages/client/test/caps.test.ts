@@ -37,7 +37,8 @@ function recorder() {
 function ledger(specs: CapSpec[], clock: VirtualClock, store?: CapStore) {
   const rec = recorder();
   const changed: string[] = [];
-  const l = new CapLedger(specs, { clock, log: rec.log, changed: (p) => changed.push(p), ...(store ? { store } : {}) });
+  const l = new CapLedger(specs, { clock, log: rec.log, ...(store ? { store } : {}) });
+  l.onChange((p) => changed.push(p));
   return { l, changed, lines: rec.lines };
 }
 

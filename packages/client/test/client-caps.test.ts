@@ -10,7 +10,7 @@ import { deriveSecretKeys } from '@plait/core';
 import { EgressPolicy, PlaitServer } from '@plait/server';
 import { startEchoServer } from '@plait/testkit';
 import { PlaitClient } from '../src/client.js';
-import type { CapSpec } from '../src/cap-ledger.js';
+import { CapLedger, type CapSpec } from '../src/cap-ledger.js';
 import { nextPeriodStart } from '../src/cap-period.js';
 import { echoRoundTrip, sha } from './socket-helpers.js';
 import { TestClock, track } from './test-clock.js';
@@ -48,11 +48,13 @@ async function setup(cap: CapSpec) {
   const addr = await server.listen();
   cleanups.push(() => server.close());
   const clock = new EveningClock(60_000);
+  const ledger = new CapLedger([cap], { clock, log: { info: () => undefined, warn: () => undefined } });
+  cleanups.push(() => ledger.close());
   const client = new PlaitClient({
     servers: [{ host: '127.0.0.1', port: addr.port }],
     secretKeys,
     sources: { binds: ['127.0.0.1', '127.0.0.2'], vias: [], backups: [] },
-    caps: [cap],
+    caps: ledger,
     clock,
   });
   cleanups.push(() => client.close());
@@ -83,7 +85,7 @@ describe('data caps (real sockets, test clock)', () => {
     await roundTrip(2 * 1024 * KiB);
     await clock.advanceUntil(() => serverSubflows().get(id)?.role === 'backup', 1_000, 'the server learns the capped path is a backup');
     expect(path('127.0.0.2')).toMatchObject({ role: 'backup', configuredRole: 'regular', capped: 'backup', backup: true, subflow: id });
-    const [cap] = client.stats().caps;
+    const [cap] = client.stats().caps!;
     expect(cap).toMatchObject({ path: '127.0.0.2', state: 'reached', capBytes: 256 * KiB, action: 'backup', period: 'day' });
     // The cap counts exactly the path's bytes both ways.
     expect(cap!.usedBytes).toBe(path('127.0.0.2').bytesSent + path('127.0.0.2').bytesReceived);
@@ -114,8 +116,8 @@ describe('data caps (real sockets, test clock)', () => {
     await clock.advanceUntil(() => serverSubflows().get(id)?.role === 'regular', 5_000, 'the path is regular again after midnight');
     expect(clock.wallNow()).toBeGreaterThanOrEqual(midnight);
     expect(path('127.0.0.2')).toMatchObject({ role: 'regular', capped: undefined });
-    expect(client.stats().caps[0]).toMatchObject({ state: 'ok' });
-    expect(client.stats().caps[0]!.usedBytes).toBeLessThan(64 * KiB);
+    expect(client.stats().caps![0]).toMatchObject({ state: 'ok' });
+    expect(client.stats().caps![0]!.usedBytes).toBeLessThan(64 * KiB);
   });
 
   it('action off: the path closes and stays down while the stream goes on; the next day it reconnects and its totals go on from where they were', async () => {
@@ -145,6 +147,6 @@ describe('data caps (real sockets, test clock)', () => {
     const sf = client.stats().session!.subflows.find((s) => s.id === second)!;
     expect(now.bytesSent - totals.sent).toBeGreaterThanOrEqual(sf.bytesSent);
     expect(sf.bytesSent).toBeLessThan(now.bytesSent);
-    expect(client.stats().caps[0]).toMatchObject({ state: 'ok' });
+    expect(client.stats().caps![0]).toMatchObject({ state: 'ok' });
   });
 });
