@@ -1,7 +1,7 @@
 import type * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { DEFAULT_LATENCY_PORTS, deriveSecretKeys } from '@plait/core';
-import { BypassDomains, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient, SiteFailover, type SiteShared } from '@plait/client';
+import { DEFAULT_LATENCY_PORTS, deriveSecretKeys, realClock } from '@plait/core';
+import { BypassDomains, CapLedger, CapStateFile, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient, prepareStateDir, SiteFailover, type SiteShared } from '@plait/client';
 import {
   isLoopbackHost,
   listenFor,
@@ -20,6 +20,7 @@ import {
   UsageError,
 } from './args.js';
 import { parseClientCipher } from './cipher-flag.js';
+import { parseCaps } from './cap-flag.js';
 import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
@@ -38,6 +39,9 @@ export interface ClientFlags extends TransparentFlags {
   via: string[];
   backup: string[];
   overflow: string[];
+  cap: string[];
+  capAction: string;
+  stateDir?: string;
   socks?: string;
   proxyAuth?: string;
   socksAuth?: string;
@@ -71,6 +75,8 @@ export function checkClientFlags(flags: ClientFlags) {
   const vias = flags.via.map((v) => parseInterfaceName('--via', v));
   const backups = flags.backup.map(parseBackup);
   const overflows = flags.overflow.map((o) => parseOverflow(o, backups));
+  const caps = parseCaps(flags.cap ?? [], flags.capAction ?? 'backup');
+  const stateDir = flags.stateDir === '' ? undefined : flags.stateDir;
   const scheduler = parseScheduler(flags.scheduler);
   const latencyPorts = flags.latencyPorts === undefined ? [...DEFAULT_LATENCY_PORTS] : parseLatencyPorts(flags.latencyPorts);
   const cipher = parseClientCipher(flags.cipher);
@@ -95,6 +101,7 @@ export function checkClientFlags(flags: ClientFlags) {
   const bypassDomains = parseBypassDomains(flags, dns);
   if (dns && !isLoopbackHost(dns.host)) warnings.push(`--dns: anyone who can reach ${dns.host}:${dns.port} can resolve names through the plait server; keep it on the LAN side`);
   warnings.push(...sourceWarnings({ binds, vias, backups, overflows }, networkInterfaces()));
+  warnings.push(...capWarnings(caps, { binds, vias, backups, overflows }, stateDir));
   // Anyone who can reach a non-loopback proxy or forward can use the session (and the server's egress).
   for (const [flag, at] of [
     ['--socks', socks],
@@ -109,12 +116,37 @@ export function checkClientFlags(flags: ClientFlags) {
       warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
     }
   }
-  return { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, warnings, sources: { binds, vias, backups, overflows }, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
+  return { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, warnings, sources: { binds, vias, backups, overflows }, caps, stateDir, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
+}
+
+/** A cap naming no source counts nothing; caps without --state-dir start at 0 on every restart. */
+function capWarnings(caps: { path: string }[], sources: { binds: string[]; vias: string[]; backups: string[]; overflows: string[] }, stateDir: string | undefined): string[] {
+  const out: string[] = [];
+  const named = [...sources.binds, ...sources.vias, ...sources.backups, ...sources.overflows].map((x) => x.toLowerCase());
+  const ifaces = networkInterfaces();
+  const viaAddrs = [...sources.vias, ...sources.backups, ...sources.overflows].flatMap((n) => (ifaces[n] ?? []).map((a) => a.address.toLowerCase()));
+  for (const c of caps) {
+    const p = c.path.toLowerCase();
+    const bindOnIface = (ifaces[c.path] ?? []).some((a) => named.includes(a.address.toLowerCase()));
+    if (!named.includes(p) && !viaAddrs.includes(p) && !bindOnIface) {
+      out.push(`--cap: ${c.path} is not given to --bind, --via, --backup or --overflow (nor an address of one); the cap counts nothing until it is`);
+    }
+  }
+  if (caps.length > 0 && stateDir === undefined) out.push('--cap: without --state-dir, cap usage is not saved and starts at 0 on every restart');
+  return out;
 }
 
 export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient | SiteFailover> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, warnings, sources, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
+  const { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, warnings, sources, caps, stateDir, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
+  if (stateDir !== undefined) {
+    try {
+      const w = prepareStateDir(stateDir);
+      if (w) warnings.push(w);
+    } catch (e) {
+      throw new UsageError(`--state-dir: cannot use ${stateDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+  }
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.
@@ -122,6 +154,8 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   process.on('SIGHUP', () => onHangup.handle());
   for (const w of [...(config?.warnings ?? []), ...warnings]) log.warn({}, w);
   const secretKeys = deriveSecretKeys(secret);
+  // One ledger for every site's client: a cap counts the link, whichever server its bytes go to.
+  const capLedger = caps.length > 0 ? new CapLedger(caps, { clock: realClock, log, ...(stateDir !== undefined ? { store: new CapStateFile(stateDir, (m) => log.warn({ stateDir }, m)) } : {}) }) : undefined;
   const siteClient = (siteServers: ServerFlag[], shared?: SiteShared): PlaitClient =>
     new PlaitClient({
       ...(shared ? { shared } : {}),
@@ -129,6 +163,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
       ...(ca !== undefined ? { ca } : {}),
       secretKeys,
       sources,
+      ...(capLedger ? { caps: capLedger } : {}),
       scheduler,
       latencyPorts,
       cipher: cipher.cipher,
@@ -205,6 +240,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
             },
             paths: st.paths,
             ...(client instanceof SiteFailover ? { sites: client.stats().sites } : {}),
+            caps: capLedger?.stats() ?? [],
           };
         },
         { setRole: (id, role) => client.setSubflowRole(id, role) },
@@ -223,6 +259,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   }
   const stop = (): void => {
     client.close();
+    capLedger?.close(); // saves the usage
     dnsForwarder?.close();
     for (const l of listeners) l.close();
     setTimeout(() => process.exit(0), 300).unref();

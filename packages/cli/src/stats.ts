@@ -2,6 +2,7 @@ import * as http from 'node:http';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { counterHelp, type SessionStats } from '@plait/core';
+import type { CapStats } from '@plait/client';
 import { LIVE_PAGE_HEADERS, LIVE_PAGE_HTML } from './live-page.js';
 import { isAllowedLiveOrigin, LivePush } from './live-push.js';
 import { handleRolePost, SUBFLOW_PATH, type SetRole } from './role-endpoint.js';
@@ -16,6 +17,8 @@ export interface StatsSnapshot {
   paths?: unknown[];
   /** Client with --fallback-server only: each site, which one is active, its health. */
   sites?: unknown[];
+  /** Client only: data caps and their usage this period. */
+  caps?: CapStats[];
 }
 
 /** Hex digits of a session token shown in stats, as in the logs. */
@@ -148,6 +151,19 @@ export function toPrometheus(full: StatsSnapshot): string {
   family('plait_subflow_kernel_cwnd_segments', 'gauge', "The kernel's congestion window (TCP_INFO).", kern((k) => k.cwnd));
   family('plait_subflow_kernel_notsent_bytes', 'gauge', 'Bytes queued in the kernel, not yet sent (TCP_INFO).', kern((k) => k.notsentBytes));
   family('plait_subflow_kernel_retransmits_total', 'counter', 'TCP retransmissions (TCP_INFO).', kern((k) => k.totalRetrans));
+  const caps = s.caps ?? [];
+  const cap = (field: (c: CapStats) => number): [Record<string, string | number | boolean>, number][] =>
+    caps.map((c) => [{ path: c.path, period: c.period, action: c.action }, field(c)]);
+  family('plait_cap_used_bytes', 'gauge', 'Bytes both ways on the capped path this period (TCP payload: records, their overhead and handshakes).', cap((c) => c.usedBytes));
+  family('plait_cap_limit_bytes', 'gauge', 'The data cap of the path per period.', cap((c) => c.capBytes));
+  family('plait_cap_period_start_seconds', 'gauge', 'Unix time the current cap period started (local midnight).', cap((c) => c.periodStart / 1000));
+  family('plait_cap_period_end_seconds', 'gauge', 'Unix time the next cap period starts.', cap((c) => c.periodEnd / 1000));
+  family('plait_cap_reached', 'gauge', '1 while the cap holds the path at its action (backup or off) until the period ends.', cap((c) => (c.state === 'reached' ? 1 : 0)));
+  const paths = (s.paths ?? []) as { key?: unknown; bytesSent?: unknown; bytesReceived?: unknown }[];
+  const pathRows = (field: 'bytesSent' | 'bytesReceived'): [Record<string, string | number | boolean>, number][] =>
+    paths.filter((p) => typeof p.key === 'string' && typeof p[field] === 'number').map((p) => [{ path: p.key as string }, p[field] as number]);
+  family('plait_path_sent_bytes_total', 'counter', 'Bytes sent on all subflows of the path since start (not reset when a subflow is replaced).', pathRows('bytesSent'));
+  family('plait_path_received_bytes_total', 'counter', 'Bytes received on all subflows of the path since start (not reset when a subflow is replaced).', pathRows('bytesReceived'));
   const counterNames = new Set(s.sessions.flatMap((st) => Object.keys(st.counters)));
   for (const c of counterNames) {
     family(`plait_session_${snake(c)}_total`, 'counter', counterHelp(c) ?? `Session counter ${c}.`, s.sessions.map((st) => [sess(st), st.counters[c] ?? 0]));

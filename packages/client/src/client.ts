@@ -31,6 +31,8 @@ import { lookup } from 'node:dns/promises';
 import { DialError, type Target } from './dialer.js';
 import { backoffMs, interfaceAddresses, localSources, planPaths, type PathSpec, type RemoteAddr, type SourceOptions } from './path-manager.js';
 import { classifyPathError, type PathProblem } from './path-problem.js';
+import type { CapAction, CapLedger, CapStats } from './cap-ledger.js';
+import { CountingChannel } from './counting-channel.js';
 
 export interface ClientLogger {
   info(obj: object, msg: string): void;
@@ -78,6 +80,12 @@ export interface PlaitClientOptions {
   clock?: Clock;
   /** Record cipher asked for in the HELLO (default AES-256-GCM); joins repeat the session's. */
   cipher?: CipherName;
+  /**
+   * Data caps (`--cap`): at its cap a path becomes a backup or goes off
+   * until its period ends. The caller owns the ledger (and closes it, which
+   * saves the usage); several clients may share one.
+   */
+  caps?: CapLedger;
   log?: ClientLogger;
   /**
    * Counters and datagram flows owned by someone else (SiteFailover: one set
@@ -86,7 +94,8 @@ export interface PlaitClientOptions {
   shared?: { counters: Counters<typeof CLIENT_COUNTERS>; datagrams: DatagramFlows };
 }
 
-type SlotState = 'idle' | 'connecting' | 'up' | 'backoff';
+/** `off`: held down by a data cap with action off until its period ends. */
+type SlotState = 'idle' | 'connecting' | 'up' | 'backoff' | 'off';
 
 interface Slot {
   spec: PathSpec;
@@ -103,6 +112,11 @@ interface Slot {
   problem: PathProblem | undefined;
   removed: boolean;
   replaceTimer: Timer | undefined;
+  /** The caps (`--cap` PATHs) this path counts against. */
+  caps: string[];
+  /** Bytes on all of the path's subflows so far, replaced ones included (a subflow's own counters start at 0). */
+  bytesSent: number;
+  bytesReceived: number;
 }
 
 export interface PathStats {
@@ -112,7 +126,16 @@ export interface PathStats {
   origin: string;
   /** True for role `backup` only. */
   backup: boolean;
+  /** The role the path has now: a reached data cap with action backup makes it `backup`. */
   role: SubflowRole;
+  /** The role set by the flags, the config file or at runtime: the path's role again once its cap lifts. */
+  configuredRole: SubflowRole;
+  /** Caps (their PATH) this path counts against, and whether one of them holds it now. */
+  caps: string[];
+  capped: CapAction | undefined;
+  /** Bytes both ways on the path's subflows since the client started (not reset when a subflow is replaced). */
+  bytesSent: number;
+  bytesReceived: number;
   /** The path's subflow now (its id in /stats), if one is up. */
   subflow: number | undefined;
   state: SlotState;
@@ -129,6 +152,8 @@ export interface ClientStats {
   clockOffsetMs: number;
   /** While every path is down: since when (Unix ms of the last sign of life) and until when the session is kept. */
   outage: { sinceMs: number; keepUntilMs: number } | undefined;
+  /** Data caps: usage this period per cap (none without caps). */
+  caps?: CapStats[];
 }
 
 /** A subflow still suspect this long gets a fresh connection tried beside it (ms). */
@@ -176,6 +201,8 @@ export class PlaitClient {
   /** UDP associations and DNS queries ride these (SOCKS5 UDP ASSOCIATE, --dns). */
   readonly datagrams: DatagramFlows;
 
+  private readonly ledger: CapLedger | undefined;
+  private readonly unsubscribeCaps: (() => void) | undefined;
 
   constructor(private readonly opts: PlaitClientOptions) {
     this.config = makeConfig(opts.config);
@@ -186,6 +213,10 @@ export class PlaitClient {
     this.remotes = opts.servers.map((s) => ({ host: s.host, port: s.port, id: 0, ...(s.url !== undefined ? { url: s.url } : {}) }));
     this.sources = opts.sources;
     if (opts.scheduler) createScheduler(opts.scheduler); // fail early on a bad name
+    this.ledger = opts.caps;
+    this.unsubscribeCaps = opts.caps?.onChange((path) => {
+      for (const slot of this.slots.values()) if (slot.caps.includes(path)) this.applyCap(slot);
+    });
   }
 
   private get graceMs(): number {
@@ -245,9 +276,93 @@ export class PlaitClient {
   }
 
   private setSlotRole(slot: Slot, role: SubflowRole, why: string): void {
-    if (slot.role !== role) this.log.info({ path: slot.spec.key, role, was: slot.role, by: why }, `path role now ${role}`);
+    const capped = this.capAction(slot);
+    if (slot.role !== role) {
+      const held = capped ? ` once its data cap lifts (${capped === 'off' ? 'off' : 'backup'} until its period ends)` : '';
+      this.log.info({ path: slot.spec.key, role, was: slot.role, by: why, ...(capped ? { capped } : {}) }, `path role now ${role}${held}`);
+    }
     slot.role = role;
-    if (slot.subflow && this.session && !slot.subflow.isClosed) this.session.setSubflowRole(slot.subflow, role);
+    this.pushRole(slot);
+  }
+
+  /** Give the path's subflow its effective role (here and, by `prio`, at the server) if it differs. */
+  private pushRole(slot: Slot): void {
+    const sf = slot.subflow;
+    const role = this.effectiveRole(slot);
+    if (sf && this.session && !sf.isClosed && sf.role !== role) this.session.setSubflowRole(sf, role);
+  }
+
+  // ------------------------------------------------------------ data caps
+
+  /** What a reached cap does to this path now: `off` beats `backup`; undefined while no cap of its is reached. */
+  private capAction(slot: Slot): CapAction | undefined {
+    if (!this.ledger) return undefined;
+    let action: CapAction | undefined;
+    for (const p of slot.caps) {
+      const a = this.ledger.actionFor(p);
+      if (a === 'off') return a;
+      action ??= a;
+    }
+    return action;
+  }
+
+  /** The role the path's subflows get: its own, unless a reached cap makes it a backup. */
+  private effectiveRole(slot: Slot): SubflowRole {
+    return this.capAction(slot) === 'backup' ? 'backup' : slot.role;
+  }
+
+  /** The caps whose PATH names this path's source: its address, or its interface. */
+  private capsFor(spec: PathSpec): string[] {
+    const caps = this.ledger?.specs ?? [];
+    if (caps.length === 0) return [];
+    const addr = spec.local.address?.toLowerCase();
+    return [
+      ...new Set(
+        caps
+          .filter((c) => (net.isIP(c.path) ? c.path.toLowerCase() === addr : spec.local.device === c.path || (addr !== undefined && interfaceAddresses(c.path).some((a) => a.toLowerCase() === addr))))
+          .map((c) => c.path),
+      ),
+    ];
+  }
+
+  /** A cap of the path was reached or lifted: take the path off, back on, or give its subflow its role. */
+  private applyCap(slot: Slot): void {
+    if (slot.removed || this.closed) return;
+    if (this.capAction(slot) === 'off') {
+      if (slot.state === 'off') return;
+      slot.timer?.cancel();
+      slot.timer = undefined;
+      slot.replaceTimer?.cancel();
+      slot.replaceTimer = undefined;
+      const sf = slot.subflow;
+      slot.state = 'off';
+      slot.subflow = undefined;
+      // Unlinked first, so the subflowDown this causes schedules no reconnect.
+      if (sf && this.session && !sf.isClosed) this.session.closeSubflow(sf, 'data cap reached', true);
+      slot.socket?.destroy();
+      slot.socket = undefined;
+      slot.lastError = 'data cap reached';
+      return;
+    }
+    if (slot.state === 'off') {
+      slot.state = 'idle';
+      slot.attempt = 0;
+      slot.lastError = undefined;
+      this.kick(slot);
+      return;
+    }
+    this.pushRole(slot);
+  }
+
+  /** The path's subflow channel (TCP, or WebSocket over it), its bytes counted for the path's totals and caps. */
+  private channelFor(slot: Slot, channel: ByteChannel): CountingChannel {
+    const ledger = this.ledger;
+    return new CountingChannel(channel, (sent, received) => {
+      slot.bytesSent += sent;
+      slot.bytesReceived += received;
+      // slot.caps read now: a reload may have changed which caps the path counts against.
+      if (ledger) for (const p of slot.caps) ledger.add(p, sent + received);
+    });
   }
 
   /** Re-read the interfaces every `pollMs` (a clock timer re-armed each time, so tests can drive it). */
@@ -316,8 +431,13 @@ export class PlaitClient {
         local: s.spec.local.address ?? '(default)',
         remote: s.spec.remote.url ?? `${s.spec.remote.host}:${s.spec.remote.port}`,
         origin: s.spec.local.origin,
-        backup: s.role === 'backup',
-        role: s.role,
+        backup: this.effectiveRole(s) === 'backup',
+        role: this.effectiveRole(s),
+        configuredRole: s.role,
+        caps: s.caps,
+        capped: this.capAction(s),
+        bytesSent: s.bytesSent,
+        bytesReceived: s.bytesReceived,
         subflow: s.subflow && !s.subflow.isClosed ? s.subflow.id : undefined,
         state: s.state,
         attempts: s.attempt,
@@ -332,6 +452,7 @@ export class PlaitClient {
               keepUntilMs: Math.round(this.clock.wallNow() + (session.lastHeardAt + this.graceMs - this.clock.now())),
             }
           : undefined,
+      caps: this.ledger?.stats() ?? [],
     };
   }
 
@@ -346,6 +467,7 @@ export class PlaitClient {
     this.staggerTimer?.cancel();
     this.staggerTimer = undefined;
     this.endOutage(undefined);
+    this.unsubscribeCaps?.();
     for (const slot of this.slots.values()) this.dropSlot(slot);
     this.session?.close();
     this.session = undefined;
@@ -374,6 +496,7 @@ export class PlaitClient {
         // Only a change in what the sources say moves the role: one set at runtime stays until then.
         const was = have.spec.local.role;
         have.spec = spec;
+        have.caps = this.capsFor(spec);
         if (spec.local.role !== was) this.setSlotRole(have, spec.local.role, 'sources');
         continue;
       }
@@ -390,6 +513,9 @@ export class PlaitClient {
         problem: undefined,
         removed: false,
         replaceTimer: undefined,
+        caps: this.capsFor(spec),
+        bytesSent: 0,
+        bytesReceived: 0,
       };
       this.slots.set(spec.key, slot);
       this.log.info({ path: spec.key, role: spec.local.role, origin: spec.local.origin }, 'new path');
@@ -430,13 +556,17 @@ export class PlaitClient {
 
   private kick(slot: Slot): void {
     if (slot.state !== 'idle' || slot.removed || this.closed) return;
+    if (this.capAction(slot) === 'off') {
+      slot.state = 'off';
+      return;
+    }
     slot.state = 'connecting';
     void this.connectSlot(slot);
   }
 
   /** Try the path again after `waitMs`, or after the next backoff step. */
   private retryLater(slot: Slot, why: string, waitMs?: number): void {
-    if (slot.removed || this.closed) return;
+    if (slot.removed || this.closed || slot.state === 'off') return;
     slot.state = 'backoff';
     slot.subflow = undefined;
     slot.socket = undefined;
@@ -515,12 +645,13 @@ export class PlaitClient {
         racing = await this.helloTurn();
         if (slot.removed || this.closed) return;
       }
-      const { channel, socket } = await this.openChannel(slot.spec, undefined, (s) => (slot.socket = s));
+      const { channel: raw, socket } = await this.openChannel(slot.spec, undefined, (s) => (slot.socket = s));
       if (slot.removed || this.closed) {
         socket.destroy();
         return;
       }
-      const role = slot.role;
+      const channel = this.channelFor(slot, raw);
+      const role = this.effectiveRole(slot);
       const existing = this.session;
       if (!existing) {
         const { session, subflow } = await connectSession(channel, {
@@ -652,9 +783,9 @@ export class PlaitClient {
     if (!session || slot.removed || this.closed || slot.subflow !== sf || sf.state !== 'suspect') return;
     try {
       const { channel } = await this.openChannel(slot.spec, REPLACE_CONNECT_TIMEOUT_MS);
-      const fresh = await joinSession(session, channel, {
+      const fresh = await joinSession(session, this.channelFor(slot, channel), {
         clock: this.clock,
-        role: slot.role,
+        role: this.effectiveRole(slot),
         addrId: slot.addrId,
         timeoutMs: REPLACE_CONNECT_TIMEOUT_MS * 2,
         secretKeys: this.opts.secretKeys,
@@ -686,8 +817,12 @@ export class PlaitClient {
     slot.problem = undefined;
     this.counters.subflowsOpened++;
     this.log.info({ path: slot.spec.key, subflow: subflow.id, role: subflow.role }, 'subflow up');
-    // The role may have changed while the subflow was joining.
-    if (subflow.role !== slot.role && this.session) this.session.setSubflowRole(subflow, slot.role);
+    // The role (or a cap) may have changed while the subflow was joining.
+    if (this.capAction(slot) === 'off') {
+      this.applyCap(slot);
+      return;
+    }
+    this.pushRole(slot);
     if (this.session) this.checkOutage(this.session);
   }
 
@@ -824,6 +959,8 @@ export class PlaitClient {
           this.log.info({ path: slot.spec.key, role, was: slot.role }, `path role now ${role} (set by the server)`);
           slot.role = role;
         }
+        // A reached cap holds the path at backup whatever the server says.
+        if (slot) this.pushRole(slot);
       },
       datagram: (d) => this.datagrams.deliver(d),
       idle: () => this.checkOutage(session),

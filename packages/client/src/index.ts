@@ -14,3 +14,6 @@ export { BypassDomains, type BypassDomainsOptions, type CommandRunner } from './
 export { parseDnsAnswer, type DnsLearned } from './dns-answer.js';
 export { SiteFailover, type FailoverStats, type SiteClient, type SiteFailoverOptions, type SiteShared, type SiteSpec, type SiteStats } from './site-failover.js';
 export { SiteSelector, type SiteChange, type SiteSelectorOptions } from './site-selector.js';
+export { CAP_ACTIONS, CapLedger, type CapAction, type CapLedgerOptions, type CapSpec, type CapStats } from './cap-ledger.js';
+export { CAP_PERIODS, type CapPeriod } from './cap-period.js';
+export { CapStateFile, prepareStateDir, type CapStore } from './cap-store.js';
