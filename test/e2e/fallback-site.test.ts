@@ -15,7 +15,9 @@ let fallback: ServerHandle;
 const secret = randomBytes(32).toString('base64url');
 
 beforeAll(async () => {
-  fileServer = await startFileServer({ size: 8 * MiB });
+  // Bigger than what the stream window and the socket buffers can hold ahead of a 1 MB/s reader
+  // (~4 MiB + kernel buffers), so the slow download is still running when the primary dies.
+  fileServer = await startFileServer({ size: 48 * MiB });
   primary = await startServer({ secret, allowPrivate: true });
   fallback = await startServer({ secret, allowPrivate: true });
 }, 60_000);
