@@ -17,8 +17,11 @@ import { startFileServer, type FileServer } from '@plait/testkit';
 import { freePort, killAll, MiB, parseLogLines, runPlait, sleep, spawnPlait, startClient, startCurl, startServer, waitUntil, type ClientHandle, type CurlRun, type ServerHandle } from './cli-helpers.js';
 
 const FILE_SIZE = 48 * MiB;
-/** curl reads at this rate, so the download lasts ~8 s: long enough to change roles under it. */
-const RATE = '6M';
+/**
+ * curl reads at this rate, so the download lasts ~16 s: long enough to change
+ * roles under it even when a loaded machine makes every step slow.
+ */
+const RATE = '3M';
 
 let fileServer: FileServer;
 let server: ServerHandle;
@@ -196,8 +199,7 @@ describe('roles at runtime through the CLI (a download running)', () => {
         return p.length === 1 && p[0]!.local === '127.0.0.2' && p[0]!.role === 'regular' && (await serverRole(two)) === 'regular';
       });
       const before = (await serverSub(two))!.bytesSent;
-      await sleep(1000);
-      expect((await serverSub(two))!.bytesSent - before, 'the remaining path carries the download').toBeGreaterThan(256 * 1024);
+      await waitUntil('the remaining path to carry the download', async () => (await serverSub(two))!.bytesSent - before > 256 * 1024);
 
       // An added path, as overflow.
       await hup('bind: [127.0.0.1, 127.0.0.2]\noverflow: 127.0.0.1\n');
