@@ -29,6 +29,10 @@
 #     -B          rebuild plait first (npx tsc -b); by default only if dist/ is missing
 #     -L          run the live build in packages/*/dist (default: a snapshot of it taken at the
 #                 start, so a rebuild by someone else mid-run cannot mix two versions)
+#   -p udp (not in the default): SOCKS5 UDP echo through plait (scripts/bench-udp.mjs), without
+#                 and with --udp-duplicate: latency idle and under a bulk download vs link 1's
+#                 `ping -U` RTT, then a datagram every 20 ms for 10 s with link 1 blackholed
+#                 from 3 s to 7 s: lost, late (> 500 ms), longest gap, first reply after the cut
 #   env: PLAIT_TESTBED (default ../shared/testbed beside the repository), NETBED_BIN (default /tmp/netbed-bin)
 #
 # Method: every goodput figure (single-path TCP, kernel MPTCP, plait) comes from the
@@ -58,7 +62,7 @@ RAW="$RESDIR/testbed-$TS"
 SECS=20 WARM=2 RUNS=1 FOSECS=30 DIRS="upload,download" PARTS="throughput,failover,kfailover,latency,startup,anchor"
 SCHED="" IPERF=1 ANCHOR_MPTCP=0 FORCE=0 BUILD=0 LIVE=0
 SLOWBYTES=50331648 CUTRATE=100kbit CUTSECS=8 CUTAT=2
-usage() { sed -n '2,40p' "$0"; exit 2; }
+usage() { sed -n '2,44p' "$0"; exit 2; }
 while getopts "t:w:n:f:d:p:s:b:C:c:W:IMFBLh" o; do
   case $o in
     t) SECS=$OPTARG;; w) WARM=$OPTARG;; n) RUNS=$OPTARG;; f) FOSECS=$OPTARG;; d) DIRS=$OPTARG;; p) PARTS=$OPTARG;;
@@ -456,6 +460,75 @@ measure_startup() { # SPECSTR N: link K blackholed before the client starts, for
 }
 STARTUP_RESULTS=()
 
+# ------------------------------------------------------------------ udp (-p udp)
+# SOCKS5 UDP datagrams through plait on the bed: scripts/bench-udp.mjs --serve in nb-srv
+# (UDP echo 127.0.0.1:9005, TCP bulk source 127.0.0.1:9006), a plait client in nb-cli with
+# --socks 127.0.0.1:1080 and --forward 8006 to the source, and bench-udp.mjs in nb-cli
+# against them; it blackholes link 1 itself with netbed.sh (ip netns exec nests).
+UDPBENCH="$HERE/bench-udp.mjs"
+udp_plait_up() { # TAG N DUP(0|1): a server and a client with a SOCKS port (plait_up has none)
+  local tag=$1 n=$2 k binds=() dup=() sched=()
+  [[ $3 == 1 ]] && dup=(--udp-duplicate)
+  [[ -n $SCHED ]] && sched=(--scheduler "$SCHED")
+  for ((k=1; k<=n; k++)); do binds+=(--bind "10.77.$k.1"); done
+  bg srv "$tag.plait-server" node "$PLAIT" server --listen 10.77.1.2:7000 --secret-file "$SECRETFILE" --allow-private --stats 127.0.0.1:7101 --log-level info "${dup[@]}"
+  PSRV=$LASTPID
+  sleep 0.6
+  bg cli "$tag.plait-client" node "$PLAIT" client --server 10.77.1.2:7000 --secret-file "$SECRETFILE" "${binds[@]}" \
+    --socks 127.0.0.1:1080 --forward 8006:127.0.0.1:9006 --stats 127.0.0.1:7100 "${sched[@]}" "${dup[@]}" --log-level info
+  PCLI=$LASTPID
+  PPC="" PPS=""
+  fg cli 15 "$tag.wait-session" node "$TOOLS" wait-session --url http://127.0.0.1:7100/stats --subflows "$n" --timeout 12 \
+    || say "plait session not fully up: $(cat "$RAW/$tag.wait-session.log")"
+}
+measure_udp() { # SPECSTR N
+  local spec=$1 n=$2 d tag rtt ob
+  say "udp: ping -U link 1, then SOCKS5 UDP echo idle, under a bulk download and with link 1 blackholed, without and with --udp-duplicate"
+  fg cli 30 udp.ping-idle ping -U -c 50 -i 0.1 -I 10.77.1.1 10.77.1.2
+  rtt=$(grep -o 'time=[0-9.]*' "$RAW/udp.ping-idle.log" | cut -d= -f2 | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]}')
+  [[ -n $rtt ]] || { say "udp: no ping -U reply on link 1: skipped"; return 0; }
+  bg srv udp.targets node "$UDPBENCH" --serve 127.0.0.1:9005,9006
+  local tpid=$LASTPID
+  sleep 0.8
+  for d in 0 1; do
+    tag=udp-single; [[ $d == 1 ]] && tag=udp-duplicate
+    say "$tag (link 1 ping -U median RTT $rtt ms)"
+    ob=$(others)
+    udp_plait_up "$tag" "$n" "$d"
+    echo "[$(date +%T)] (nb-cli) bench-udp.mjs: $NB blackhole 1 at 3 s, $NB restore 1 at 7 s of the blackhole round" >> "$CMDLOG"
+    fg cli 150 "$tag.run" node "$UDPBENCH" --socks 127.0.0.1:1080 --udp-echo 127.0.0.1:9005 --bulk 127.0.0.1:8006 \
+      --fastest-rtt "$rtt" --label "$tag" --stats http://127.0.0.1:7100/stats --out "$RAW/$tag.json" \
+      --cut "'$NB' blackhole 1 >> '$RAW/$tag.events.log' 2>&1" --restore "'$NB' restore 1 >> '$RAW/$tag.events.log' 2>&1" \
+      || say "$tag: bench-udp.mjs failed (see $RAW/$tag.run.log)"
+    "$NB" restore 1 >/dev/null 2>&1   # whatever happened above, link 1 is back for what follows
+    [[ $ob == true ]] || ob=$(others)
+    plait_down
+    [[ -s $RAW/$tag.json ]] && man "{\"kind\":\"udp\",\"spec\":\"$spec\",\"duplicate\":$([[ $d == 1 ]] && echo true || echo false),\"file\":\"$tag.json\",\"pingIdle\":\"udp.ping-idle.log\",\"link1PingMedianMs\":$rtt,\"plaitAliveAtEnd\":$PALIVE,\"otherBenchRunning\":$ob,\"cpu\":$PCPU}"
+    sleep 1.5
+  done
+  stop "$tpid"
+}
+# udp_report: the udp entries of the manifest into OUTJSON (.udp) and a table on stdout
+udp_report() {
+  grep -q '"kind":"udp"' "$MAN" 2>/dev/null || return 0
+  node -e '
+const fs = require("fs"); const [, man, dir, out] = process.argv;
+const rows = fs.readFileSync(man, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((m) => m.kind === "udp")
+  .map((m) => ({ ...m, result: JSON.parse(fs.readFileSync(`${dir}/${m.file}`, "utf8")) }));
+let o = {}; try { o = JSON.parse(fs.readFileSync(out, "utf8")); } catch {}
+o.udp = rows; fs.writeFileSync(out, JSON.stringify(o, null, 2) + "\n");
+const w = (s, n) => String(s ?? "-").padEnd(n);
+console.log("\nSOCKS5 UDP echo, 160 B every 20 ms (ms; ratios to link 1 ping -U median RTT); blackhole: link 1 dropped 3..7 s of a 10 s stream");
+console.log(w("links", 26) + w("mode", 11) + w("RTT", 7) + w("idle med/p99", 16) + w("download med/p99", 19) + w("Mbit/s", 8) + w("p99/RTT", 9) + w("lost", 10) + w("late", 6) + w("gap", 7) + w("first after cut", 16));
+for (const m of rows) {
+  const r = m.result, b = r.blackhole;
+  console.log(w(m.spec, 26) + w(m.duplicate ? "duplicate" : "single", 11) + w(m.link1PingMedianMs, 7) + w(`${r.idle.medianMs}/${r.idle.p99Ms}`, 16)
+    + w(`${r.underDownload.medianMs}/${r.underDownload.p99Ms}`, 19) + w(r.underDownload.downloadMbit, 8) + w(r.ratios.udpP99UnderDownloadOverFastestRtt, 9)
+    + w(`${b.lost} (${b.lostPct}%)`, 10) + w(b.lateOver500ms, 6) + w(b.longestGapMs, 7) + w(b.firstReplyAfterCutMs, 16));
+}
+' "$MAN" "$RAW" "$OUTJSON"
+}
+
 # ------------------------------------------------------------------ main
 CC="?"
 GITREV=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || echo "?")
@@ -483,6 +556,7 @@ for si in "${!SPECLISTS[@]}"; do
   if has "$PARTS" slowlink; then
     for d in ${DIRS//,/ }; do measure_slowlink plait "$d" "$SPECSTR" "$N"; measure_slowlink mptcp "$d" "$SPECSTR" "$N"; done
   fi
+  has "$PARTS" udp && measure_udp "$SPECSTR" "$N"
   # make manifest paths relative to RAW0
   sed -i "s#\"\\([a-z0-9.-]*\\.\\(json\\|jsonl\\|log\\)\\)\"#\"spec$((si+1))/\\1\"#g" "$MAN"
   cat "$MAN" >> "$RAW0/manifest.all"; : > "$MAN"
@@ -521,3 +595,4 @@ require("fs").writeFileSync(out, JSON.stringify(o,null,2));
   window "goodput = bytes delivered in [${WARM} s, ${SECS} s) after the receiver's first byte (first ${WARM} s of ramp-up excluded), same window for single-path TCP, kernel MPTCP and plait"
 
 node "$TOOLS" report --dir "$RAW" --out "$OUTJSON"
+udp_report

@@ -8,20 +8,21 @@
 // Emulated links (default; user-space relays: one-way delay + token-bucket
 // rate, no root):
 //   npm run build && node scripts/bench-udp.mjs [--count N] [--links 40mbit:10ms,10mbit:60ms]
-//       [--dup off|on|both] [--duplicate (= --dup on)] [--bh-secs 10] [--cut-at 3] [--cut-for 4]
+//       [--dup off|on|both] [--duplicate (= --dup on)] [--bh-secs 10] [--cut-at 3] [--cut-for 4] [--out FILE]
 //
 // External plait (the packet-level testbed, see scripts/bench-testbed.sh -p udp):
 //   node scripts/bench-udp.mjs --serve 127.0.0.1:9005,9006
 //       a UDP echo on 9005 and a TCP bulk source on 9006, until killed (run beside the plait server)
 //   node scripts/bench-udp.mjs --socks 127.0.0.1:1080 --udp-echo 127.0.0.1:9005 --bulk 127.0.0.1:8006
-//       --fastest-rtt MS --cut 'CMD' --restore 'CMD' [--label L] [--stats URL]
+//       --fastest-rtt MS --cut 'CMD' --restore 'CMD' [--label L] [--stats URL] [--out FILE]
 //       one configuration against a running client: CMD blackholes / restores the fastest link.
 import { execFile, spawn } from 'node:child_process';
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEchoServer, startLinkRelay } from '@plait/testkit';
+import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/bin/plait.js');
@@ -322,6 +323,8 @@ async function measure({ socks, echo, bulk, tcpEchoPort, cut, restore, fastestRt
 
 /** Emulated links: fresh relays, server and client for one configuration. */
 async function emulated(links, duplicate) {
+  // Loaded here so the external mode needs only the built CLI, not the test kit.
+  const { startEchoServer, startLinkRelay } = await import('@plait/testkit');
   const srvPort = await freePort();
   const relays = [];
   // 'hold' keeps TCP semantics on a blackholed link: nothing is lost in the byte stream, it waits
@@ -393,18 +396,22 @@ async function main() {
       fastestRttMs,
       statsUrls: opt('stats') ? { client: opt('stats') } : {},
     });
-    process.stdout.write(JSON.stringify({ what, label: opt('label', ''), fastestLinkRttMs: fastestRttMs, ...res }, null, 2) + '\n');
+    emit({ what, label: opt('label', ''), fastestLinkRttMs: fastestRttMs, loadavg: loadavg().map((x) => +x.toFixed(1)), ...res });
     process.exit(0);
   }
   const links = LINKS.map(parseSpec);
   if (!['off', 'on', 'both'].includes(DUP)) throw new Error(`--dup wants off, on or both, got ${DUP}`);
-  const out = { what: `${what}; emulated links ${LINKS.join(' + ')}`, fastestLinkRttMs: 2 * Math.min(...links.map((l) => l.delayMs)), loadavg: null };
-  const { loadavg } = await import('node:os');
-  out.loadavg = loadavg().map((x) => +x.toFixed(1));
+  const out = { what: `${what}; emulated links ${LINKS.join(' + ')}`, fastestLinkRttMs: 2 * Math.min(...links.map((l) => l.delayMs)), loadavg: loadavg().map((x) => +x.toFixed(1)) };
   if (DUP !== 'on') out.single = await emulated(links, false);
   if (DUP !== 'off') out.duplicate = await emulated(links, true);
-  process.stdout.write(JSON.stringify(out, null, 2) + '\n');
+  emit(out);
   process.exit(0);
+}
+
+function emit(o) {
+  const text = JSON.stringify(o, null, 2) + '\n';
+  process.stdout.write(text);
+  if (opt('out')) writeFileSync(opt('out'), text);
 }
 
 main().catch((e) => {
