@@ -213,6 +213,7 @@ async function blackholeRound(assoc, cut, restore) {
     await restore();
     tRestore = performance.now();
   })();
+  events.catch(() => undefined); // awaited below; a failing cut/restore command must not crash the stream midway
   for (let i = 0; i < n; i++) {
     // Absolute schedule: a late timer does not stretch the stream.
     const due = t0 + i * INTERVAL_MS;
