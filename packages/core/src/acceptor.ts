@@ -13,7 +13,7 @@ import {
   type EvictionReason,
   type HandshakeSlotLimits,
 } from './handshake-slots.js';
-import { rejectForError, ServerHandshake, type JoinableSession } from './handshake.js';
+import { rejectForError, ServerHandshake, type HelloUsers, type JoinableSession, type UserRefusal } from './handshake.js';
 import type { SecretKeys, SessionKeys } from './keys.js';
 import { RecordOpener, RecordSealer } from './record.js';
 import { NonceLog, ReplayCache } from './replay-cache.js';
@@ -21,7 +21,12 @@ import type { MemoryBudget } from './memory-budget.js';
 import { Session, type SessionEvents } from './session.js';
 
 export interface AcceptorOptions {
-  secretKeys: SecretKeys;
+  /** The anonymous secret (plait server --secret); optional when `users` is given. */
+  secretKeys?: SecretKeys;
+  /** Named users (plait server --users, PROTOCOL.md 3.2). */
+  users?: HelloUsers;
+  /** A HELLO naming a user was refused (counted per user by the owner; `user` is undefined for a bad hint). */
+  onUserRefusal?(info: { cause: UserRefusal; user?: string }): void;
   config: Config;
   clock: Clock;
   /** Sessions the server holds at once. */
@@ -64,6 +69,9 @@ class Entry implements JoinableSession {
     joinNonces: number,
     /** Chosen by the HELLO; its JOINs must repeat it. */
     readonly cipher: CipherName,
+    /** The user its HELLO proved (undefined: the anonymous secret), and that secret's K_auth. */
+    readonly user: string | undefined,
+    readonly authKey: Uint8Array,
   ) {
     this.nonces = new NonceLog(joinNonces);
   }
@@ -139,7 +147,8 @@ export class Acceptor {
       if (hc.abort(new PlaitError(ErrorCode.BUSY, `server busy: ${why}, try again`))) evictedBy = reason;
     });
     const hs = new ServerHandshake<Entry>({
-      secretKeys: this.opts.secretKeys,
+      ...(this.opts.secretKeys ? { secretKeys: this.opts.secretKeys } : {}),
+      ...(this.opts.users ? { users: this.opts.users } : {}),
       clock,
       config,
       replayCache: this.replay,
@@ -183,12 +192,13 @@ export class Acceptor {
             continue;
           case 'reject':
             hc.send(step.message);
-            this.refuse(channel, step.code, step.reason, rejectCounter(step.code));
+            if (step.userRefusal) this.opts.onUserRefusal?.(step.userRefusal);
+            this.refuse(channel, step.code, step.reason, step.userRefusal?.cause ?? rejectCounter(step.code));
             return false;
           case 'session': {
             hc.send(step.reply);
             const session = new Session({ role: 'server', keys: step.keys, config, clock, ...(this.opts.budget ? { budget: this.opts.budget } : {}) });
-            const entry = new Entry(session, config.joinNonces, step.cipher);
+            const entry = new Entry(session, config.joinNonces, step.cipher, step.user, step.secretKeys.authKey);
             const key = hex(step.keys.token);
             this.sessions.set(key, entry);
             session.setEvents(this.wrapEvents(entry, key, this.opts.onSession(session)));
@@ -225,6 +235,27 @@ export class Acceptor {
       this.pending.delete(id);
       this.slots.release(id);
     }
+  }
+
+  /** The user each live session's HELLO proved (undefined: anonymous). */
+  sessionUsers(): { session: Session; user: string | undefined }[] {
+    return [...this.sessions.values()].map((e) => ({ session: e.session, user: e.user }));
+  }
+
+  /**
+   * End the sessions of users `revoked` says no longer get in (removed or
+   * re-keyed), telling each client why. Their tokens leave the table with
+   * them, so their JOINs are refused from now on. Returns how many ended.
+   */
+  revokeSessions(revoked: (user: string) => boolean): number {
+    let n = 0;
+    for (const e of [...this.sessions.values()]) {
+      if (e.user === undefined || !revoked(e.user)) continue;
+      n++;
+      this.counters.revoked!++;
+      e.session.close(new PlaitError(ErrorCode.AUTH_FAILED, 'access revoked'));
+    }
+    return n;
   }
 
   /** Close every session (server shutdown). */
