@@ -1,6 +1,6 @@
 import type * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { DEFAULT_LATENCY_PORTS, deriveSecretKeys } from '@plait/core';
+import { DEFAULT_LATENCY_PORTS, deriveSecretKeys, userNameProblem, type ClientUser } from '@plait/core';
 import { BypassDomains, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient } from '@plait/client';
 import {
   isLoopbackHost,
@@ -28,6 +28,9 @@ export interface ClientFlags extends TransparentFlags {
   server: string[];
   secret?: string;
   secretFile?: string;
+  /** --user / --server-key: a named user of a server with several (PROTOCOL.md 3.2). */
+  user?: string;
+  serverKey?: string;
   bind: string[];
   via: string[];
   backup: string[];
@@ -51,12 +54,27 @@ export interface ClientFlags extends TransparentFlags {
 
 const addrText = (a: net.AddressInfo): string => (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
 
+/** --user NAME with --server-key KEY (both or neither). */
+export function parseClientUser(flags: { user?: string; serverKey?: string }): ClientUser | undefined {
+  if (flags.user === undefined && flags.serverKey === undefined) return undefined;
+  if (flags.user === undefined) throw new UsageError('--server-key: only with --user NAME');
+  const problem = userNameProblem(flags.user);
+  if (problem) throw new UsageError(`--user: ${problem}`);
+  if (flags.serverKey === undefined) throw new UsageError("--user: needs --server-key KEY (the server-key line of the server's `plait keygen --identity`)");
+  const key = Buffer.from(flags.serverKey, 'base64url');
+  if (key.length !== 32 || key.toString('base64url') !== flags.serverKey.replace(/=+$/, '')) {
+    throw new UsageError("--server-key: not a 32-byte base64url key; use the server-key line of the server's `plait keygen --identity`");
+  }
+  return { name: flags.user, serverKey: new Uint8Array(key) };
+}
+
 /** Every flag checked, nothing started: what runClient needs, and all `plait check-config` does. */
 export function checkClientFlags(flags: ClientFlags) {
   const logLevel = parseLogLevel(flags.logLevel);
   if (flags.server.length === 0) throw new UsageError('--server: at least one plait server address is required');
   const servers = flags.server.map((s) => parseHostPort('--server', s, { connect: true }));
   const { secret, warnings } = resolveSecret(flags);
+  const user = parseClientUser(flags);
   const binds = flags.bind.map((b) => parseAddress('--bind', b));
   const vias = flags.via.map((v) => parseInterfaceName('--via', v));
   const backups = flags.backup.map(parseBackup);
@@ -99,12 +117,12 @@ export function checkClientFlags(flags: ClientFlags) {
       warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
     }
   }
-  return { logLevel, servers, secret, warnings, sources: { binds, vias, backups, overflows }, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
+  return { logLevel, servers, secret, user, warnings, sources: { binds, vias, backups, overflows }, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
 }
 
 export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, servers, secret, warnings, sources, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
+  const { logLevel, servers, secret, user, warnings, sources, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.
@@ -114,6 +132,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   const client = new PlaitClient({
     servers,
     secretKeys: deriveSecretKeys(secret),
+    ...(user ? { user } : {}),
     sources,
     scheduler,
     latencyPorts,

@@ -1,6 +1,7 @@
 import * as http from 'node:http';
 import { isIP } from 'node:net';
 import { counterHelp, type SessionStats } from '@plait/core';
+import type { UserFigures } from '@plait/server';
 import { LIVE_PAGE_HEADERS, LIVE_PAGE_HTML } from './live-page.js';
 import { handleRolePost, SUBFLOW_PATH, type SetRole } from './role-endpoint.js';
 
@@ -12,6 +13,8 @@ export interface StatsSnapshot {
   counters: Record<string, number>;
   /** Client only: the paths the subflow manager maintains. */
   paths?: unknown[];
+  /** Server with --users: per-user figures. */
+  users?: UserFigures[];
 }
 
 /** Hex digits of a session token shown in stats, as in the logs. */
@@ -124,6 +127,15 @@ export function toPrometheus(full: StatsSnapshot): string {
   family('plait_subflow_kernel_cwnd_segments', 'gauge', "The kernel's congestion window (TCP_INFO).", kern((k) => k.cwnd));
   family('plait_subflow_kernel_notsent_bytes', 'gauge', 'Bytes queued in the kernel, not yet sent (TCP_INFO).', kern((k) => k.notsentBytes));
   family('plait_subflow_kernel_retransmits_total', 'counter', 'TCP retransmissions (TCP_INFO).', kern((k) => k.totalRetrans));
+  // ---- per-user figures (--users) ----
+  if (s.users) {
+    const u = s.users;
+    family('plait_user_sessions', 'gauge', 'Open sessions per user.', u.map((x) => [{ user: x.user }, x.sessions]));
+    family('plait_user_bytes_total', 'counter', 'Stream payload bytes per user: up (to targets) and down.', u.flatMap((x) => [[{ user: x.user, direction: 'up' }, x.bytesUp], [{ user: x.user, direction: 'down' }, x.bytesDown]] as [Record<string, string>, number][]));
+    family('plait_user_rate_bytes_per_second', 'gauge', 'Per-user stream bytes per second (both directions), averaged since the previous scrape.', u.map((x) => [{ user: x.user }, x.rateBytesPerSec]));
+    family('plait_user_refusals_total', 'counter', 'HELLOs naming this user refused (all sent as AUTH_FAILED), by cause.', u.flatMap((x) => Object.entries(x.refusals).map(([cause, n]) => [{ user: x.user, cause }, n] as [Record<string, string>, number])));
+  }
+  // ---- end per-user figures ----
   const counterNames = new Set(s.sessions.flatMap((st) => Object.keys(st.counters)));
   for (const c of counterNames) {
     family(`plait_session_${snake(c)}_total`, 'counter', counterHelp(c) ?? `Session counter ${c}.`, s.sessions.map((st) => [sess(st), st.counters[c] ?? 0]));

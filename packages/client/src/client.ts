@@ -17,6 +17,7 @@ import {
   type CipherName,
   type Clock,
   type Config,
+  type ClientUser,
   type SecretKeys,
   type Session,
   type SessionStats,
@@ -40,6 +41,8 @@ export interface ClientLogger {
 export interface PlaitClientOptions {
   servers: { host: string; port: number }[];
   secretKeys: SecretKeys;
+  /** Our user name on a server with several users (--user, --server-key). */
+  user?: ClientUser;
   sources: SourceOptions;
   scheduler?: string;
   /** Target ports whose streams are latency class (default DEFAULT_LATENCY_PORTS); the server is told too. */
@@ -514,6 +517,7 @@ export class PlaitClient {
           role,
           addrId: slot.addrId,
           clockOffsetMs: this.clockOffsetMs,
+          ...(this.opts.user ? { user: this.opts.user } : {}),
           ...(this.opts.cipher ? { cipher: this.opts.cipher } : {}),
           ...(this.opts.scheduler ? { scheduler: createScheduler(this.opts.scheduler) } : {}),
           ...(this.opts.latencyPorts ? { latencyPorts: this.opts.latencyPorts } : {}),

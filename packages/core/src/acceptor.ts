@@ -35,8 +35,10 @@ export interface AcceptorOptions {
   graceMs: number;
   /** Extra server addresses to advertise to clients (ADD_ADDR). */
   advertise?: { id: number; host: string; port: number }[];
-  /** A new session; set its events (at least `stream`) here. */
-  onSession(session: Session): SessionEvents;
+  /** A new session, and the user its HELLO proved (undefined: anonymous); set its events (at least `stream`) here. */
+  onSession(session: Session, user?: string): SessionEvents;
+  /** Sessions one user may hold at once (users file max-sessions); default: no limit but maxSessions. */
+  maxUserSessions?(user: string): number | undefined;
   /** Pending (unauthenticated) handshakes held at once, overall and per source; see handshake-slots.ts. */
   handshakeSlots?: Partial<HandshakeSlotLimits>;
   /** A connection was refused during the handshake (for logs and counters). */
@@ -97,6 +99,8 @@ export class Acceptor {
   private readonly slots: HandshakeSlots;
   /** Pending handshakes by slot id, to drop the ones evicted. */
   private readonly pending = new Map<number, (reason: EvictionReason) => void>();
+  /** Live sessions per named user (for max-sessions); an entry exists only while its count is above 0. */
+  private readonly userSessions = new Map<string, number>();
   /** Declared, with what each counts, in counters.ts (ACCEPTOR_COUNTERS). */
   readonly counters: Record<string, number> = makeCounters(ACCEPTOR_COUNTERS);
 
@@ -153,7 +157,9 @@ export class Acceptor {
       config,
       replayCache: this.replay,
       lookupSession: (token) => this.sessions.get(hex(token)),
-      canCreateSession: () => this.sessions.size < this.opts.maxSessions,
+      canCreateSession: (user) =>
+        this.sessions.size < this.opts.maxSessions &&
+        (user === undefined || (this.userSessions.get(user) ?? 0) < (this.opts.maxUserSessions?.(user) ?? Number.POSITIVE_INFINITY)),
       ...(this.opts.ciphers ? { ciphers: this.opts.ciphers } : {}),
     });
     const start = clock.now();
@@ -201,7 +207,8 @@ export class Acceptor {
             const entry = new Entry(session, config.joinNonces, step.cipher, step.user, step.secretKeys.authKey);
             const key = hex(step.keys.token);
             this.sessions.set(key, entry);
-            session.setEvents(this.wrapEvents(entry, key, this.opts.onSession(session)));
+            if (step.user !== undefined) this.userSessions.set(step.user, (this.userSessions.get(step.user) ?? 0) + 1);
+            session.setEvents(this.wrapEvents(entry, key, this.opts.onSession(session, step.user)));
             session.addSubflow({
               channel,
               sealer: new RecordSealer(step.subflowKeys.send, step.cipher),
@@ -235,6 +242,11 @@ export class Acceptor {
       this.pending.delete(id);
       this.slots.release(id);
     }
+  }
+
+  /** Live sessions of one named user. */
+  userSessionCount(user: string): number {
+    return this.userSessions.get(user) ?? 0;
   }
 
   /** The user each live session's HELLO proved (undefined: anonymous). */
@@ -297,6 +309,11 @@ export class Acceptor {
       closed: (err) => {
         entry.graceTimer?.cancel();
         this.sessions.delete(key);
+        if (entry.user !== undefined) {
+          const n = (this.userSessions.get(entry.user) ?? 1) - 1;
+          if (n > 0) this.userSessions.set(entry.user, n);
+          else this.userSessions.delete(entry.user);
+        }
         ev.closed?.(err);
       },
     };

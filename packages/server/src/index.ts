@@ -3,3 +3,4 @@
 export { PlaitServer, type PlaitServerOptions, type ServerLogger } from './server.js';
 export { resolvConfNameserver } from './resolv-conf.js';
 export { EgressPolicy, parseCidr, type Cidr, type EgressPolicyOptions } from './egress-policy.js';
+export { UserDirectory, UserStats, type ServerUser, type UserFigures } from './users.js';

@@ -14,11 +14,13 @@ import {
   type SecretKeys,
   type Session,
   type Stream,
+  type UserRefusal,
 } from '@plait/core';
 import { adoptSlabReads, loadSockOpts, pipeBoth, SocketChannel, StreamDuplex } from '@plait/node';
 import { dialTarget, EgressError } from './dial-target.js';
 import { EgressPolicy } from './egress-policy.js';
 import { UdpRelay } from './udp-relay.js';
+import { UserStats, type UserDirectory, type UserFigures } from './users.js';
 
 export interface ServerLogger {
   info(obj: object, msg: string): void;
@@ -28,7 +30,10 @@ export interface ServerLogger {
 
 export interface PlaitServerOptions {
   listen: { host: string; port: number };
-  secretKeys: SecretKeys;
+  /** The anonymous secret (--secret); optional with `users`. */
+  secretKeys?: SecretKeys;
+  /** Named users (--users, PROTOCOL.md 3.2); swap its table to reload. */
+  users?: UserDirectory;
   /** Egress policy (private/loopback targets refused unless allowed). */
   policy?: EgressPolicy;
   config?: Partial<Config>;
@@ -73,14 +78,25 @@ export class PlaitServer {
    */
   /** Declared, with what each counts, in @plait/core counters.ts (SERVER_COUNTERS). */
   readonly counters = makeCounters(SERVER_COUNTERS);
+  /** Per-user figures (only with `users`). */
+  private readonly userStats: UserStats | undefined;
 
   constructor(private readonly opts: PlaitServerOptions) {
     this.log = opts.log ?? SILENT;
     this.policy = opts.policy ?? new EgressPolicy({});
     const config = makeConfig(opts.config);
     this.budget = new MemoryBudget(config);
+    const users = opts.users;
+    this.userStats = users ? new UserStats((name) => users.find(name) !== undefined) : undefined;
     this.acceptor = new Acceptor({
-      secretKeys: opts.secretKeys,
+      ...(opts.secretKeys ? { secretKeys: opts.secretKeys } : {}),
+      ...(users
+        ? {
+            users,
+            maxUserSessions: (name: string) => users.find(name)?.maxSessions,
+            onUserRefusal: (r: { cause: UserRefusal; user?: string }) => this.userStats?.refused(r.user, r.cause),
+          }
+        : {}),
       config,
       clock: realClock,
       maxSessions: opts.maxSessions ?? 256,
@@ -91,7 +107,7 @@ export class PlaitServer {
       },
       ...(opts.advertise ? { advertise: opts.advertise.map((a, i) => ({ id: i + 1, host: a.host, port: a.port })) } : {}),
       ...(opts.ciphers ? { ciphers: opts.ciphers } : {}),
-      onSession: (session) => this.onSession(session),
+      onSession: (session, user) => this.onSession(session, user),
       onReject: (info) => this.log.warn({ remote: info.remote, code: errorName(info.code) }, `refused connection: ${info.reason}`),
       // One budget for all sessions: many clients together stay bounded too.
       budget: this.budget,
@@ -116,6 +132,13 @@ export class PlaitServer {
 
   sessions(): Session[] {
     return this.acceptor.allSessions();
+  }
+
+  /** Per-user figures for /stats and /metrics; undefined without users. */
+  userFigures(): UserFigures[] | undefined {
+    const users = this.opts.users;
+    if (!users || !this.userStats) return undefined;
+    return this.userStats.snapshot(users.names(), (u) => this.acceptor.userSessionCount(u));
   }
 
   async close(): Promise<void> {
@@ -158,9 +181,9 @@ export class PlaitServer {
     else socket.once('finish', () => socket.destroy());
   }
 
-  private onSession(session: Session) {
+  private onSession(session: Session, user: string | undefined) {
     const token = Buffer.from(session.keys.token).toString('hex').slice(0, 8);
-    this.log.info({ session: token }, 'session established');
+    this.log.info({ session: token, ...(user !== undefined ? { user } : {}) }, 'session established');
     const udp = new UdpRelay(session, {
       policy: this.policy,
       maxFlows: session.config.maxDatagramFlows,
@@ -173,7 +196,7 @@ export class PlaitServer {
     return {
       datagram: (d: Datagram) => udp.onDatagram(d),
       datagramFlowClosed: (flow: number) => udp.onFlowClosed(flow),
-      stream: (stream: Stream, target: { host: string; port: number }) => this.onStream(token, stream, target),
+      stream: (stream: Stream, target: { host: string; port: number }) => this.onStream(token, stream, target, user),
       subflowUp: (sf: { id: number; backup: boolean; channel: { remoteLabel: string } }) =>
         this.log.info({ session: token, subflow: sf.id, remote: sf.channel.remoteLabel, backup: sf.backup }, 'subflow up'),
       subflowDown: (sf: { id: number }, reason: string, closed: boolean) =>
@@ -189,7 +212,7 @@ export class PlaitServer {
     };
   }
 
-  private onStream(token: string, stream: Stream, target: { host: string; port: number }): void {
+  private onStream(token: string, stream: Stream, target: { host: string; port: number }, user: string | undefined): void {
     this.counters.streamsOpened++;
     dialTarget(target, this.policy, { timeoutMs: this.opts.dialTimeoutMs ?? 10_000 }).then(
       (socket) => {
@@ -198,6 +221,7 @@ export class PlaitServer {
           return;
         }
         stream.accept();
+        if (user !== undefined) this.userStats?.streamOpened(user, socket);
         pipeBoth(new StreamDuplex(stream), socket);
       },
       (err: unknown) => {
