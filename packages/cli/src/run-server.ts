@@ -178,6 +178,11 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
 /** The handshake's view of a users file. */
 function serverUsers(t: UsersTable): Map<string, ServerUser> {
   const m = new Map<string, ServerUser>();
-  for (const [name, u] of t.users) m.set(name, { keys: u.keys, revoked: u.revoked, ...(u.maxSessions !== undefined ? { maxSessions: u.maxSessions } : {}) });
+  for (const [name, u] of t.users) m.set(name, {
+      keys: u.keys,
+      revoked: u.revoked,
+      ...(u.maxSessions !== undefined ? { maxSessions: u.maxSessions } : {}),
+      ...(u.rateBytesPerSec !== undefined ? { rateBytesPerSec: u.rateBytesPerSec } : {}),
+    });
   return m;
 }

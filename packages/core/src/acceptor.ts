@@ -37,6 +37,8 @@ export interface AcceptorOptions {
   advertise?: { id: number; host: string; port: number }[];
   /** A new session, and the user its HELLO proved (undefined: anonymous); set its events (at least `stream`) here. */
   onSession(session: Session, user?: string): SessionEvents;
+  /** A session's stream rate in bytes per second, each direction (users file `rate`; user undefined: anonymous); undefined: unlimited. */
+  sessionRate?(user: string | undefined): number | undefined;
   /** Sessions one user may hold at once (users file max-sessions); default: no limit but maxSessions. */
   maxUserSessions?(user: string): number | undefined;
   /** Pending (unauthenticated) handshakes held at once, overall and per source; see handshake-slots.ts. */
@@ -203,7 +205,15 @@ export class Acceptor {
             return false;
           case 'session': {
             hc.send(step.reply);
-            const session = new Session({ role: 'server', keys: step.keys, config, clock, ...(this.opts.budget ? { budget: this.opts.budget } : {}) });
+            const rate = this.opts.sessionRate?.(step.user);
+            const session = new Session({
+              role: 'server',
+              keys: step.keys,
+              config,
+              clock,
+              ...(this.opts.budget ? { budget: this.opts.budget } : {}),
+              ...(rate !== undefined ? { rateLimit: rate } : {}),
+            });
             const entry = new Entry(session, config.joinNonces, step.cipher, step.user, step.secretKeys.authKey);
             const key = hex(step.keys.token);
             this.sessions.set(key, entry);

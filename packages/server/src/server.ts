@@ -94,6 +94,7 @@ export class PlaitServer {
         ? {
             users,
             maxUserSessions: (name: string) => users.find(name)?.maxSessions,
+            sessionRate: (name: string | undefined) => (name === undefined ? undefined : users.find(name)?.rateBytesPerSec),
             onUserRefusal: (r: { cause: UserRefusal; user?: string }) => this.userStats?.refused(r.user, r.cause),
           }
         : {}),

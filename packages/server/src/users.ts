@@ -10,6 +10,8 @@ export interface ServerUser {
   keys: SecretKeys;
   revoked: boolean;
   maxSessions?: number;
+  /** Stream bytes per second, each direction, per session. */
+  rateBytesPerSec?: number;
 }
 
 /** The current users table; `find` is one Map lookup (PROTOCOL.md 3.2). */
