@@ -129,3 +129,31 @@ describe('named users', () => {
     expect((await bob.stats()).sessions.length).toBe(0);
   }, 60_000);
 });
+
+describe('a user data cap', () => {
+  it('is reached, ends the session, and is still there after a restart (--state-dir)', async () => {
+    const stateDir = join(dir, 'state');
+    const capFile = join(dir, 'cap-users.yaml');
+    writeFileSync(capFile, `identity-key: ${identityKey}\nusers:\n  - {name: dave, secret: ${secrets.alice}, cap: 1MB/day}\n`, { mode: 0o600 });
+    const args = ['--users', capFile, '--state-dir', stateDir];
+    let capServer = await startServer({ secret: randomBytes(32).toString('base64url'), allowPrivate: true, extraArgs: args });
+    const dave = await startClient({ secret: secrets.alice, servers: [capServer.addr], extraArgs: userArgs('dave') });
+    await curl(['-sS', '--max-time', '20', '--socks5-hostname', `127.0.0.1:${dave.socksPort}`, fileServer.url], 25_000);
+    const capOf = async (s: ServerHandle): Promise<{ used: number; bytes: number } | undefined> =>
+      ((await s.stats()) as unknown as { users: (UserJson & { cap?: { used: number; bytes: number } })[] }).users.find((u) => u.user === 'dave')?.cap;
+    const used = await waitUntil('cap usage counted', async () => {
+      const c = await capOf(capServer);
+      return c && c.used >= 1_000_000 ? c.used : undefined;
+    });
+    await waitUntil('dave told why', () => dave.proc.stderr().includes('data cap reached') || undefined, 10_000);
+    await capServer.proc.kill();
+    capServer = await startServer({ secret: randomBytes(32).toString('base64url'), allowPrivate: true, extraArgs: args });
+    const after = await capOf(capServer);
+    expect(after?.used).toBeGreaterThanOrEqual(used);
+    // A new session is refused with the reason, proven with dave's secret (so the client shows it).
+    const again = spawnPlait(['client', '--secret', secrets.alice, '--server', capServer.addr, '--socks', '127.0.0.1:0', ...userArgs('dave')], { name: 'client dave' });
+    await waitUntil('refused for the cap', () => again.stderr().includes('data cap reached') || undefined, 15_000);
+    await again.kill();
+    await capServer.proc.kill();
+  }, 90_000);
+});

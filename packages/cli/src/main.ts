@@ -55,6 +55,7 @@ export function buildProgram(): Command {
     .option('--secret-file <file>', 'read the secret from a file (mode 600; surrounding whitespace trimmed)')
     .option('--secret <secret>', 'pre-shared secret (visible in ps: prefer --secret-file or PLAIT_SECRET)')
     .option('--users <file>', 'named users, each with its own secret and limits (JSON or YAML; SIGHUP re-reads it); --secret then optional')
+    .option('--state-dir <dir>', "keep the users' data cap usage here across restarts")
     .option('--stats <host:port>', 'serve GET /stats (JSON) and /metrics (Prometheus)')
     .option('--allow-private', 'allow targets on loopback, private and link-local networks', false)
     .option('--allow <cidr>', 'allow targets in this range (repeatable)', collect, [])

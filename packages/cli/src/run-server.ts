@@ -17,6 +17,8 @@ export interface ServerFlags {
   secretFile?: string;
   /** Named users (README "Serving several households"). */
   users?: string;
+  /** Per-user cap usage kept here across restarts. */
+  stateDir?: string;
   stats?: string;
   allowPrivate: boolean;
   allow: string[];
@@ -90,6 +92,7 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
     listen,
     ...(secret !== undefined ? { secretKeys: deriveSecretKeys(secret) } : {}),
     ...(users ? { users } : {}),
+    ...(flags.stateDir !== undefined ? { stateDir: flags.stateDir } : {}),
     policy: new EgressPolicy({ allowPrivate: flags.allowPrivate, allow: flags.allow }),
     maxSessions,
     maxPendingHandshakes,
@@ -183,6 +186,7 @@ function serverUsers(t: UsersTable): Map<string, ServerUser> {
       revoked: u.revoked,
       ...(u.maxSessions !== undefined ? { maxSessions: u.maxSessions } : {}),
       ...(u.rateBytesPerSec !== undefined ? { rateBytesPerSec: u.rateBytesPerSec } : {}),
+      ...(u.cap !== undefined ? { cap: u.cap } : {}),
     });
   return m;
 }

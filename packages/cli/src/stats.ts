@@ -133,6 +133,8 @@ export function toPrometheus(full: StatsSnapshot): string {
     family('plait_user_sessions', 'gauge', 'Open sessions per user.', u.map((x) => [{ user: x.user }, x.sessions]));
     family('plait_user_bytes_total', 'counter', 'Stream payload bytes per user: up (to targets) and down.', u.flatMap((x) => [[{ user: x.user, direction: 'up' }, x.bytesUp], [{ user: x.user, direction: 'down' }, x.bytesDown]] as [Record<string, string>, number][]));
     family('plait_user_rate_bytes_per_second', 'gauge', 'Per-user stream bytes per second (both directions), averaged since the previous scrape.', u.map((x) => [{ user: x.user }, x.rateBytesPerSec]));
+    family('plait_user_cap_used_bytes', 'gauge', 'Stream bytes used in the current cap period (users with a cap).', u.filter((x) => x.cap).map((x) => [{ user: x.user, period: x.cap!.period }, x.cap!.used]));
+    family('plait_user_cap_bytes', 'gauge', 'The cap of the period.', u.filter((x) => x.cap).map((x) => [{ user: x.user, period: x.cap!.period }, x.cap!.bytes]));
     family('plait_user_refusals_total', 'counter', 'HELLOs naming this user refused (all sent as AUTH_FAILED), by cause.', u.flatMap((x) => Object.entries(x.refusals).map(([cause, n]) => [{ user: x.user, cause }, n] as [Record<string, string>, number])));
   }
   // ---- end per-user figures ----

@@ -41,6 +41,8 @@ export interface AcceptorOptions {
   sessionRate?(user: string | undefined): number | undefined;
   /** Sessions one user may hold at once (users file max-sessions); default: no limit but maxSessions. */
   maxUserSessions?(user: string): number | undefined;
+  /** Why a named user may not start a session now (e.g. its data cap is used up), or undefined. */
+  userBlocked?(user: string): string | undefined;
   /** Pending (unauthenticated) handshakes held at once, overall and per source; see handshake-slots.ts. */
   handshakeSlots?: Partial<HandshakeSlotLimits>;
   /** A connection was refused during the handshake (for logs and counters). */
@@ -159,9 +161,14 @@ export class Acceptor {
       config,
       replayCache: this.replay,
       lookupSession: (token) => this.sessions.get(hex(token)),
-      canCreateSession: (user) =>
-        this.sessions.size < this.opts.maxSessions &&
-        (user === undefined || (this.userSessions.get(user) ?? 0) < (this.opts.maxUserSessions?.(user) ?? Number.POSITIVE_INFINITY)),
+      canCreateSession: (user) => {
+        const blocked = user === undefined ? undefined : this.opts.userBlocked?.(user);
+        if (blocked !== undefined) return blocked;
+        return (
+          this.sessions.size < this.opts.maxSessions &&
+          (user === undefined || (this.userSessions.get(user) ?? 0) < (this.opts.maxUserSessions?.(user) ?? Number.POSITIVE_INFINITY))
+        );
+      },
       ...(this.opts.ciphers ? { ciphers: this.opts.ciphers } : {}),
     });
     const start = clock.now();
@@ -269,13 +276,13 @@ export class Acceptor {
    * re-keyed), telling each client why. Their tokens leave the table with
    * them, so their JOINs are refused from now on. Returns how many ended.
    */
-  revokeSessions(revoked: (user: string) => boolean): number {
+  revokeSessions(revoked: (user: string) => boolean, reason = 'access revoked'): number {
     let n = 0;
     for (const e of [...this.sessions.values()]) {
       if (e.user === undefined || !revoked(e.user)) continue;
       n++;
-      this.counters.revoked!++;
-      e.session.close(new PlaitError(ErrorCode.AUTH_FAILED, 'access revoked'));
+      if (reason === 'access revoked') this.counters.revoked!++;
+      e.session.close(new PlaitError(reason === 'access revoked' ? ErrorCode.AUTH_FAILED : ErrorCode.LIMIT, reason));
     }
     return n;
   }

@@ -286,8 +286,12 @@ export interface ServerHandshakeOptions<S extends JoinableSession = JoinableSess
   /** Shared by all connections of the server. */
   replayCache: ReplayCache;
   lookupSession(token: Uint8Array): S | undefined;
-  /** Server-wide (and per-user, given the HELLO's user) session limit; false answers a HELLO with BUSY. Default: always true. */
-  canCreateSession?(user?: string): boolean;
+  /**
+   * Server-wide (and per-user, given the HELLO's user) session limit; false
+   * answers a HELLO with BUSY, a string with BUSY and that reason (proven
+   * with the user's key). Default: always true.
+   */
+  canCreateSession?(user?: string): boolean | string;
   /** Record ciphers a HELLO may choose (plait server --cipher); others are refused with CIPHER. Default: all. */
   ciphers?: readonly CipherName[];
 }
@@ -513,8 +517,9 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
       );
     }
     // 5. Session limit.
-    if (this.opts.canCreateSession && !this.opts.canCreateSession(found.user)) {
-      return this.reject(ErrorCode.BUSY, 'server busy: at its session limit, retry later');
+    const room = this.opts.canCreateSession ? this.opts.canCreateSession(found.user) : true;
+    if (room !== true) {
+      return this.reject(ErrorCode.BUSY, typeof room === 'string' ? room : 'server busy: at its session limit, retry later');
     }
     // 6. HELLO_ACK and keys.
     const eph = generateEphemeral();

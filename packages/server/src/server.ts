@@ -21,6 +21,11 @@ import { dialTarget, EgressError } from './dial-target.js';
 import { EgressPolicy } from './egress-policy.js';
 import { UdpRelay } from './udp-relay.js';
 import { UserStats, type UserDirectory, type UserFigures } from './users.js';
+import { UserCapLedger } from './user-caps.js';
+
+/** How often user caps are checked (ms), and how many checks between saves of the state file. */
+const CAP_TICK_MS = 1_000;
+const CAP_SAVE_EVERY = 10;
 
 export interface ServerLogger {
   info(obj: object, msg: string): void;
@@ -34,6 +39,8 @@ export interface PlaitServerOptions {
   secretKeys?: SecretKeys;
   /** Named users (--users, PROTOCOL.md 3.2); swap its table to reload. */
   users?: UserDirectory;
+  /** Where per-user cap usage is kept across restarts (--state-dir); without it, in memory only. */
+  stateDir?: string;
   /** Egress policy (private/loopback targets refused unless allowed). */
   policy?: EgressPolicy;
   config?: Partial<Config>;
@@ -80,6 +87,12 @@ export class PlaitServer {
   readonly counters = makeCounters(SERVER_COUNTERS);
   /** Per-user figures (only with `users`). */
   private readonly userStats: UserStats | undefined;
+  // ---- user caps ----
+  private readonly capLedger: UserCapLedger | undefined;
+  private readonly capCounted = new Map<string, number>();
+  private capTimer: NodeJS.Timeout | undefined;
+  private capTicks = 0;
+  // ---- end user caps ----
 
   constructor(private readonly opts: PlaitServerOptions) {
     this.log = opts.log ?? SILENT;
@@ -94,6 +107,7 @@ export class PlaitServer {
         ? {
             users,
             maxUserSessions: (name: string) => users.find(name)?.maxSessions,
+            userBlocked: (name: string) => this.capBlocked(name),
             sessionRate: (name: string | undefined) => (name === undefined ? undefined : users.find(name)?.rateBytesPerSec),
             onUserRefusal: (r: { cause: UserRefusal; user?: string }) => this.userStats?.refused(r.user, r.cause),
           }
@@ -114,7 +128,51 @@ export class PlaitServer {
       budget: this.budget,
     });
     this.tcp = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    if (users) {
+      this.capLedger = new UserCapLedger(opts.stateDir, Date.now, (m) => this.log.warn({}, m));
+      this.capTimer = setInterval(() => this.capTick(), CAP_TICK_MS);
+      this.capTimer.unref();
+    }
   }
+
+  // ---- user caps ----
+  /** The refusal reason while `name` is over its cap, else undefined. */
+  private capBlocked(name: string): string | undefined {
+    const cap = this.opts.users?.find(name)?.cap;
+    if (!cap || !this.capLedger) return undefined;
+    return this.capLedger.used(name, cap.period) >= cap.bytes ? `data cap reached (${cap.bytes} bytes per ${cap.period}, UTC): until the next ${cap.period}` : undefined;
+  }
+
+  /** Count each capped user's new bytes, end the sessions of those over their cap, save now and then. */
+  private capTick(): void {
+    const users = this.opts.users;
+    if (!users || !this.userStats || !this.capLedger) return;
+    const over = new Set<string>();
+    for (const name of users.names()) {
+      const cap = users.find(name)?.cap;
+      const total = this.userStats.totalBytes(name);
+      const delta = total - (this.capCounted.get(name) ?? 0);
+      this.capCounted.set(name, total);
+      if (!cap) continue;
+      this.capLedger.add(name, cap.period, delta);
+      if (this.capLedger.used(name, cap.period) >= cap.bytes) over.add(name);
+    }
+    if (over.size > 0) {
+      const reason = 'data cap reached';
+      const n = this.acceptor.revokeSessions((u) => over.has(u), reason);
+      if (n > 0) this.log.info({ users: [...over], sessionsEnded: n }, 'data cap reached: sessions ended');
+    }
+    if (++this.capTicks % CAP_SAVE_EVERY === 0) this.saveCaps();
+  }
+
+  private saveCaps(): void {
+    try {
+      this.capLedger?.save();
+    } catch (e) {
+      this.log.warn({}, `--state-dir: cannot save cap usage: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  // ---- end user caps ----
 
   /** Start listening; resolves with the bound address. */
   listen(): Promise<net.AddressInfo> {
@@ -139,10 +197,18 @@ export class PlaitServer {
   userFigures(): UserFigures[] | undefined {
     const users = this.opts.users;
     if (!users || !this.userStats) return undefined;
-    return this.userStats.snapshot(users.names(), (u) => this.acceptor.userSessionCount(u));
+    return this.userStats.snapshot(users.names(), (u) => this.acceptor.userSessionCount(u)).map((f) => {
+      const cap = users.find(f.user)?.cap;
+      return cap && this.capLedger ? { ...f, cap: { used: this.capLedger.used(f.user, cap.period), bytes: cap.bytes, period: cap.period } } : f;
+    });
   }
 
   async close(): Promise<void> {
+    if (this.capTimer) {
+      clearInterval(this.capTimer);
+      this.capTick();
+      this.saveCaps();
+    }
     this.acceptor.closeAll();
     await new Promise<void>((r) => this.tcp.close(() => r()));
   }

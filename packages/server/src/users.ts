@@ -5,6 +5,7 @@
  * only (never by a name a stranger sent), so it is bounded by the file.
  */
 import type { HelloUsers, SecretKeys, ServerIdentity, UserRefusal } from '@plait/core';
+import type { CapPeriod } from './user-caps.js';
 
 export interface ServerUser {
   keys: SecretKeys;
@@ -12,6 +13,8 @@ export interface ServerUser {
   maxSessions?: number;
   /** Stream bytes per second, each direction, per session. */
   rateBytesPerSec?: number;
+  /** Stream bytes both ways per UTC day or month (persisted with --state-dir). */
+  cap?: { bytes: number; period: CapPeriod };
 }
 
 /** The current users table; `find` is one Map lookup (PROTOCOL.md 3.2). */
@@ -45,6 +48,8 @@ export interface UserFigures {
   /** Both directions, averaged since the previous snapshot (at least 1 s apart). */
   rateBytesPerSec: number;
   refusals: Partial<Record<UserRefusal, number>>;
+  /** With a cap: bytes used in the current period, and the cap. */
+  cap?: { used: number; bytes: number; period: CapPeriod };
 }
 
 interface Tally {
@@ -91,6 +96,15 @@ export class UserStats {
       t.closedUp += socket.bytesWritten;
       t.closedDown += socket.bytesRead;
     });
+  }
+
+  /** Stream bytes of `user` so far, both ways, closed and open streams (this process). */
+  totalBytes(user: string): number {
+    const t = this.tallies.get(user);
+    if (!t) return 0;
+    let n = t.closedUp + t.closedDown;
+    for (const s of t.open) n += s.bytesRead + s.bytesWritten;
+    return n;
   }
 
   /** Users of the current table, and any with open streams from before a reload; sessions counted by the acceptor. */
