@@ -129,7 +129,7 @@ describe('user hint (PROTOCOL.md 3.2)', () => {
 
   it('tampering with the hint fails the HELLO', () => {
     const m = hello(ALICE, 'alice');
-    m[3 + 80] ^= 1;
+    m[3 + 80] = (m[3 + 80] ?? 0) ^ 1;
     const step = server().onMessage(decode(m)) as RejectStep;
     expect(step.code).toBe(ErrorCode.AUTH_FAILED);
     expect(step.userRefusal?.cause).toBe('userBadHint');
