@@ -345,6 +345,7 @@ function joinBytes(fx, rng, token, rA, o = {}) {
     version: o.version ?? 1,
     flags: o.flags ?? 0,
     addrId: o.addrId ?? rng.int(8),
+    ...(o.instance !== undefined ? { instance: o.instance } : {}),
     token,
     rA,
   });
@@ -475,9 +476,11 @@ async function joinCase(fx, rng, c, ch, send) {
   const token = target ? target.keys.token : rng.bytes(16);
   const rA = rng.chance(0.05) && fx.lastRA ? fx.lastRA : rng.bytes(32);
   fx.lastRA = rA;
-  const flags = rng.chance(0.9) ? rng.int(2) : rng.pick([2, 0xff]);
+  // Some JOINs name an instance (PROTOCOL.md 4.2); a few of those without flag bit 3 (refused).
+  const instance = rng.chance(0.2) ? rng.int(65536) : undefined;
+  const flags = (rng.chance(0.9) ? rng.int(2) : rng.pick([2, 0xff])) | (instance !== undefined && rng.chance(0.9) ? 0x08 : 0);
   const addrId = rng.int(256);
-  let join = joinBytes(fx, rng, token, rA, { flags, addrId, version: rng.chance(0.95) ? 1 : rng.pick([0, 2]) });
+  let join = joinBytes(fx, rng, token, rA, { flags, addrId, instance, version: rng.chance(0.95) ? 1 : rng.pick([0, 2]) });
   if (rng.chance(0.2)) join = mutate(rng, join, [helloBytes(fx, rng)]);
   await send(join);
   const out = ch.takeOutput();
@@ -494,7 +497,7 @@ async function joinCase(fx, rng, c, ch, send) {
     if (rng.chance(0.5)) await send(rng.bytes(rng.size(64)));
     return;
   }
-  let confirm = encodeHandshake({ type: MsgType.JOIN_CONFIRM, hmacA: joinHmacA(target.keys, rA, ack.rB, addrId, flags) });
+  let confirm = encodeHandshake({ type: MsgType.JOIN_CONFIRM, hmacA: joinHmacA(target.keys, rA, ack.rB, addrId, flags, instance) });
   const what = rng.int(10);
   if (what < 4) confirm = mutate(rng, confirm, [join]);
   else if (what < 5) confirm = rng.chance(0.5) ? join : rejectBytes(rng);

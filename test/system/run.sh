@@ -13,7 +13,9 @@
 #   5. router-netns.sh     router mode in network namespaces (nftables, iproute2, iptables):
 #                          router-setup's rules checked and loaded, a LAN curl carried through
 #                          --redirect over two uplinks with forwarding off, loop drop, bypass, undo
-#   6. users-wire.sh       tcpdump (root) on lo around a `plait server --users`: a session, refusals and a
+#   6. scale-out.system.ts deploy/haproxy.cfg in a real HAProxy before three instances, a dozen
+#                          two-subflow clients; kill one, drain one (needs haproxy)
+#   7. users-wire.sh       tcpdump (root) on lo around a `plait server --users`: a session, refusals and a
 #                          revocation; the capture never holds a user name (issue 12)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,10 +37,11 @@ bash test/system/systemd-verify.sh ${prefix:+"$prefix/bin/plait"} || failed+=(sy
 bash test/system/compose-config.sh || failed+=(compose-config)
 bash test/system/live-page.sh || failed+=(live-page)
 bash test/system/router-netns.sh || failed+=(router-netns)
+npx vitest run --config test/system/vitest.system.config.ts || failed+=(scale-out)
 bash test/system/users-wire.sh || failed+=(users-wire)
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "test:system: FAILED: ${failed[*]} ($((SECONDS - start)) s)" >&2
   exit 1
 fi
-echo "test:system: pack-install, systemd-verify, compose-config, live-page, router-netns, users-wire passed in $((SECONDS - start)) s"
+echo "test:system: pack-install, systemd-verify, compose-config, live-page, router-netns, scale-out, users-wire passed in $((SECONDS - start)) s"

@@ -67,6 +67,9 @@ export function buildProgram(): Command {
     .option('--dns-upstream <ip:port>', "DNS resolver for clients' --dns (default: the first nameserver in /etc/resolv.conf)")
     .option('--udp-idle-timeout <seconds>', 'close a UDP association after this long without a datagram', '60')
     .option('--udp-duplicate', 'send each UDP reply on the two fastest subflows (the client keeps the first)', false)
+    // Scale-out (README "Scaling out"):
+    .option('--instance-id <n>', 'this instance behind a load balancer (0-65535): JOINs name it so the balancer routes them here')
+    .option('--drain-grace <seconds>', 'on SIGTERM, refuse new sessions and serve live ones this long, then end them (0: stop at once; default fits the 10 s stop timeouts of docker and the systemd unit)', '8')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace, silent', 'info')
     .option('--config <file>', 'read options from a JSON or YAML file (keys are the long flag names; flags given here override it; SIGHUP re-checks it)')
     .action(async (_flags: unknown, cmd: Command) => {
@@ -83,6 +86,9 @@ export function buildProgram(): Command {
     .command('client')
     .description('bond local links into one session to a plait server; serve SOCKS5 / HTTP CONNECT / forwards')
     .option('--server <host:port>', 'plait server address (repeatable)', collect, [])
+    .option('--fallback-server <host:port,...>', 'a second site, used while the --server site does not work (repeatable: one site per flag)', collect, [])
+    .option('--failover-after <seconds>', 'with --fallback-server: move new streams to the next site after this long without a working session', '5')
+    .option('--failback-after <seconds>', 'with --fallback-server: go back to the --server site once it has worked this long', '30')
     .option('--secret-file <file>', 'read the secret from a file (mode 600; surrounding whitespace trimmed)')
     .option('--secret <secret>', 'pre-shared secret (visible in ps: prefer --secret-file or PLAIT_SECRET)')
     .option('--user <name>', "name this client to a server with several users (its secret is the user's; needs --server-key)")

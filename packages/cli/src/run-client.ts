@@ -1,7 +1,7 @@
 import type * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { DEFAULT_LATENCY_PORTS, deriveSecretKeys, userNameProblem, type ClientUser } from '@plait/core';
-import { BypassDomains, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient } from '@plait/client';
+import { BypassDomains, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient, SiteFailover, type SiteShared } from '@plait/client';
 import {
   isLoopbackHost,
   listenFor,
@@ -13,6 +13,7 @@ import {
   parseOverflow,
   parseLatencyPorts,
   parseScheduler,
+  parseSeconds,
   resolveProxyAuth,
   resolveSecret,
   sourceWarnings,
@@ -26,6 +27,9 @@ import { parseBypassDomains, parseTransparentFlags, startTransparent, type Trans
 
 export interface ClientFlags extends TransparentFlags {
   server: string[];
+  fallbackServer: string[];
+  failoverAfter: string;
+  failbackAfter: string;
   secret?: string;
   secretFile?: string;
   /** --user / --server-key: a named user of a server with several (PROTOCOL.md 3.2). */
@@ -73,6 +77,9 @@ export function checkClientFlags(flags: ClientFlags) {
   const logLevel = parseLogLevel(flags.logLevel);
   if (flags.server.length === 0) throw new UsageError('--server: at least one plait server address is required');
   const servers = flags.server.map((s) => parseHostPort('--server', s, { connect: true }));
+  const fallbacks = parseFallbacks(flags.fallbackServer, servers);
+  const failoverAfterMs = parseSeconds('--failover-after', flags.failoverAfter) * 1000;
+  const returnAfterMs = parseSeconds('--failback-after', flags.failbackAfter) * 1000;
   const { secret, warnings } = resolveSecret(flags);
   const user = parseClientUser(flags);
   const binds = flags.bind.map((b) => parseAddress('--bind', b));
@@ -117,29 +124,46 @@ export function checkClientFlags(flags: ClientFlags) {
       warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
     }
   }
-  return { logLevel, servers, secret, user, warnings, sources: { binds, vias, backups, overflows }, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
+  return { logLevel, servers, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources: { binds, vias, backups, overflows }, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
 }
 
-export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient> {
+export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient | SiteFailover> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, servers, secret, user, warnings, sources, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
+  const { logLevel, servers, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.
   const onHangup = { handle: (): void => log.warn('SIGHUP during start-up: ignored') };
   process.on('SIGHUP', () => onHangup.handle());
   for (const w of [...(config?.warnings ?? []), ...warnings]) log.warn({}, w);
-  const client = new PlaitClient({
-    servers,
-    secretKeys: deriveSecretKeys(secret),
-    ...(user ? { user } : {}),
-    sources,
-    scheduler,
-    latencyPorts,
-    cipher: cipher.cipher,
-    ...(flags.udpDuplicate ? { config: { datagramCopies: 2 } } : {}),
-    log,
-  });
+  const secretKeys = deriveSecretKeys(secret);
+  const siteClient = (siteServers: { host: string; port: number }[], shared?: SiteShared): PlaitClient =>
+    new PlaitClient({
+      ...(shared ? { shared } : {}),
+      servers: siteServers,
+      secretKeys,
+      ...(user ? { user } : {}),
+      sources,
+      scheduler,
+      latencyPorts,
+      cipher: cipher.cipher,
+      ...(flags.udpDuplicate ? { config: { datagramCopies: 2 } } : {}),
+      log,
+    });
+  // With --fallback-server: one client per site, the primary always on (README "Scaling out").
+  const siteName = (what: string, ss: { host: string; port: number }[]): string => `${what} ${ss.map((x) => `${x.host}:${x.port}`).join(',')}`;
+  const client =
+    fallbacks.length === 0
+      ? siteClient(servers)
+      : new SiteFailover({
+          sites: [
+            { name: siteName('primary', servers), make: (shared) => siteClient(servers, shared) },
+            ...fallbacks.map((f, i) => ({ name: siteName(`fallback ${i + 1}`, f), make: (shared: SiteShared) => siteClient(f, shared) })),
+          ],
+          failoverAfterMs,
+          returnAfterMs,
+          log,
+        });
   // Bind everything first and announce after, so a busy port fails with its one line only.
   const listeners: net.Server[] = [];
   const announce: (() => void)[] = [];
@@ -195,6 +219,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
               ...(bypass ? bypass.counters : {}),
             },
             paths: st.paths,
+            ...(client instanceof SiteFailover ? { sites: client.stats().sites } : {}),
           };
         },
         { setRole: (id, role) => client.setSubflowRole(id, role) },
@@ -242,7 +267,7 @@ export function reloadClientConfig(
   file: CommandConfig<ClientFlags>,
   /** What the process started with: a changed key that needs a restart is named on every reload until then. */
   running: ClientFlags,
-  client: PlaitClient,
+  client: PlaitClient | SiteFailover,
   log: { info(o: object, m: string): void; warn(o: object, m: string): void; error(o: object, m: string): void },
 ): boolean {
   let loaded: ReturnType<CommandConfig<ClientFlags>['load']> | undefined;
@@ -266,4 +291,22 @@ export function reloadClientConfig(
   }
   log.info({ config: file.file, paths: client.stats().paths.map((p) => `${p.key} ${p.role}`) }, 'config reloaded: paths and roles applied');
   return true;
+}
+
+/**
+ * --fallback-server HOST:PORT[,HOST:PORT...]: one fallback site per flag (its
+ * addresses comma-separated, like repeated --server for the primary), tried
+ * in the order given.
+ */
+export function parseFallbacks(raw: string[], primary: { host: string; port: number }[]): { host: string; port: number }[][] {
+  const seen = new Set(primary.map((p) => `${p.host}:${p.port}`));
+  return raw.map((site) =>
+    site.split(',').map((one) => {
+      const a = parseHostPort('--fallback-server', one.trim(), { connect: true });
+      const key = `${a.host}:${a.port}`;
+      if (seen.has(key)) throw new UsageError(`--fallback-server: ${key} is already a server of another site`);
+      seen.add(key);
+      return a;
+    }),
+  );
 }

@@ -30,6 +30,8 @@ export interface ServerFlags {
   dnsUpstream?: string;
   udpIdleTimeout: string;
   udpDuplicate?: boolean;
+  instanceId?: string;
+  drainGrace: string;
   logLevel: string;
   /** The config file that gave `secret` (then it is not in argv). */
   secretInFile?: string;
@@ -62,6 +64,8 @@ export function checkServerFlags(flags: ServerFlags) {
   const maxPendingPerSource = parseCount('--max-pending-per-source', flags.maxPendingPerSource, MAX_SESSIONS);
   if (maxPendingPerSource > maxPendingHandshakes) throw new UsageError('--max-pending-per-source: may not exceed --max-pending');
   const ciphers = parseServerCiphers(flags.cipher);
+  const instanceId = flags.instanceId !== undefined ? parseInstanceId(flags.instanceId) : undefined;
+  const drainGraceMs = parseDrainGrace(flags.drainGrace);
   const udpIdleMs = parseSeconds('--udp-idle-timeout', flags.udpIdleTimeout) * 1000;
   let dnsUpstream: { host: string; port: number } | undefined;
   if (flags.dnsUpstream !== undefined) {
@@ -71,12 +75,12 @@ export function checkServerFlags(flags: ServerFlags) {
     const ns = resolvConfNameserver();
     if (ns) dnsUpstream = { host: ns, port: 53 };
   }
-  return { logLevel, listen, secret, usersTable, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream };
+  return { logLevel, listen, secret, usersTable, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream, instanceId, drainGraceMs };
 }
 
 export async function runServer(flags: ServerFlags, config?: { file: CommandConfig<ServerFlags>; warnings: string[] }): Promise<PlaitServer> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, listen, secret, usersTable, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream } = checkServerFlags(flags);
+  const { logLevel, listen, secret, usersTable, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream, instanceId, drainGraceMs } = checkServerFlags(flags);
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.
@@ -101,6 +105,7 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
     ciphers,
     udp: { idleMs: udpIdleMs, dnsUpstream },
     ...(flags.udpDuplicate ? { config: { datagramCopies: 2 } } : {}),
+    ...(instanceId !== undefined ? { instanceId } : {}),
     log,
   });
   const addr = await listenFor('--listen', listen, () => server.listen());
@@ -115,6 +120,8 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
           sessions: server.sessions().map((s) => s.stats()),
           ...(users ? { users: server.userFigures() ?? [] } : {}),
           counters: { ...server.counters, ...server.acceptor.counters },
+          ...(instanceId !== undefined ? { instanceId } : {}),
+          draining: server.acceptor.draining,
         })),
       );
     } catch (e) {
@@ -122,7 +129,7 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
       throw e;
     }
   }
-  log.info({ listen: `${addr.address}:${addr.port}`, allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers }, 'plait server listening');
+  log.info({ listen: `${addr.address}:${addr.port}`, allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers, ...(instanceId !== undefined ? { instanceId } : {}) }, 'plait server listening');
   if (usersTable) {
     log.info({ users: usersTable.users.size, file: usersTable.file, serverKey: Buffer.from(usersTable.identity.publicKey).toString('base64url') }, 'named users: clients need --user NAME and --server-key (this serverKey)');
   }
@@ -138,8 +145,14 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
     void server.close().then(() => process.exit(0));
     setTimeout(() => process.exit(0), 2000).unref();
   };
+  // SIGTERM drains (scale-in, rolling restarts); a second SIGTERM, or SIGINT, stops at once.
+  const drain = (): void => {
+    log.info({ graceSeconds: drainGraceMs / 1000, sessions: server.acceptor.sessionCount }, 'draining: refusing new sessions, serving live ones for the grace (SIGTERM again or SIGINT to stop now)');
+    process.once('SIGTERM', stop);
+    void server.drain(drainGraceMs).then(stop);
+  };
   process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+  process.once('SIGTERM', drainGraceMs > 0 ? drain : stop);
   // ---- users reload (SIGHUP): a new table at once; sessions of removed, revoked or re-keyed users end ----
   let currentUsers = usersTable;
   const reloadUsers = (): void => {
@@ -189,4 +202,16 @@ function serverUsers(t: UsersTable): Map<string, ServerUser> {
       ...(u.cap !== undefined ? { cap: u.cap } : {}),
     });
   return m;
+}
+
+/** --instance-id: 0-65535, the u16 a JOIN carries for the load balancer (PROTOCOL.md 4.2). */
+export function parseInstanceId(raw: string): number {
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65535) throw new UsageError(`--instance-id: expected an integer 0-65535, got "${raw}"`);
+  return Number(raw);
+}
+
+/** --drain-grace: seconds (0-86400) live sessions are served after SIGTERM; 0 stops at once. */
+export function parseDrainGrace(raw: string): number {
+  if (!/^\d+(\.\d+)?$/.test(raw) || Number(raw) > 86_400) throw new UsageError(`--drain-grace: expected seconds 0-86400, got "${raw}"`);
+  return Math.round(Number(raw) * 1000);
 }

@@ -15,6 +15,8 @@ export interface StatsSnapshot {
   paths?: unknown[];
   /** Server with --users: per-user figures. */
   users?: UserFigures[];
+  /** Client with --fallback-server only: each site, which one is active, its health. */
+  sites?: unknown[];
 }
 
 /** Hex digits of a session token shown in stats, as in the logs. */

@@ -9,6 +9,7 @@ import {
   makeConfig,
   makeCounters,
   CLIENT_COUNTERS,
+  type Counters,
   PlaitError,
   realClock,
   RemoteError,
@@ -71,6 +72,11 @@ export interface PlaitClientOptions {
   /** Record cipher asked for in the HELLO (default AES-256-GCM); joins repeat the session's. */
   cipher?: CipherName;
   log?: ClientLogger;
+  /**
+   * Counters and datagram flows owned by someone else (SiteFailover: one set
+   * for all its sites, so totals and UDP flows survive a failover).
+   */
+  shared?: { counters: Counters<typeof CLIENT_COUNTERS>; datagrams: DatagramFlows };
 }
 
 type SlotState = 'idle' | 'connecting' | 'up' | 'backoff';
@@ -159,13 +165,15 @@ export class PlaitClient {
   /** `--via` interfaces seen missing, so each change is logged once. */
   private readonly missingVias = new Set<string>();
   /** Declared, with what each counts, in @plait/core counters.ts (CLIENT_COUNTERS). */
-  readonly counters = makeCounters(CLIENT_COUNTERS);
+  readonly counters: Counters<typeof CLIENT_COUNTERS>;
   /** UDP associations and DNS queries ride these (SOCKS5 UDP ASSOCIATE, --dns). */
-  readonly datagrams = new DatagramFlows(() => this.session);
+  readonly datagrams: DatagramFlows;
 
 
   constructor(private readonly opts: PlaitClientOptions) {
     this.config = makeConfig(opts.config);
+    this.counters = opts.shared?.counters ?? makeCounters(CLIENT_COUNTERS);
+    this.datagrams = opts.shared?.datagrams ?? new DatagramFlows(() => this.session);
     this.log = opts.log ?? SILENT;
     this.clock = opts.clock ?? realClock;
     this.remotes = opts.servers.map((s) => ({ host: s.host, port: s.port, id: 0 }));
@@ -580,6 +588,15 @@ export class PlaitClient {
       this.log.warn({ path: slot.spec.key }, 'the server no longer knows the session (it restarted or expired it); starting a new one');
       this.session.close(new PlaitError(ErrorCode.UNKNOWN_TOKEN, 'the server no longer knows the session'), false);
       slot.problem = undefined;
+      this.retryLater(slot, msg, 0);
+      return;
+    }
+    if (code === ErrorCode.DRAINING && verified && slot.attempt < 3) {
+      // The instance is shutting down: try again at once (a few times; then back
+      // off) so a load balancer sends the new HELLO to another instance;
+      // three tries reach three instances of a round-robin pool.
+      this.reportProblem(slot, classifyPathError(e, slot.spec));
+      slot.attempt++;
       this.retryLater(slot, msg, 0);
       return;
     }

@@ -12,3 +12,5 @@ export { DnsForwarder, type DnsForwarderOptions } from './dns-forwarder.js';
 export type { Socks5UdpOptions } from './socks5-udp.js';
 export { BypassDomains, type BypassDomainsOptions, type CommandRunner } from './bypass-domains.js';
 export { parseDnsAnswer, type DnsLearned } from './dns-answer.js';
+export { SiteFailover, type FailoverStats, type SiteClient, type SiteFailoverOptions, type SiteShared, type SiteSpec, type SiteStats } from './site-failover.js';
+export { SiteSelector, type SiteChange, type SiteSelectorOptions } from './site-selector.js';

@@ -60,6 +60,8 @@ export function classifyPathError(e: unknown, spec: PathSpec, skewMs?: number): 
       case ErrorCode.CIPHER:
         // Proven or not, it names the fix (the server's reason says which ciphers it takes).
         return { kind: 'cipher-refused', message: `${server} refused the record cipher: ${text}` };
+      case ErrorCode.DRAINING:
+        return { kind: 'server-busy', message: `${server} is shutting down (draining): ${verified ? 'retrying at once, a load balancer sends the retry to another instance' : 'the refusal did not prove the secret; retrying later'}` };
       case ErrorCode.BUSY:
       case ErrorCode.SESSION_FULL:
         return { kind: 'server-busy', message: `${server} is busy: ${text}` };

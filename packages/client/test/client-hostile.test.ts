@@ -352,3 +352,67 @@ describe('say why a path is down', () => {
     expect(client.stats().paths.map((p) => p.local)).toEqual(['127.0.0.1']);
   });
 });
+
+describe('a draining server (issue 11): proven DRAINING is retried at once, a few times; a forged one is not', () => {
+  it('three retries at once (no clock time passes), then backoff; the session comes once the server takes sessions again', async () => {
+    const env = await startServer();
+    env.server.acceptor.drain();
+    const other = await startServer();
+    // The client's one address, like a balancer: to the draining instance, later to another one.
+    const lb = { to: env.port };
+    const srv = net.createServer((sock) => {
+      const up = net.connect(lb.to, '127.0.0.1');
+      for (const [a, b] of [[sock, up], [up, sock]] as const) {
+        a.on('error', () => b.destroy());
+        a.on('close', () => b.destroy());
+        a.pipe(b);
+      }
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(() => new Promise<void>((r) => srv.close(() => r())));
+    const clock = new TestClock();
+    const client = startClient({
+      servers: [{ host: '127.0.0.1', port: (srv.address() as net.AddressInfo).port }],
+      secretKeys,
+      sources: { binds: ['127.0.0.1'], vias: [], backups: [] },
+      clock,
+    });
+    const started = track(client.start());
+    const path = (): { attempts: number; state: string; problem: string | undefined } => client.stats().paths[0]!;
+    // The first HELLO and three retries at once (0 ms timers), all refused, the clock standing still.
+    const giveUp = performance.now() + 20_000;
+    while (!(env.server.acceptor.counters.rejectDraining === 4 && path().state === 'backoff')) {
+      if (performance.now() > giveUp) throw new Error(`never happened: four refused HELLOs (${JSON.stringify(path())})`);
+      await clock.advance(0);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(clock.now()).toBe(0);
+    expect(path().problem).toBe('server-busy');
+    // Then it backs off like any refusal (at least 125 ms): no fifth HELLO before that.
+    await clock.advance(100);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(env.server.acceptor.counters.rejectDraining).toBe(4);
+    // A server taking sessions again (a new instance behind the same address) gets the next one.
+    lb.to = other.port;
+    await clock.advanceUntil(() => started.settled, 10_000, 'the session after the backoff');
+    expect(client.currentSession).toBeDefined();
+    expect(other.server.sessions()).toHaveLength(1);
+  });
+
+  it('an unproven DRAINING (a forged REJECT on the path) is a plain path failure: no immediate retry', async () => {
+    const env = await startServer();
+    const hostile = await startHostilePath(env.port, (first) => (first[0] === MsgType.HELLO ? rejectBytes(ErrorCode.DRAINING, 'forged') : undefined));
+    const clock = new TestClock();
+    const client = startClient({
+      servers: [{ host: '127.0.0.1', port: hostile.port }],
+      secretKeys,
+      sources: { binds: ['127.0.0.1'], vias: [], backups: [] },
+      clock,
+    });
+    void client.start().catch(() => undefined);
+    await clock.settle(() => hostile.forged >= 1 && client.stats().paths[0]!.state === 'backoff', 'the forged refusal');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(hostile.forged).toBe(1);
+    expect(client.counters.unverifiedRefusals).toBe(1);
+  });
+});

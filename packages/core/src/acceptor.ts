@@ -51,6 +51,11 @@ export interface AcceptorOptions {
   budget?: MemoryBudget;
   /** Record ciphers a client may choose (plait server --cipher); default both. */
   ciphers?: readonly CipherName[];
+  /**
+   * This instance's id behind a load balancer (plait server --instance-id):
+   * sent in every `ok`, so the client's JOINs name it (PROTOCOL.md 4.2).
+   */
+  instanceId?: number;
 }
 
 /**
@@ -107,6 +112,8 @@ export class Acceptor {
   private readonly userSessions = new Map<string, number>();
   /** Declared, with what each counts, in counters.ts (ACCEPTOR_COUNTERS). */
   readonly counters: Record<string, number> = makeCounters(ACCEPTOR_COUNTERS);
+  /** When drain() was called (clock ms); undefined while taking new sessions. */
+  private drainingSince: number | undefined;
 
   constructor(private readonly opts: AcceptorOptions) {
     this.replay = new ReplayCache(opts.config.replayCacheEntries, opts.config.timestampWindowMs * 2, opts.clock);
@@ -170,6 +177,8 @@ export class Acceptor {
         );
       },
       ...(this.opts.ciphers ? { ciphers: this.opts.ciphers } : {}),
+      ...(this.opts.instanceId !== undefined ? { instanceId: this.opts.instanceId } : {}),
+      draining: () => this.drainingSince !== undefined,
     });
     const start = clock.now();
     const deadline = start + config.handshakeTimeoutMs;
@@ -234,6 +243,7 @@ export class Acceptor {
               addrId: step.addrId,
               leftover: hc.detach(),
               ...(this.opts.advertise ? { advertise: this.opts.advertise } : {}),
+              ...(this.opts.instanceId !== undefined ? { instance: this.opts.instanceId } : {}),
             });
             this.counters.helloOk!++;
             return true;
@@ -249,6 +259,7 @@ export class Acceptor {
               backup: step.backup,
               addrId: step.addrId,
               leftover: hc.detach(),
+              ...(this.opts.instanceId !== undefined ? { instance: this.opts.instanceId } : {}),
             });
             this.counters.joinOk!++;
             return true;
@@ -290,6 +301,30 @@ export class Acceptor {
   /** Close every session (server shutdown). */
   closeAll(): void {
     for (const e of [...this.sessions.values()]) e.session.close(new PlaitError(ErrorCode.CLOSED, 'server shutting down'));
+  }
+
+  get draining(): boolean {
+    return this.drainingSince !== undefined;
+  }
+
+  /**
+   * Stop taking new sessions: from now on a HELLO is refused (proven) with
+   * DRAINING, so its client tries again at once and a balancer sends it to
+   * another instance; JOINs of live sessions are still served. Call
+   * endDrained() after the grace.
+   */
+  drain(): void {
+    this.drainingSince ??= this.opts.clock.now();
+  }
+
+  /**
+   * End every session with DRAINING: the client starts a new session at
+   * once (on another instance, through the balancer).
+   */
+  endDrained(): void {
+    for (const e of [...this.sessions.values()]) {
+      e.session.close(new PlaitError(ErrorCode.DRAINING, 'server instance shutting down: start a new session'));
+    }
   }
 
   private refuse(channel: ByteChannel, code: ErrorCode, reason: string, cause: string): void {

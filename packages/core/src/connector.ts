@@ -118,7 +118,8 @@ export async function joinSession(
   const hc = new HandshakeChannel(channel, opts.clock);
   try {
     const cipher = opts.cipher ?? sessionCipher(session);
-    const join = startJoin(session.keys, { backup, addrId: opts.addrId, cipher }, opts.secretKeys?.authKey);
+    const instance = session.peerInstance;
+    const join = startJoin(session.keys, { backup, addrId: opts.addrId, cipher, ...(instance !== undefined ? { instance } : {}) }, opts.secretKeys?.authKey);
     hc.send(join.message);
     const ack = join.onJoinAck(await hc.next(deadline));
     hc.send(ack.confirm);

@@ -22,7 +22,8 @@ export interface PeerAddr {
 }
 
 export type ControlMessage =
-  | { t: 'ok'; subflow: number; addrs?: PeerAddr[]; dgram?: number }
+  /** `instance`: the server instance holding the session (plait server --instance-id), for JOINs to name. */
+  | { t: 'ok'; subflow: number; addrs?: PeerAddr[]; dgram?: number; instance?: number }
   /** The client ended datagram flow `flow` (PROTOCOL.md 6.7). */
   | { t: 'uclose'; flow: number }
   | { t: 'close'; code: number; reason: string }
@@ -130,6 +131,10 @@ function isPort(v: unknown): v is number {
 
 function isU8(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xff;
+}
+
+function isU16(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffff;
 }
 
 function isU32(v: unknown): v is number {
@@ -306,6 +311,10 @@ export function encodeControl(m: ControlMessage): Uint8Array {
         if (!isU32(m.dgram)) throw internal(`invalid dgram ${m.dgram}`);
         o.dgram = m.dgram;
       }
+      if (m.instance !== undefined) {
+        if (!isU16(m.instance)) throw internal(`invalid instance ${m.instance}`);
+        o.instance = m.instance;
+      }
       return pack(o);
     }
     case 'close': {
@@ -363,8 +372,15 @@ export function decodeControl(body: Uint8Array): ControlMessage {
       if (dgramRaw !== undefined && dgramRaw !== null && !isU32(dgramRaw)) throw protocol('CONTROL ok: bad dgram');
       const dgram = dgramRaw === undefined || dgramRaw === null ? {} : { dgram: dgramRaw };
       const raw = own(m, 'addrs');
+      const inst = own(m, 'instance');
+      let instance: number | undefined;
+      if (inst !== undefined && inst !== null) {
+        if (!isU16(inst)) throw protocol('CONTROL ok: bad instance');
+        instance = inst;
+      }
+      const withInstance = instance !== undefined ? { instance } : {};
       // nil is accepted as "absent": encoders in other languages write empty optionals that way.
-      if (raw === undefined || raw === null) return { t: 'ok', subflow, ...dgram };
+      if (raw === undefined || raw === null) return { t: 'ok', subflow, ...dgram, ...withInstance };
       if (!Array.isArray(raw)) throw protocol('CONTROL ok: addrs is not an array');
       const addrs: PeerAddr[] = [];
       for (const a of raw as unknown[]) {
@@ -376,7 +392,7 @@ export function decodeControl(body: Uint8Array): ControlMessage {
         if (!isU8(id) || !isAddrHost(host) || !isPort(port)) throw protocol('CONTROL ok: bad addr');
         addrs.push({ id, host, port });
       }
-      return { t: 'ok', subflow, addrs, ...dgram };
+      return { t: 'ok', subflow, addrs, ...dgram, ...withInstance };
     }
     case 'close': {
       const code = own(m, 'code');

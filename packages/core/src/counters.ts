@@ -67,6 +67,7 @@ export const HANDSHAKE_REJECT_CODES: readonly ErrorCode[] = [
   ErrorCode.PROTOCOL,
   ErrorCode.CLOSED,
   ErrorCode.CIPHER,
+  ErrorCode.DRAINING,
 ];
 
 /** `AUTH_FAILED` -> `rejectAuthFailed`. */

@@ -17,6 +17,12 @@ export const ErrorCode = {
   LIMIT: 15,
   /** The server does not accept the record cipher asked for (plait server --cipher), or a JOIN's cipher is not its session's. */
   CIPHER: 16,
+  /**
+   * The server instance is shutting down (draining): a HELLO refused with it
+   * (proven) is retried at once elsewhere; a session closed with it is
+   * replaced by a new one at once.
+   */
+  DRAINING: 17,
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -35,6 +35,15 @@ export function helloMacOffset(flags: number): number {
   return (flags & FLAG_USER_HINT) !== 0 ? HELLO_WITH_HINT_SIZE - 32 : HELLO_MAC_OFFSET;
 }
 // ---- end user hint ----
+/**
+ * JOIN only (bit 3): the body carries the session's instance u16 right after
+ * addr_id, at a fixed offset an L4 load balancer reads (PROTOCOL.md 4.2).
+ */
+export const FLAG_INSTANCE = 0x08;
+/** Flag bits a v1 JOIN may set. */
+export const JOIN_FLAGS_KNOWN = FLAGS_KNOWN | FLAG_INSTANCE;
+/** Largest instance id (u16). */
+export const INSTANCE_MAX = 0xffff;
 export const REJECT_REASON_MAX = 200;
 /** A REJECT's optional proof: server time u64 + HMAC [32] (PROTOCOL.md section 3.1). */
 export const REJECT_PROOF_SIZE = 40;
@@ -44,6 +53,8 @@ export const BODY_SIZE = {
   HELLO: 107,
   HELLO_ACK: 96,
   JOIN: 51,
+  /** A JOIN with FLAG_INSTANCE: 2 more bytes (the instance). */
+  JOIN_INSTANCE: 53,
   JOIN_ACK: 40,
   JOIN_CONFIRM: 32,
 } as const;
@@ -75,6 +86,11 @@ export interface JoinFields {
   version: number;
   flags: number;
   addrId: number;
+  /**
+   * The server instance that owns the session (u16), from its `ok`; present
+   * exactly when `flags` has FLAG_INSTANCE. Cleartext, for load balancers.
+   */
+  instance?: number;
   token: Uint8Array;
   rA: Uint8Array;
 }
@@ -183,14 +199,27 @@ export function encodeHandshake(msg: HandshakeFields): Uint8Array {
       body.set(checkBytes(msg.ephemeral, 32, 'ephemeral'), 32);
       body.set(checkBytes(msg.mac, 32, 'mac'), 64);
       break;
-    case MsgType.JOIN:
-      body = new Uint8Array(BODY_SIZE.JOIN);
+    case MsgType.JOIN: {
+      // The layout follows `instance`; the flags byte goes out as given (startJoin sets bit 3
+      // with an instance; tools that build hostile input may not, and readers refuse that).
+      const withInstance = msg.instance !== undefined;
+      const at = withInstance ? 5 : 3;
+      body = new Uint8Array(withInstance ? BODY_SIZE.JOIN_INSTANCE : BODY_SIZE.JOIN);
       body[0] = checkByte(msg.version, 'version');
       body[1] = checkByte(msg.flags, 'flags');
       body[2] = checkByte(msg.addrId, 'addrId');
-      body.set(checkBytes(msg.token, WIRE.TOKEN_BYTES, 'token'), 3);
-      body.set(checkBytes(msg.rA, 32, 'rA'), 19);
+      if (msg.instance !== undefined) {
+        const inst = msg.instance;
+        if (!Number.isInteger(inst) || inst < 0 || inst > INSTANCE_MAX) {
+          throw new PlaitError(ErrorCode.INTERNAL, `instance must be an integer 0..${INSTANCE_MAX}, got ${inst}`);
+        }
+        body[3] = inst >>> 8;
+        body[4] = inst & 0xff;
+      }
+      body.set(checkBytes(msg.token, WIRE.TOKEN_BYTES, 'token'), at);
+      body.set(checkBytes(msg.rA, 32, 'rA'), at + 16);
       break;
+    }
     case MsgType.JOIN_ACK:
       body = new Uint8Array(BODY_SIZE.JOIN_ACK);
       body.set(checkBytes(msg.rB, 32, 'rB'), 0);
@@ -280,7 +309,7 @@ function u64(body: Uint8Array, off: number): number {
   return dv.getUint32(off) * 2 ** 32 + dv.getUint32(off + 4);
 }
 
-function checkVersionAndFlags(type: number, body: Uint8Array, size: number, known = FLAGS_KNOWN): void {
+function checkVersionAndFlags(type: number, body: Uint8Array, size: number, known: number): void {
   if (body.length >= 1 && body[0] !== WIRE.VERSION) {
     throw new ProtocolError(
       ErrorCode.VERSION,
@@ -324,17 +353,23 @@ export function decodeBody(type: number, body: Uint8Array): HandshakeMessage {
         ephemeral: body.subarray(32, 64),
         mac: body.subarray(64, 96),
       };
-    case MsgType.JOIN:
-      checkVersionAndFlags(type, body, BODY_SIZE.JOIN);
-      return {
+    case MsgType.JOIN: {
+      // The instance bit decides the layout (and so the size to expect).
+      const withInstance = ((body[1] ?? 0) & FLAG_INSTANCE) !== 0;
+      checkVersionAndFlags(type, body, withInstance ? BODY_SIZE.JOIN_INSTANCE : BODY_SIZE.JOIN, JOIN_FLAGS_KNOWN);
+      const at = withInstance ? 5 : 3;
+      const join: JoinMessage = {
         type,
         body,
         version: body[0] ?? 0,
         flags: body[1] ?? 0,
         addrId: body[2] ?? 0,
-        token: body.subarray(3, 19),
-        rA: body.subarray(19, 51),
+        token: body.subarray(at, at + 16),
+        rA: body.subarray(at + 16, at + 48),
       };
+      if (withInstance) join.instance = ((body[3] ?? 0) << 8) | (body[4] ?? 0);
+      return join;
+    }
     case MsgType.JOIN_ACK:
       return { type, body, rB: body.subarray(0, 32), hmacB: body.subarray(32, 40) };
     case MsgType.JOIN_CONFIRM:

@@ -12,11 +12,13 @@ import {
   encodeHandshake,
   encodeReject,
   FLAG_BACKUP,
+  FLAG_INSTANCE,
   FLAG_USER_HINT,
   FLAGS_KNOWN,
   HELLO_FLAGS_KNOWN,
   HELLO_HINT_BYTES,
   helloMacOffset,
+  JOIN_FLAGS_KNOWN,
   HELLO_ACK_MAC_OFFSET,
   HELLO_MAC_OFFSET,
   MsgType,
@@ -88,6 +90,11 @@ export interface SubflowOptions {
    * cipher; in JOIN it must repeat the session's, or the server refuses.
    */
   cipher?: CipherName;
+  /**
+   * JOIN only: the server instance that owns the session (from its `ok`),
+   * sent in the JOIN's cleartext header so a load balancer can route it.
+   */
+  instance?: number;
 }
 
 export interface HelloResult {
@@ -222,12 +229,14 @@ export function startHello(secretKeys: SecretKeys, opts: SubflowOptions, clock: 
  */
 export function startJoin(keys: SessionKeys, opts: SubflowOptions, authKey?: Uint8Array): ClientJoin {
   const rA = randomBytes(WIRE.NONCE_BYTES);
-  const flags = flagsOf(opts);
+  const instance = opts.instance;
+  const flags = flagsOf(opts) | (instance !== undefined ? FLAG_INSTANCE : 0);
   const message = encodeHandshake({
     type: MsgType.JOIN,
     version: WIRE.VERSION,
     flags,
     addrId: opts.addrId,
+    ...(instance !== undefined ? { instance } : {}),
     token: keys.token,
     rA,
   });
@@ -244,7 +253,7 @@ export function startJoin(keys: SessionKeys, opts: SubflowOptions, authKey?: Uin
       if (reply.type !== MsgType.JOIN_ACK) throw unexpected(reply, 'JOIN_ACK', authKey ? { authKey, request: joinBody } : undefined);
       use();
       const ack: JoinAckMessage = reply;
-      const expected = joinHmacB(keys, ack.rB, rA, opts.addrId, flags).subarray(0, WIRE.HMAC_B_TRUNC);
+      const expected = joinHmacB(keys, ack.rB, rA, opts.addrId, flags, instance).subarray(0, WIRE.HMAC_B_TRUNC);
       if (!constantTimeEqual(expected, ack.hmacB)) {
         throw new PlaitError(
           ErrorCode.AUTH_FAILED,
@@ -253,7 +262,7 @@ export function startJoin(keys: SessionKeys, opts: SubflowOptions, authKey?: Uin
       }
       const confirm = encodeHandshake({
         type: MsgType.JOIN_CONFIRM,
-        hmacA: joinHmacA(keys, rA, ack.rB, opts.addrId, flags),
+        hmacA: joinHmacA(keys, rA, ack.rB, opts.addrId, flags, instance),
       });
       const sk = subflowKeys(keys.master, rA, ack.rB);
       return { confirm, subflowKeys: { send: sk.c2s, recv: sk.s2c }, cipher: opts.cipher ?? DEFAULT_CIPHER };
@@ -294,6 +303,13 @@ export interface ServerHandshakeOptions<S extends JoinableSession = JoinableSess
   canCreateSession?(user?: string): boolean | string;
   /** Record ciphers a HELLO may choose (plait server --cipher); others are refused with CIPHER. Default: all. */
   ciphers?: readonly CipherName[];
+  /**
+   * This server's instance id (plait server --instance-id): a JOIN naming
+   * another instance cannot be for a session here (PROTOCOL.md 4.2).
+   */
+  instanceId?: number;
+  /** True while the server drains (shutting down): new sessions are refused with DRAINING. */
+  draining?(): boolean;
 }
 
 export interface ReplyStep {
@@ -371,7 +387,7 @@ function describeSkew(deltaMs: number): string {
 
 type ServerState<S> =
   | { name: 'start' }
-  | { name: 'await-confirm'; session: S; rA: Uint8Array; rB: Uint8Array; flags: number; addrId: number }
+  | { name: 'await-confirm'; session: S; rA: Uint8Array; rB: Uint8Array; flags: number; addrId: number; instance: number | undefined }
   | { name: 'done' };
 
 /**
@@ -516,7 +532,11 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
         `server busy: too many new sessions in the last ${Math.round(replayCache.ttlMs / 1000)} s, retry later`,
       );
     }
-    // 5. Session limit.
+    // 5. Draining (after the MAC, so the refusal is proven and the client
+    //    retries elsewhere at once), then the session limits (server-wide, and the user's).
+    if (this.opts.draining?.()) {
+      return this.reject(ErrorCode.DRAINING, 'this server instance is shutting down: start the session on another one');
+    }
     const room = this.opts.canCreateSession ? this.opts.canCreateSession(found.user) : true;
     if (room !== true) {
       return this.reject(ErrorCode.BUSY, typeof room === 'string' ? room : 'server busy: at its session limit, retry later');
@@ -565,7 +585,17 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
     if (msg.version !== WIRE.VERSION) {
       return this.reject(ErrorCode.VERSION, `JOIN has protocol version ${msg.version}, server speaks ${WIRE.VERSION}`);
     }
-    if ((msg.flags & ~FLAGS_KNOWN) !== 0) return this.reject(ErrorCode.BAD_MESSAGE, 'malformed JOIN');
+    if ((msg.flags & ~JOIN_FLAGS_KNOWN) !== 0) return this.reject(ErrorCode.BAD_MESSAGE, 'malformed JOIN');
+    const mine = this.opts.instanceId;
+    if (msg.instance !== undefined && mine !== undefined && msg.instance !== mine) {
+      // Sessions live on the instance that made them: this one cannot hold it.
+      // Proven, so the client starts a new session at once; a forged instance
+      // field breaks the proof (it covers the JOIN as sent), so it costs a path at most.
+      return this.reject(
+        ErrorCode.UNKNOWN_TOKEN,
+        `the session belongs to server instance ${msg.instance}, this is instance ${mine} (that instance is gone or the balancer sent the join here): start a new session`,
+      );
+    }
     const session = this.opts.lookupSession(msg.token);
     if (!session) {
       return this.reject(
@@ -597,8 +627,8 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
     // Copy: the message's fields view a body the caller may reuse.
     const rA = copyBytes(msg.rA);
     const rB = randomBytes(WIRE.NONCE_BYTES);
-    const hmacB = joinHmacB(session.keys, rB, rA, msg.addrId, msg.flags).subarray(0, WIRE.HMAC_B_TRUNC);
-    this.state = { name: 'await-confirm', session, rA, rB, flags: msg.flags, addrId: msg.addrId };
+    const hmacB = joinHmacB(session.keys, rB, rA, msg.addrId, msg.flags, msg.instance).subarray(0, WIRE.HMAC_B_TRUNC);
+    this.state = { name: 'await-confirm', session, rA, rB, flags: msg.flags, addrId: msg.addrId, instance: msg.instance };
     return { kind: 'reply', message: encodeHandshake({ type: MsgType.JOIN_ACK, rB, hmacB }) };
   }
 
@@ -606,7 +636,7 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
     st: Extract<ServerState<S>, { name: 'await-confirm' }>,
     hmacA: Uint8Array,
   ): ServerStep<S> {
-    const expected = joinHmacA(st.session.keys, st.rA, st.rB, st.addrId, st.flags);
+    const expected = joinHmacA(st.session.keys, st.rA, st.rB, st.addrId, st.flags, st.instance);
     if (!constantTimeEqual(expected, hmacA)) {
       return this.reject(
         ErrorCode.AUTH_FAILED,

@@ -128,6 +128,15 @@ function u8(n: number, what: string): Uint8Array {
   return Uint8Array.of(n);
 }
 
+/** A JOIN's instance u16 as the join HMACs cover it; nothing when the JOIN has none. */
+function u16opt(n: number | undefined): Uint8Array {
+  if (n === undefined) return new Uint8Array(0);
+  if (!Number.isInteger(n) || n < 0 || n > 0xffff) {
+    throw new PlaitError(ErrorCode.INTERNAL, `instance must be an integer 0..65535, got ${n}`);
+  }
+  return Uint8Array.of(n >>> 8, n & 0xff);
+}
+
 /** Full 32-byte HMAC-B; JOIN_ACK carries its first 8 bytes. */
 export function joinHmacB(
   keys: Pick<SessionKeys, 'keyA' | 'keyB'>,
@@ -135,11 +144,12 @@ export function joinHmacB(
   rA: Uint8Array,
   addrId: number,
   flags: number,
+  instance?: number,
 ): Uint8Array {
   return hmac(
     sha256,
     concatBytes(keys.keyB, keys.keyA),
-    concatBytes(rB, rA, u8(addrId, 'addrId'), u8(flags, 'flags')),
+    concatBytes(rB, rA, u8(addrId, 'addrId'), u8(flags, 'flags'), u16opt(instance)),
   );
 }
 
@@ -150,11 +160,12 @@ export function joinHmacA(
   rB: Uint8Array,
   addrId: number,
   flags: number,
+  instance?: number,
 ): Uint8Array {
   return hmac(
     sha256,
     concatBytes(keys.keyA, keys.keyB),
-    concatBytes(rA, rB, u8(addrId, 'addrId'), u8(flags, 'flags')),
+    concatBytes(rA, rB, u8(addrId, 'addrId'), u8(flags, 'flags'), u16opt(instance)),
   );
 }
 

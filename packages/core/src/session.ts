@@ -36,6 +36,8 @@ export interface SubflowSetup {
   leftover?: Uint8Array;
   /** Server: extra addresses to advertise in the `ok` message (ADD_ADDR). */
   advertise?: { id: number; host: string; port: number }[];
+  /** Server: its instance id, sent in the `ok` message for the client's JOINs to name (PROTOCOL.md 4.2). */
+  instance?: number;
 }
 
 export interface SubflowStats {
@@ -147,6 +149,8 @@ export class Session implements StreamHost {
 
   /** Extra addresses the server advertised (client side; ADD_ADDR). */
   peerAddresses: readonly { id: number; host: string; port: number }[] = [];
+  /** The server instance holding the session, from its `ok` (client side); JOINs name it. */
+  peerInstance: number | undefined;
   private recvBuffered = 0;
   /** Receive credit all streams have outstanding (Σ granted - released): what the peer may send us. */
   private recvCredit = 0;
@@ -319,6 +323,7 @@ export class Session implements StreamHost {
       const ok: ControlMessage = { t: 'ok', subflow: sf.id };
       if (setup.advertise && setup.advertise.length > 0) ok.addrs = setup.advertise;
       if (this.events.datagram) ok.dgram = this.config.maxDatagramFlows;
+      if (setup.instance !== undefined) ok.instance = setup.instance;
       this.stageFrame(sf, { type: FrameType.CONTROL, message: ok }, undefined);
       this.sealStaged(sf);
       this.events.subflowUp?.(sf);
@@ -470,6 +475,7 @@ export class Session implements StreamHost {
           this.announceScheduler = false;
           this.queueControl({ type: FrameType.CONTROL, message: { t: 'sched', name: this.scheduler.name, ports: this.classifier.latencyPorts } });
         }
+        if (m.instance !== undefined) this.peerInstance = m.instance;
         // Measure the new path at once: an unmeasured subflow is assumed slow.
         this.probe(sf, this.clock.now());
         this.events.subflowUp?.(sf);

@@ -114,6 +114,23 @@ const frameWith = (payload: fc.Arbitrary<Uint8Array>): fc.Arbitrary<Frame> => fc
   { weight: 1, arbitrary: fc.record({ type: fc.constant(4 as const), code: fc.integer({ min: 0, max: 255 }), stream: u32, reason: str }) },
   { weight: 1, arbitrary: fc.constant({ type: 5 as const }) },
   { weight: 1, arbitrary: fc.record({ type: fc.constant(6 as const), message: controlMsg }) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .record({
+        flags: fc.integer({ min: 0, max: 255 }),
+        flow: u32,
+        seq: u32,
+        where: fc.oneof(
+          fc.constant({ atyp: 0 as const, addr: new Uint8Array(0), port: 0 }),
+          fc.record({ atyp: fc.constant(1 as const), addr: fc.uint8Array({ minLength: 4, maxLength: 4 }), port: fc.integer({ min: 1, max: 65535 }) }),
+          fc.record({ atyp: fc.constant(4 as const), addr: fc.uint8Array({ minLength: 16, maxLength: 16 }), port: fc.integer({ min: 1, max: 65535 }) }),
+          fc.record({ atyp: fc.constant(3 as const), addr: fc.uint8Array({ minLength: 1, maxLength: 255 }), port: fc.integer({ min: 1, max: 65535 }) }),
+        ),
+        payload: smallPayload,
+      })
+      .map(({ where, ...f }): Frame => ({ type: 7 as const, ...f, ...where })),
+  },
 );
 const frame = frameWith(payload);
 const frames = fc.array(frame, { minLength: 1, maxLength: 8 });
@@ -178,6 +195,29 @@ function refDecode(b: Uint8Array): RefResult {
       } else if (type === 6) {
         const len = Number(uint(2));
         out.push({ type: 6, message: decodeControl(Uint8Array.from(take(len))) });
+      } else if (type === 7) {
+        // DATAGRAM (PROTOCOL.md 6.7): atyp 0 = the server's resolver (no address, no port).
+        const flags = Number(uint(1));
+        const flow = Number(uint(4));
+        const seq = Number(uint(4));
+        const atyp = Number(uint(1));
+        let addr: number[] = [];
+        let port = 0;
+        if (atyp !== 0) {
+          if (atyp === 1) addr = take(4);
+          else if (atyp === 4) addr = take(16);
+          else if (atyp === 3) {
+            const n = Number(uint(1));
+            if (n === 0) throw new Error('empty domain');
+            addr = take(n);
+          } else throw new Error('atyp');
+          port = Number(uint(2));
+          if (port === 0) throw new Error('port 0');
+        }
+        const len = Number(uint(2));
+        if (len > WIRE.DATAGRAM_MAX_PAYLOAD) throw new Error('datagram len');
+        const payload = Uint8Array.from(take(len));
+        out.push({ type: 7, flags, flow, seq, atyp: atyp as 0 | 1 | 3 | 4, addr: Uint8Array.from(addr), port, payload });
       } else {
         throw new Error('type');
       }

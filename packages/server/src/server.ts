@@ -1,6 +1,7 @@
 import * as net from 'node:net';
 import {
   Acceptor,
+  ErrorCode,
   errorName,
   makeConfig,
   makeCounters,
@@ -63,6 +64,8 @@ export interface PlaitServerOptions {
   udp?: { idleMs?: number; dnsUpstream?: { host: string; port: number } | undefined };
   /** Record ciphers clients may choose (plait server --cipher); default both. */
   ciphers?: readonly CipherName[];
+  /** This instance's id behind a load balancer (plait server --instance-id, 0-65535); JOINs name it. */
+  instanceId?: number;
   log?: ServerLogger;
 }
 
@@ -122,8 +125,13 @@ export class PlaitServer {
       },
       ...(opts.advertise ? { advertise: opts.advertise.map((a, i) => ({ id: i + 1, host: a.host, port: a.port })) } : {}),
       ...(opts.ciphers ? { ciphers: opts.ciphers } : {}),
+      ...(opts.instanceId !== undefined ? { instanceId: opts.instanceId } : {}),
       onSession: (session, user) => this.onSession(session, user),
-      onReject: (info) => this.log.warn({ remote: info.remote, code: errorName(info.code) }, `refused connection: ${info.reason}`),
+      onReject: (info) => {
+        // A connection closed during the handshake is most often a load balancer's health check.
+        const level = info.code === ErrorCode.CLOSED ? 'debug' : 'warn';
+        this.log[level]({ remote: info.remote, code: errorName(info.code) }, `refused connection: ${info.reason}`);
+      },
       // One budget for all sessions: many clients together stay bounded too.
       budget: this.budget,
     });
@@ -211,6 +219,32 @@ export class PlaitServer {
     }
     this.acceptor.closeAll();
     await new Promise<void>((r) => this.tcp.close(() => r()));
+  }
+
+  /**
+   * Drain (SIGTERM): refuse new sessions with DRAINING at once, keep serving
+   * the live ones (and their joins) for `graceMs`, then end them with
+   * DRAINING so their clients start new sessions elsewhere. Resolves when no
+   * session is left (sooner if they all end by themselves); the caller then
+   * closes the server.
+   */
+  drain(graceMs: number): Promise<void> {
+    this.acceptor.drain();
+    return new Promise<void>((resolve) => {
+      let ended = false;
+      const check = setInterval(() => {
+        if (this.acceptor.sessionCount > 0) return;
+        clearInterval(check);
+        clearTimeout(deadline);
+        // Let the last close records reach the kernel before the caller exits.
+        setTimeout(resolve, ended ? 200 : 0);
+      }, 100);
+      const deadline = setTimeout(() => {
+        ended = true;
+        this.log.info({ sessions: this.acceptor.sessionCount }, 'drain grace over: ending the remaining sessions (their clients start new ones)');
+        this.acceptor.endDrained();
+      }, graceMs);
+    });
   }
 
   private onConnection(socket: net.Socket): void {
