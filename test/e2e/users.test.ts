@@ -97,6 +97,8 @@ describe('named users', () => {
       const grew = (k: string): boolean => (c[k] ?? 0) > (before[k] ?? 0);
       return grew('userBadSecret') && grew('userUnknown') && grew('userRevoked') ? c : undefined;
     });
+    // The server counts before the client has read its REJECT: wait for each client to log it.
+    await waitUntil('each client logged its refusal', () => procs.every((p) => p.stderr().includes('wrong user or secret')) || undefined, 15_000);
     for (const p of procs) await p.kill();
     expect(after.userBadHint ?? 0).toBe(before.userBadHint ?? 0);
     // Each client heard the same reason.
