@@ -11,12 +11,13 @@
 // a token-bucket rate per direction). The packet-level testbed with kernel
 // MPTCP side by side is scripts/bench-testbed.sh (root).
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEchoServer, startLinkRelay } from '@plait/testkit';
+import { cpuOf, freePort, median, runNode, sleep, startCountingSink, startSource, stop, waitPort } from './lib/bench-kit.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/bin/plait.js');
@@ -28,55 +29,7 @@ const opt = (name, def) => {
 const ONLY = new Set(opt('only', 'overhead,aggregation,failover,backup,latency,memory').split(','));
 const SECONDS = Number(opt('seconds', '12'));
 const SECRET = 'bench-secret-0123456789abcdefgh';
-const children = new Set();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-process.on('exit', () => {
-  for (const c of children) c.kill('SIGKILL');
-});
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
-function run(argv, label) {
-  const c = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PLAIT_SECRET: SECRET } });
-  let err = '';
-  c.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
-  c.on('exit', (code) => {
-    children.delete(c);
-    if (code && code !== 0 && !c.killedByUs) process.stderr.write(`[${label} exited ${code}] ${err}\n`);
-  });
-  children.add(c);
-  return c;
-}
-function stop(c) {
-  c.killedByUs = true;
-  c.kill('SIGKILL');
-}
-
-async function waitPort(port, ms = 10_000) {
-  const end = Date.now() + ms;
-  for (;;) {
-    const ok = await new Promise((r) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        r(true);
-      });
-      s.on('error', () => r(false));
-    });
-    if (ok) return;
-    if (Date.now() > end) throw new Error(`port ${port} not up`);
-    await sleep(50);
-  }
-}
+const run = (argv, label) => runNode(argv, label, { PLAIT_SECRET: SECRET });
 
 async function stats(port) {
   const res = await fetch(`http://127.0.0.1:${port}/stats`);
@@ -111,22 +64,6 @@ async function startPlait({ servers, binds = ['127.0.0.1'], forwards, extra = []
     await sleep(100);
   }
   return { server, client, statsPort, forwards: fwd, stop: () => (stop(client), stop(server)) };
-}
-
-/** A TCP server that, on connect, streams bytes of a counting pattern forever (until the client closes). */
-async function startSource() {
-  const block = Buffer.alloc(1 << 16);
-  for (let i = 0; i < block.length; i++) block[i] = i & 0xff;
-  const server = net.createServer((s) => {
-    s.on('error', () => undefined);
-    const more = () => {
-      while (!s.destroyed && s.write(block));
-    };
-    s.on('drain', more);
-    more();
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return { port: server.address().port, close: () => server.close() };
 }
 
 /** A TCP server that reads and counts; `onData` gets (bytes, time) per chunk. */
@@ -196,48 +133,6 @@ function counter() {
 }
 
 // ------------------------------------------------------------------ (1) overhead
-
-// CPU time of a child process so far (utime + stime, /proc/PID/stat fields
-// 14-15, in clock ticks). Linux only; elsewhere the CPU figures are null.
-const CLK_TCK = 100; // USER_HZ, 100 on every mainstream Linux build
-function cpuSeconds(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces: count from after its ')'.
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
-  } catch {
-    return NaN;
-  }
-}
-const cpuOf = (procs) => procs.reduce((a, c) => a + cpuSeconds(c.pid), 0);
-
-/**
- * A TCP server that counts what each connection sends; `expect(n)` resolves
- * (with the time) when a connection has delivered n bytes. Any connection
- * may: port probes and their late egress connections deliver nothing.
- */
-async function startCountingSink() {
-  let want;
-  const server = net.createServer((s) => {
-    s.on('error', () => undefined);
-    let n = 0;
-    s.on('data', (d) => {
-      n += d.length;
-      if (want && n >= want.n) {
-        s.destroy();
-        want.resolve(performance.now());
-        want = undefined;
-      }
-    });
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    port: server.address().port,
-    expect: (n) => new Promise((resolve) => (want = { n, resolve })),
-    close: () => server.close(),
-  };
-}
 
 async function overhead() {
   const N = Number(opt('mib', '512')) * 1024 * 1024;

@@ -328,6 +328,8 @@ export interface ServerHandle {
   port: number;
   statsPort: number;
   addr: string;
+  /** With `wsPath`: the WebSocket listener's port (ws://host:wsPort/wsPath). */
+  wsPort?: number;
   stats(): Promise<StatsJson>;
   /** Parsed pino lines from stderr. */
   logLines(): Record<string, unknown>[];
@@ -366,6 +368,8 @@ export interface ServerOpts {
   allowPrivate?: boolean;
   extraArgs?: string[];
   host?: string;
+  /** Also listen for WebSocket subflows at ws://host:0/wsPath (a second --listen). */
+  wsPath?: string;
   /** Extra environment for the process (e.g. PLAIT_PROXY_AUTH). */
   env?: NodeJS.ProcessEnv;
 }
@@ -376,6 +380,7 @@ export async function startServer(opts: ServerOpts): Promise<ServerHandle> {
   for (let attempt = 0; ; attempt++) {
     const statsPort = await freePort();
     const args = ['server', '--listen', `${host}:0`, '--secret', opts.secret, '--stats', `127.0.0.1:${statsPort}`];
+    if (opts.wsPath !== undefined) args.push('--listen', `ws://${host}:0${opts.wsPath}`);
     if (opts.allowPrivate) args.push('--allow-private');
     args.push(...(opts.extraArgs ?? []));
     const proc = spawnPlait(args, { name: 'plait server', ...(opts.env ? { env: opts.env } : {}) });
@@ -390,11 +395,14 @@ export async function startServer(opts: ServerOpts): Promise<ServerHandle> {
         failIfExited(proc);
         return (await getStats(statsPort)).role === 'server';
       });
+      const listening = parseLogLines(proc.stderr()).find((x) => x.msg === 'plait server listening');
+      const wsText = ((listening?.listeners as string[] | undefined) ?? []).find((l) => l.startsWith('ws://'));
       return {
         proc,
         secret: opts.secret,
         host,
         port,
+        ...(wsText !== undefined ? { wsPort: Number(/:(\d+)\//.exec(wsText)?.[1]) } : {}),
         statsPort,
         addr: `${host}:${port}`,
         stats: () => getStats(statsPort),

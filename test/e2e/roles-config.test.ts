@@ -60,10 +60,19 @@ async function serverSub(id: number): Promise<{ role: string; bytesSent: number;
 const serverRole = async (id: number): Promise<string | undefined> => (await serverSub(id))?.role;
 
 /** Bytes the server sends on each subflow during `ms` (the download carried there). */
-async function serverSentDuring(ids: number[], ms: number): Promise<number[]> {
-  const before = await Promise.all(ids.map(async (id) => (await serverSub(id))?.bytesSent ?? 0));
-  await sleep(ms);
-  const after = await Promise.all(ids.map(async (id) => (await serverSub(id))?.bytesSent ?? 0));
+/**
+ * Bytes the server sends on each subflow from now until, together, they have
+ * sent `total` more (or 20 s passed): a share of what moved, whatever the
+ * machine's speed, instead of a rate over a fixed window.
+ */
+async function serverSentShares(ids: number[], total = 768 * 1024): Promise<number[]> {
+  const sent = async (): Promise<number[]> => Promise.all(ids.map(async (id) => (await serverSub(id))?.bytesSent ?? 0));
+  const before = await sent();
+  let after = before;
+  await waitUntil(`${total} bytes to flow`, async () => {
+    after = await sent();
+    return after.reduce((a, x, i) => a + x - before[i]!, 0) >= total;
+  }, 20_000);
   return after.map((a, i) => a - before[i]!);
 }
 
@@ -112,7 +121,7 @@ describe('roles at runtime through the CLI (a download running)', () => {
       await waitUntil('the server to learn the role', async () => (await serverRole(two)) === 'backup');
       expect((await paths(c)).find((p) => p.local === '127.0.0.2')!.role).toBe('backup');
       await sleep(300); // what was in flight drains
-      const [onOne, onTwo] = await serverSentDuring([one, two], 1500);
+      const [onOne, onTwo] = await serverSentShares([one, two]);
       // Shares, not rates: on a starved machine the download may crawl, but the backup stays quiet.
       expect(onOne).toBeGreaterThan(256 * 1024);
       expect(onTwo, `server sent ${onTwo} bytes on the backup subflow (${onOne} on the regular one)`).toBeLessThan(Math.max(QUIET, onOne! / 32));
@@ -125,7 +134,7 @@ describe('roles at runtime through the CLI (a download running)', () => {
       expect(b.code, b.stderr).toBe(0);
       await waitUntil('the server to follow the swap', async () => (await serverRole(one)) === 'backup' && (await serverRole(two)) === 'regular');
       await sleep(300);
-      const [onOne2, onTwo2] = await serverSentDuring([one, two], 1500);
+      const [onOne2, onTwo2] = await serverSentShares([one, two]);
       expect(onTwo2).toBeGreaterThan(256 * 1024);
       expect(onOne2, `server sent ${onOne2} bytes on the backup subflow (${onTwo2} on the regular one)`).toBeLessThan(Math.max(QUIET, onTwo2! / 32));
       expect(run.proc.exited, 'the download was still running through all of it').toBe(false);

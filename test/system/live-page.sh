@@ -4,7 +4,8 @@
 # 127.0.0.2 to a server) while a download crosses the tunnel, and
 #  - takes a screenshot (the PNG must exist and be more than a blank page's few KiB),
 #  - dumps the DOM after the page's script ran, which must show both subflows' rows, both
-#    active, at least one of them receiving (a non-zero download rate), and the live marker.
+#    active, at least one of them receiving (a non-zero download rate), and the live marker
+#    saying the data came over the /live WebSocket (not the /stats polling fallback).
 #
 #   bash test/system/live-page.sh [SCREENSHOT.png]   (default: a temporary file, removed)
 set -euo pipefail
@@ -50,16 +51,13 @@ curl -s --socks5-hostname "$socks" -o /dev/null "$content?size=17179869184" &
 curl_pid=$!
 sleep 1
 
-chrome() {
-  chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
-    --disable-component-update --disable-sync --user-data-dir="$(mktemp -d "$tmp/profile.XXXXXX")" \
-    --window-size=1200,800 --virtual-time-budget=3000 "$@" 2>>"$tmp/chromium.log"
-}
-chrome --screenshot="$shot" "http://127.0.0.1:$port/" >/dev/null || fail "chromium --screenshot failed:"$'\n'"$(tail -5 "$tmp/chromium.log")"
+# Real time, not --virtual-time-budget: the figures arrive pushed over /live once a second, and
+# virtual time would run the page's timers (its "/live went quiet" fallback) ahead of them.
+node test/system/chromium-page.mjs "http://127.0.0.1:$port/" --wait 3500 --size 1200x800 --screenshot "$shot" --dom "$tmp/dom.html" \
+  2>"$tmp/chromium.log" || fail "headless chromium failed:"$'\n'"$(tail -5 "$tmp/chromium.log")"
 [ -f "$shot" ] || fail "no screenshot written"
 size=$(stat -c %s "$shot")
 [ "$size" -gt 20000 ] || fail "screenshot is only $size bytes (a blank page?)"
-chrome --dump-dom "http://127.0.0.1:$port/" >"$tmp/dom.html" || fail "chromium --dump-dom failed:"$'\n'"$(tail -5 "$tmp/chromium.log")"
 
 # One row per subflow: <tr class="sf row-ok" data-subflow="N"> ... </tr>, rendered by the page's script.
 rows=$(tr -d '\n' <"$tmp/dom.html" | grep -o '<tr class="sf [^"]*" data-subflow="[0-9]*">.*</tr>' | sed 's#</tr>#&\n#g' | grep -o '<tr class="sf.*' || true)
@@ -68,4 +66,6 @@ grep -q 'data-subflow="2"' <<<"$rows" || fail "no row for subflow 2 in the rende
 [ "$(grep -c '● active' <<<"$rows")" -ge 2 ] || fail "both subflows should be active:"$'\n'"$rows"
 grep -q '↓ [1-9][0-9.]* [kMG]bit/s' <<<"$rows" || fail "no subflow shows a download rate during the transfer:"$'\n'"$rows"
 grep -q '● live' "$tmp/dom.html" || fail "the page does not say it is live"
-echo "[live-page] ok: GET / headers and Host check, screenshot $size bytes, DOM shows subflows 1 and 2 active and moving"
+# The figures came pushed over the /live WebSocket, not by the /stats polling fallback.
+grep -q 'data-via="websocket"' "$tmp/dom.html" || fail "the page did not get its data over /live:"$'\n'"$(grep -o '<span class="conn[^<]*' "$tmp/dom.html")"
+echo "[live-page] ok: GET / headers and Host check, screenshot $size bytes, DOM shows subflows 1 and 2 active and moving, pushed over /live"

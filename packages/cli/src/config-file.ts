@@ -17,7 +17,7 @@ const MAX_CONFIG_BYTES = 256 * 1024;
 const MAX_ALIASES = 100;
 
 /** Options naming a file: a relative path in a config file is relative to that file's directory. */
-const PATH_KEYS = new Set(['secret-file', 'proxy-auth-file', 'users', 'state-dir']);
+const PATH_KEYS = new Set(['secret-file', 'proxy-auth-file', 'ca', 'users', 'state-dir']);
 
 /** Options that set one thing between them: the command line giving one overrides all of them in the file. */
 const GROUPS: readonly (readonly string[])[] = [

@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 
 /**
  * The live link page served at GET / on the stats port: one self-contained
- * HTML document (inline CSS and JS, no external resources) that polls
- * /stats every second and shows each path and subflow.
+ * HTML document (inline CSS and JS, no external resources) that takes the
+ * stats JSON the /live WebSocket pushes every second (polling /stats once a
+ * second instead while the WebSocket fails) and shows each path and subflow.
  *
  * The rendering is two pure functions, `updateLiveHistory` and
  * `renderLive`, that the page's script embeds with Function.prototype.toString,
@@ -56,6 +57,8 @@ export interface LiveStatus {
   error?: string;
   /** Time of the last good snapshot (ms since the epoch). */
   updatedAt?: number;
+  /** How the last snapshot came: pushed over the /live WebSocket, or by polling /stats. */
+  via?: 'websocket' | 'polling';
 }
 
 /**
@@ -164,7 +167,7 @@ export function renderLive(snap: LiveSnapshot | undefined, hist: LiveHistory, st
   out.push('<header><h1>plait ' + esc(snap?.role || '') + '</h1>');
   out.push(
     status.connected
-      ? '<span class="conn ok">● live</span>'
+      ? '<span class="conn ok" data-via="' + esc(status.via || '') + '">● live' + (status.via === 'polling' ? ' (polling /stats)' : '') + '</span>'
       : '<span class="conn bad" role="alert">✕ disconnected' + (status.error ? ': ' + esc(status.error) : '') + ' — retrying</span>',
   );
   if (snap) out.push('<span class="meta">up ' + esc(duration(snap.uptimeSeconds)) + '</span>');
@@ -299,31 +302,67 @@ meter{display:block;width:100%;min-width:90px;height:10px}
 details{margin-top:8px}summary{cursor:pointer;color:var(--mute)}
 `;
 
-/** The page's own loop: poll /stats once a second, fold, render; on failure say so and keep polling. */
-const MAIN = `
+/**
+ * The page's own loop: take the snapshots /live pushes; when the WebSocket
+ * fails (or goes quiet), poll /stats once a second and try /live again
+ * every 10 s. Either way: fold, render; on failure say so and keep trying.
+ */
+export const LIVE_PAGE_MAIN = `
 let snap, hist = {}, status = { connected: true };
+let mode = 'connecting', ws, quiet, retry, pollTimer;
 const root = document.getElementById('live');
 const draw = () => { root.innerHTML = renderLive(snap, hist, status); };
+function take(s, via) {
+  const now = Date.now();
+  hist = updateLiveHistory(hist, s, now);
+  snap = s;
+  status = { connected: true, updatedAt: now, via };
+  draw();
+}
+function lost(why) {
+  status = { connected: false, error: why, updatedAt: status.updatedAt, via: status.via };
+  draw();
+}
+function connect() {
+  clearTimeout(retry);
+  try {
+    ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/live');
+  } catch (e) {
+    fallBack();
+    return;
+  }
+  const alive = () => { clearTimeout(quiet); quiet = setTimeout(() => ws.close(), 5000); };
+  ws.onopen = () => { mode = 'websocket'; clearTimeout(pollTimer); alive(); };
+  ws.onmessage = (ev) => {
+    alive();
+    try { take(JSON.parse(ev.data), 'websocket'); } catch (e) { lost('bad snapshot: ' + String(e && e.message || e)); }
+  };
+  ws.onclose = () => { clearTimeout(quiet); ws = undefined; fallBack(); };
+}
+function fallBack() {
+  const wasPolling = mode === 'polling';
+  mode = 'polling';
+  if (!wasPolling) poll();
+  clearTimeout(retry);
+  retry = setTimeout(connect, 10000); // polling goes on until /live opens
+}
 async function poll() {
+  if (mode !== 'polling') return;
   try {
     const r = await fetch('/stats', { cache: 'no-store' });
     if (!r.ok) throw new Error('HTTP ' + r.status);
     const s = await r.json();
-    const now = Date.now();
-    hist = updateLiveHistory(hist, s, now);
-    snap = s;
-    status = { connected: true, updatedAt: now };
+    if (mode === 'polling') take(s, 'polling');
   } catch (e) {
-    status = { connected: false, error: String(e && e.message || e), updatedAt: status.updatedAt };
+    lost(String(e && e.message || e));
   }
-  draw();
-  setTimeout(poll, 1000);
+  if (mode === 'polling') pollTimer = setTimeout(poll, 1000);
 }
 draw();
-poll();
+connect();
 `;
 
-const SCRIPT = `'use strict';\nconst updateLiveHistory = ${updateLiveHistory.toString()};\nconst renderLive = ${renderLive.toString()};\n${MAIN}`;
+const SCRIPT = `'use strict';\nconst updateLiveHistory = ${updateLiveHistory.toString()};\nconst renderLive = ${renderLive.toString()};\n${LIVE_PAGE_MAIN}`;
 
 const sha256 = (s: string): string => `'sha256-${createHash('sha256').update(s, 'utf8').digest('base64')}'`;
 

@@ -50,8 +50,8 @@ export function buildProgram(): Command {
   const server = program
     .command('server')
     .description('accept sessions from plait clients and connect their streams to targets')
-    // Required, but it may come from --config: checked in checkServerFlags.
-    .option('--listen <host:port>', 'address to accept subflows on (required)')
+    // Required (one or more), but it may come from --config: checked in checkServerFlags.
+    .option('--listen <host:port|ws-url>', 'accept subflows on HOST:PORT (TCP) or ws://HOST:PORT/PATH (WebSocket) (repeatable)', collect, [])
     .option('--secret-file <file>', 'read the secret from a file (mode 600; surrounding whitespace trimmed)')
     .option('--secret <secret>', 'pre-shared secret (visible in ps: prefer --secret-file or PLAIT_SECRET)')
     .option('--users <file>', 'named users, each with its own secret and limits (JSON or YAML; SIGHUP re-reads it); --secret then optional')
@@ -85,7 +85,8 @@ export function buildProgram(): Command {
   const client = program
     .command('client')
     .description('bond local links into one session to a plait server; serve SOCKS5 / HTTP CONNECT / forwards')
-    .option('--server <host:port>', 'plait server address (repeatable)', collect, [])
+    .option('--server <host:port|ws-url>', 'plait server: HOST:PORT (TCP), ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (repeatable)', collect, [])
+    .option('--ca <file>', 'trust the CA certificates in this PEM file (instead of the built-in list) for wss:// servers')
     .option('--fallback-server <host:port,...>', 'a second site, used while the --server site does not work (repeatable: one site per flag)', collect, [])
     .option('--failover-after <seconds>', 'with --fallback-server: move new streams to the next site after this long without a working session', '5')
     .option('--failback-after <seconds>', 'with --fallback-server: go back to the --server site once it has worked this long', '30')

@@ -24,12 +24,14 @@ import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
 import { parseBypassDomains, parseTransparentFlags, startTransparent, type TransparentFlags } from './transparent-flags.js';
+import { parseServerFlag, readCaFile, type ServerFlag } from './transport-flags.js';
 
 export interface ClientFlags extends TransparentFlags {
   server: string[];
   fallbackServer: string[];
   failoverAfter: string;
   failbackAfter: string;
+  ca?: string;
   secret?: string;
   secretFile?: string;
   /** --user / --server-key: a named user of a server with several (PROTOCOL.md 3.2). */
@@ -76,7 +78,8 @@ export function parseClientUser(flags: { user?: string; serverKey?: string }): C
 export function checkClientFlags(flags: ClientFlags) {
   const logLevel = parseLogLevel(flags.logLevel);
   if (flags.server.length === 0) throw new UsageError('--server: at least one plait server address is required');
-  const servers = flags.server.map((s) => parseHostPort('--server', s, { connect: true }));
+  const servers = flags.server.map(parseServerFlag);
+  const ca = flags.ca !== undefined ? readCaFile(flags.ca, servers) : undefined;
   const fallbacks = parseFallbacks(flags.fallbackServer, servers);
   const failoverAfterMs = parseSeconds('--failover-after', flags.failoverAfter) * 1000;
   const returnAfterMs = parseSeconds('--failback-after', flags.failbackAfter) * 1000;
@@ -124,12 +127,12 @@ export function checkClientFlags(flags: ClientFlags) {
       warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
     }
   }
-  return { logLevel, servers, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources: { binds, vias, backups, overflows }, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
+  return { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources: { binds, vias, backups, overflows }, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
 }
 
 export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient | SiteFailover> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, servers, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
+  const { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.
@@ -137,10 +140,11 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   process.on('SIGHUP', () => onHangup.handle());
   for (const w of [...(config?.warnings ?? []), ...warnings]) log.warn({}, w);
   const secretKeys = deriveSecretKeys(secret);
-  const siteClient = (siteServers: { host: string; port: number }[], shared?: SiteShared): PlaitClient =>
+  const siteClient = (siteServers: ServerFlag[], shared?: SiteShared): PlaitClient =>
     new PlaitClient({
       ...(shared ? { shared } : {}),
       servers: siteServers,
+      ...(ca !== undefined ? { ca } : {}),
       secretKeys,
       ...(user ? { user } : {}),
       sources,
@@ -151,7 +155,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
       log,
     });
   // With --fallback-server: one client per site, the primary always on (README "Scaling out").
-  const siteName = (what: string, ss: { host: string; port: number }[]): string => `${what} ${ss.map((x) => `${x.host}:${x.port}`).join(',')}`;
+  const siteName = (what: string, ss: ServerFlag[]): string => `${what} ${ss.map((x) => x.url ?? `${x.host}:${x.port}`).join(',')}`;
   const client =
     fallbacks.length === 0
       ? siteClient(servers)

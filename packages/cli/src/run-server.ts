@@ -9,10 +9,11 @@ import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
 import { loadUsersFile, usersToRevoke, type UsersTable } from './users-file.js';
 import { startStatsServer } from './stats.js';
+import { listenForAll, listenText, parseListenFlag } from './transport-flags.js';
 
 export interface ServerFlags {
-  /** Required, from the command line or the config file. */
-  listen?: string;
+  /** Required (one or more), from the command line or the config file. */
+  listen: string[];
   secret?: string;
   secretFile?: string;
   /** Named users (README "Serving several households"). */
@@ -43,8 +44,8 @@ const MAX_SESSIONS = 100_000;
 /** Every flag checked, nothing started: what runServer needs, and all `plait check-config` does. */
 export function checkServerFlags(flags: ServerFlags) {
   const logLevel = parseLogLevel(flags.logLevel);
-  if (flags.listen === undefined) throw new UsageError('--listen: this option is required (HOST:PORT)');
-  const listen = parseHostPort('--listen', flags.listen, { defaultHost: '0.0.0.0' });
+  if (flags.listen.length === 0) throw new UsageError('--listen: give at least one address to accept subflows on (HOST:PORT or ws://HOST:PORT/PATH)');
+  const listen = flags.listen.map(parseListenFlag);
   // With --users the anonymous secret is optional: only when one is given.
   const usersTable = flags.users !== undefined ? loadUsersFile(flags.users) : undefined;
   const anonymous = usersTable === undefined || flags.secret !== undefined || flags.secretFile !== undefined || !!process.env.PLAIT_SECRET;
@@ -108,7 +109,7 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
     ...(instanceId !== undefined ? { instanceId } : {}),
     log,
   });
-  const addr = await listenFor('--listen', listen, () => server.listen());
+  await listenForAll(listen, () => server.listen());
   const started = Date.now();
   let statsServer: net.Server | undefined;
   if (stats) {
@@ -129,7 +130,8 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
       throw e;
     }
   }
-  log.info({ listen: `${addr.address}:${addr.port}`, allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers, ...(instanceId !== undefined ? { instanceId } : {}) }, 'plait server listening');
+  // `listen` is the first listener (what scripts read); `listeners` has them all.
+  log.info({ listen: listenText(server.listeners[0]!), listeners: server.listeners.map(listenText), allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers, ...(instanceId !== undefined ? { instanceId } : {}) }, 'plait server listening');
   if (usersTable) {
     log.info({ users: usersTable.users.size, file: usersTable.file, serverKey: Buffer.from(usersTable.identity.publicKey).toString('base64url') }, 'named users: clients need --user NAME and --server-key (this serverKey)');
   }

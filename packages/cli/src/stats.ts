@@ -1,8 +1,10 @@
 import * as http from 'node:http';
 import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { counterHelp, type SessionStats } from '@plait/core';
 import type { UserFigures } from '@plait/server';
 import { LIVE_PAGE_HEADERS, LIVE_PAGE_HTML } from './live-page.js';
+import { isAllowedLiveOrigin, LivePush } from './live-push.js';
 import { handleRolePost, SUBFLOW_PATH, type SetRole } from './role-endpoint.js';
 
 export interface StatsSnapshot {
@@ -49,12 +51,14 @@ export function isAllowedStatsHost(host: string | undefined): boolean {
 }
 
 /**
- * Serve GET / (the live link page), GET /stats (JSON) and GET /metrics
- * (Prometheus text) for `snapshot()`; with `setRole` (the client), also
+ * Serve GET / (the live link page), GET /stats (JSON), GET /metrics
+ * (Prometheus text) and the /live WebSocket (the /stats JSON pushed every
+ * second) for `snapshot()`; with `setRole` (the client), also
  * POST /subflows/<id> to change a path's role (role-endpoint.ts).
  */
 export function startStatsServer(host: string, port: number, snapshot: () => StatsSnapshot, opts: { setRole?: SetRole } = {}): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
+  const live = new LivePush({ snapshot: () => JSON.stringify(publicSnapshot(snapshot())), isOpen: () => server.listening });
+  const server: http.Server = http.createServer((req, res) => {
     if (!isAllowedStatsHost(req.headers.host)) {
       res
         .writeHead(403, { 'content-type': 'text/plain' })
@@ -79,9 +83,27 @@ export function startStatsServer(host: string, port: number, snapshot: () => Sta
     } else if (path === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(toPrometheus(snapshot()));
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('try / (live page), /stats or /metrics\n');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('try / (live page), /stats, /metrics or the /live WebSocket\n');
     }
   });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined);
+    const path = (req.url ?? '/').split('?')[0];
+    // The same Host rule as every other path, and for a WebSocket also the page's own Origin (see isAllowedLiveOrigin).
+    const refusal = !isAllowedStatsHost(req.headers.host)
+      ? '403 Forbidden'
+      : !isAllowedLiveOrigin(req.headers.origin, req.headers.host)
+        ? '403 Forbidden'
+        : path !== '/live'
+          ? '404 Not Found'
+          : undefined;
+    if (refusal) {
+      socket.end(`HTTP/1.1 ${refusal}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      return;
+    }
+    live.handleUpgrade(req, socket, head);
+  });
+  server.on('close', () => live.close());
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

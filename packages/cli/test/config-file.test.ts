@@ -1,4 +1,5 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { testOnlyTls } from '@plait/testkit';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -61,7 +62,7 @@ describe('--config: keys are the long flag names', () => {
       logLevel: 'info',
     });
     const s = await load<ServerFlags>('server', ['--config', file(`listen: 0.0.0.0:7000\nallow-private: true\nmax-sessions: 12\nsecret-file: ${SECRET_FILE}`)]);
-    expect(s.loaded.flags).toMatchObject({ listen: '0.0.0.0:7000', allowPrivate: true, maxSessions: '12' });
+    expect(s.loaded.flags).toMatchObject({ listen: ['0.0.0.0:7000'], allowPrivate: true, maxSessions: '12' });
     expect(checkServerFlags(s.loaded.flags).maxSessions).toBe(12);
   });
 
@@ -157,3 +158,34 @@ function catching(f: () => unknown): unknown {
   }
   throw new Error('did not throw');
 }
+
+describe('--config: WebSocket transport keys', () => {
+  it('a server takes a list of listen addresses, TCP and ws:// mixed', async () => {
+    const f = file(['listen: [0.0.0.0:7000, ws://127.0.0.1:8080/plait]', `secret-file: ${SECRET_FILE}`].join('\n'));
+    const { loaded } = await load<ServerFlags>('server', ['--config', f]);
+    expect(checkServerFlags(loaded.flags).listen).toEqual([
+      { host: '0.0.0.0', port: 7000 },
+      { host: '127.0.0.1', port: 8080, path: '/plait' },
+    ]);
+    const bad = file(['listen: wss://127.0.0.1:8443/plait', `secret-file: ${SECRET_FILE}`].join('\n'));
+    const { loaded: l2 } = await load<ServerFlags>('server', ['--config', bad]);
+    const check = (): unknown => {
+      try {
+        return checkServerFlags(l2.flags);
+      } catch (e) {
+        throw l2.explain(e);
+      }
+    };
+    expect(await usage(check)).toMatch(new RegExp(`^${bad}: listen: the server takes ws:// only`));
+  });
+
+  it("a client's ca is a path relative to the config file, read and checked like --ca", async () => {
+    const sub = mkdtempSync(join(dir, 'ca-'));
+    writeFileSync(join(sub, 'ca.pem'), readFileSync(testOnlyTls().caPath));
+    const f = join(sub, 'client.yaml');
+    writeFileSync(f, ['server: wss://vps.example/plait', 'ca: ca.pem', `secret-file: ${SECRET_FILE}`, 'socks: 1080'].join('\n'));
+    const { loaded } = await load<ClientFlags>('client', ['--config', f]);
+    expect(loaded.flags.ca).toBe(join(sub, 'ca.pem'));
+    expect(checkClientFlags(loaded.flags).ca?.toString()).toContain('BEGIN CERTIFICATE');
+  });
+});

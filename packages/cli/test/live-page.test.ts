@@ -160,6 +160,7 @@ describe('the page document', () => {
     expect(csp).toContain("connect-src 'self'");
     expect(csp).not.toContain('unsafe');
     expect(script).toContain("fetch('/stats'");
+    expect(script).toContain("'/live'");
   });
 });
 

@@ -21,12 +21,13 @@ import {
   type ClientUser,
   type SecretKeys,
   type Session,
+  type ByteChannel,
   type SessionStats,
   type Subflow,
   type SubflowRole,
   type Timer,
 } from '@plait/core';
-import { adoptSlabReads, loadSockOpts, slabOnread, SocketChannel, StreamDuplex } from '@plait/node';
+import { adoptSlabReads, dialWebSocket, loadSockOpts, slabOnread, SocketChannel, StreamDuplex } from '@plait/node';
 import { lookup } from 'node:dns/promises';
 import { DialError, type Target } from './dialer.js';
 import { backoffMs, interfaceAddresses, localSources, planPaths, type PathSpec, type RemoteAddr, type SourceOptions } from './path-manager.js';
@@ -39,8 +40,17 @@ export interface ClientLogger {
   debug(obj: object, msg: string): void;
 }
 
+/** A plait server: TCP at host:port, or a WebSocket URL (ws:// or wss://) whose host and port these repeat. */
+export interface ServerAddr {
+  host: string;
+  port: number;
+  url?: string;
+}
+
 export interface PlaitClientOptions {
-  servers: { host: string; port: number }[];
+  servers: ServerAddr[];
+  /** wss:// servers: CAs (PEM) to trust instead of Node's built-in list, for a private CA. */
+  ca?: string | Buffer;
   secretKeys: SecretKeys;
   /** Our user name on a server with several users (--user, --server-key). */
   user?: ClientUser;
@@ -176,7 +186,7 @@ export class PlaitClient {
     this.datagrams = opts.shared?.datagrams ?? new DatagramFlows(() => this.session);
     this.log = opts.log ?? SILENT;
     this.clock = opts.clock ?? realClock;
-    this.remotes = opts.servers.map((s) => ({ host: s.host, port: s.port, id: 0 }));
+    this.remotes = opts.servers.map((s) => ({ host: s.host, port: s.port, id: 0, ...(s.url !== undefined ? { url: s.url } : {}) }));
     this.sources = opts.sources;
     if (opts.scheduler) createScheduler(opts.scheduler); // fail early on a bad name
   }
@@ -307,7 +317,7 @@ export class PlaitClient {
       paths: [...this.slots.values()].map((s) => ({
         key: s.spec.key,
         local: s.spec.local.address ?? '(default)',
-        remote: `${s.spec.remote.host}:${s.spec.remote.port}`,
+        remote: s.spec.remote.url ?? `${s.spec.remote.host}:${s.spec.remote.port}`,
         origin: s.spec.local.origin,
         backup: s.role === 'backup',
         role: s.role,
@@ -508,13 +518,11 @@ export class PlaitClient {
         racing = await this.helloTurn();
         if (slot.removed || this.closed) return;
       }
-      const socket = await this.tcpConnect(slot.spec);
-      slot.socket = socket;
+      const { channel, socket } = await this.openChannel(slot.spec, undefined, (s) => (slot.socket = s));
       if (slot.removed || this.closed) {
         socket.destroy();
         return;
       }
-      const channel = new SocketChannel(socket);
       const role = slot.role;
       const existing = this.session;
       if (!existing) {
@@ -647,8 +655,8 @@ export class PlaitClient {
     const session = this.session;
     if (!session || slot.removed || this.closed || slot.subflow !== sf || sf.state !== 'suspect') return;
     try {
-      const socket = await this.tcpConnect(slot.spec, REPLACE_CONNECT_TIMEOUT_MS);
-      const fresh = await joinSession(session, new SocketChannel(socket), {
+      const { channel } = await this.openChannel(slot.spec, REPLACE_CONNECT_TIMEOUT_MS);
+      const fresh = await joinSession(session, channel, {
         clock: this.clock,
         role: slot.role,
         addrId: slot.addrId,
@@ -685,6 +693,34 @@ export class PlaitClient {
     // The role may have changed while the subflow was joining.
     if (subflow.role !== slot.role && this.session) this.session.setSubflowRole(subflow, slot.role);
     if (this.session) this.checkOutage(this.session);
+  }
+
+  /**
+   * A subflow's channel on `spec`: a TCP connection from the path's source
+   * (address or interface), and for a WebSocket server the TLS and HTTP
+   * upgrade over it, each step within `timeoutMs`. `onSocket` sees the TCP
+   * socket as soon as it exists, so dropping the path can cut a dial midway.
+   */
+  private async openChannel(
+    spec: PathSpec,
+    timeoutMs = this.opts.connectTimeoutMs ?? 10_000,
+    onSocket?: (s: net.Socket) => void,
+  ): Promise<{ channel: ByteChannel; socket: net.Socket }> {
+    const socket = await this.tcpConnect(spec, timeoutMs);
+    onSocket?.(socket);
+    const url = spec.remote.url;
+    if (url === undefined) return { channel: new SocketChannel(socket), socket };
+    socket.on('error', () => undefined); // surfaces as the TLS or WebSocket layer's error and close
+    const channel = await this.clockDeadline(
+      dialWebSocket({ url: new URL(url), socket, ...(this.opts.ca !== undefined ? { ca: this.opts.ca } : {}) }),
+      timeoutMs,
+      () => {
+        socket.destroy();
+        return Object.assign(new Error(`WebSocket handshake with ${url} timed out`), { code: 'ETIMEDOUT' });
+      },
+      (late) => late.destroy(),
+    );
+    return { channel, socket };
   }
 
   private async tcpConnect(spec: PathSpec, timeoutMs = this.opts.connectTimeoutMs ?? 10_000): Promise<net.Socket> {
@@ -864,7 +900,7 @@ export class PlaitClient {
   private addRemotes(addrs: readonly { id: number; host: string; port: number }[]): void {
     let added = false;
     for (const a of addrs) {
-      if (this.remotes.some((r) => r.host === a.host && r.port === a.port)) continue;
+      if (this.remotes.some((r) => r.url === undefined && r.host === a.host && r.port === a.port)) continue;
       this.log.info({ host: a.host, port: a.port }, 'server advertised an address');
       this.remotes.push({ host: a.host, port: a.port, id: a.id });
       added = true;

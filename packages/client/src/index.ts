@@ -1,6 +1,6 @@
 // The public API of @plait/client: what the CLI uses. This package's own
 // tests import from ../src/ directly.
-export { PlaitClient, type ClientLogger, type ClientStats, type PlaitClientOptions } from './client.js';
+export { PlaitClient, type ClientLogger, type ClientStats, type PlaitClientOptions, type ServerAddr } from './client.js';
 export type { Dialer, Target } from './dialer.js';
 export { listenForward, listenHttpConnect, listenSocks5, listenTransparent } from './listeners.js';
 export type { TransparentCounters, TransparentMode } from './transparent.js';

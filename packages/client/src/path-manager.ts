@@ -17,6 +17,8 @@ export interface LocalSource {
 export interface RemoteAddr {
   host: string;
   port: number;
+  /** Set for a WebSocket server (ws://HOST:PORT/PATH or wss://...): subflows dial it, `host` and `port` come from it. */
+  url?: string;
   /** 0 for addresses given on the command line; the server's id for ADD_ADDR. */
   id: number;
 }
@@ -86,7 +88,7 @@ export function planPaths(sources: LocalSource[], remotes: RemoteAddr[]): PathSp
       const lf = local.address ? isIP(local.address) : 0;
       const rf = isIP(remote.host);
       if (lf !== 0 && rf !== 0 && lf !== rf) continue;
-      paths.push({ key: `${local.address ?? '*'}>${remote.host}:${remote.port}`, local, remote });
+      paths.push({ key: `${local.address ?? '*'}>${remote.url ?? `${remote.host}:${remote.port}`}`, local, remote });
     }
   }
   return paths;

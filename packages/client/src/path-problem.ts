@@ -1,4 +1,5 @@
 import { ErrorCode, PlaitError, RemoteError } from '@plait/core';
+import { WebSocketDialError } from '@plait/node';
 import type { PathSpec } from './path-manager.js';
 
 /** Why a path is down, in words a user can act on (logged once per change, shown in /stats). */
@@ -16,7 +17,10 @@ export type PathProblemKind =
   | 'unverified-refusal'
   | 'server-busy'
   | 'handshake-failed'
-  | 'connection-lost';
+  | 'connection-lost'
+  | 'tls-untrusted'
+  | 'tls-failed'
+  | 'not-upgraded';
 
 export interface PathProblem {
   kind: PathProblemKind;
@@ -37,7 +41,7 @@ const describeSkew = (ms: number): string => `${(Math.abs(ms) / 1000).toFixed(1)
  * refusal revealed it.
  */
 export function classifyPathError(e: unknown, spec: PathSpec, skewMs?: number): PathProblem {
-  const server = `${spec.remote.host}:${spec.remote.port}`;
+  const server = spec.remote.url ?? `${spec.remote.host}:${spec.remote.port}`;
   const local = spec.local.address;
   const text = e instanceof Error ? e.message : String(e);
   const errno = errnoOf(e);
@@ -71,6 +75,17 @@ export function classifyPathError(e: unknown, spec: PathSpec, skewMs?: number): 
         return { kind: 'connection-lost', message: `${server} closed the connection during the handshake` };
       default:
         return { kind: 'handshake-failed', message: `handshake with ${server} failed: ${text}` };
+    }
+  }
+  if (e instanceof WebSocketDialError) {
+    switch (e.code) {
+      case 'WS_TLS':
+        return { kind: e.tlsCode && /CERT|SELF_SIGNED|UNABLE_TO|ALTNAME/.test(e.tlsCode) ? 'tls-untrusted' : 'tls-failed', message: text };
+      case 'WS_HTTP_STATUS':
+      case 'WS_NOT_PLAIT':
+        return { kind: 'not-upgraded', message: text };
+      default:
+        return { kind: 'handshake-failed', message: text };
     }
   }
   switch (errno) {

@@ -82,23 +82,28 @@ export class SocketChannel implements ByteChannel {
     this.socket.pause();
   }
   kernelInfo(): KernelPathInfo | undefined {
-    const i = loadSockOpts().tcpInfo(this.socket);
-    if (!i) return undefined;
-    return {
-      rttMs: i.rttUs / 1000,
-      minRttMs: i.minRttUs / 1000,
-      cwnd: i.sndCwnd,
-      unackedSegments: i.unacked,
-      notsentBytes: i.notsentBytes,
-      totalRetrans: i.totalRetrans,
-      deliveryRateBytesPerSec: Number.isFinite(i.deliveryRateBytesPerSec) ? i.deliveryRateBytesPerSec : 0,
-      caState: i.caState,
-      mss: i.sndMss,
-    };
+    return kernelInfoOf(this.socket);
   }
   resume(): void {
     this.socket.resume();
   }
+}
+
+/** Linux TCP_INFO of a socket as a subflow's kernel view (undefined where unavailable). */
+export function kernelInfoOf(socket: Socket): KernelPathInfo | undefined {
+  const i = loadSockOpts().tcpInfo(socket);
+  if (!i) return undefined;
+  return {
+    rttMs: i.rttUs / 1000,
+    minRttMs: i.minRttUs / 1000,
+    cwnd: i.sndCwnd,
+    unackedSegments: i.unacked,
+    notsentBytes: i.notsentBytes,
+    totalRetrans: i.totalRetrans,
+    deliveryRateBytesPerSec: Number.isFinite(i.deliveryRateBytesPerSec) ? i.deliveryRateBytesPerSec : 0,
+    caState: i.caState,
+    mss: i.sndMss,
+  };
 }
 
 export function hostPort(host: string | undefined, port: number | undefined): string {

@@ -17,7 +17,7 @@ import {
   type Stream,
   type UserRefusal,
 } from '@plait/core';
-import { adoptSlabReads, loadSockOpts, pipeBoth, SocketChannel, StreamDuplex } from '@plait/node';
+import { adoptSlabReads, loadSockOpts, pipeBoth, SocketChannel, StreamDuplex, type WebSocketChannel } from '@plait/node';
 import { dialTarget, EgressError } from './dial-target.js';
 import { EgressPolicy } from './egress-policy.js';
 import { UdpRelay } from './udp-relay.js';
@@ -27,6 +27,7 @@ import { UserCapLedger } from './user-caps.js';
 /** How often user caps are checked (ms), and how many checks between saves of the state file. */
 const CAP_TICK_MS = 1_000;
 const CAP_SAVE_EVERY = 10;
+import { WebSocketListener } from './ws-listener.js';
 
 export interface ServerLogger {
   info(obj: object, msg: string): void;
@@ -34,8 +35,24 @@ export interface ServerLogger {
   debug(obj: object, msg: string): void;
 }
 
+/** Where the server accepts subflows: a TCP port, or, with `path`, WebSocket upgrades at ws://HOST:PORT/PATH. */
+export interface ListenSpec {
+  host: string;
+  port: number;
+  /** Set: a WebSocket listener (HTTP upgrade at this path). */
+  path?: string;
+}
+
+/** A listener as bound. */
+export interface BoundListener {
+  transport: 'tcp' | 'ws';
+  address: net.AddressInfo;
+  path?: string;
+}
+
 export interface PlaitServerOptions {
-  listen: { host: string; port: number };
+  /** One or more listeners; TCP and WebSocket ones feed the same sessions. */
+  listen: ListenSpec | readonly ListenSpec[];
   /** The anonymous secret (--secret); optional with `users`. */
   secretKeys?: SecretKeys;
   /** Named users (--users, PROTOCOL.md 3.2); swap its table to reload. */
@@ -79,7 +96,9 @@ export class PlaitServer {
   readonly acceptor: Acceptor;
   /** Streams and buffered bytes across all sessions (processMaxStreams, processBufferBudget). */
   readonly budget: MemoryBudget;
-  private readonly tcp: net.Server;
+  /** One per `listen` entry, in order: a TCP server, or a WebSocket listener. */
+  private readonly servers: ({ spec: ListenSpec; tcp: net.Server } | { spec: ListenSpec; ws: WebSocketListener })[];
+  private bound: BoundListener[] = [];
   private readonly log: ServerLogger;
   private readonly policy: EgressPolicy;
   /**
@@ -135,7 +154,23 @@ export class PlaitServer {
       // One budget for all sessions: many clients together stay bounded too.
       budget: this.budget,
     });
-    this.tcp = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    const specs = Array.isArray(opts.listen) ? (opts.listen as readonly ListenSpec[]) : [opts.listen as ListenSpec];
+    if (specs.length === 0) throw new Error('PlaitServer: at least one listen address is required');
+    this.servers = specs.map((spec) =>
+      spec.path !== undefined
+        ? {
+            spec,
+            ws: new WebSocketListener({
+              host: spec.host,
+              port: spec.port,
+              path: spec.path,
+              // Before the upgrade the same bound as pending handshakes after it.
+              ...(opts.maxPendingHandshakes !== undefined ? { maxPendingUpgrades: opts.maxPendingHandshakes } : {}),
+              onChannel: (ch, source, tcp) => this.onWebSocket(ch, source, tcp),
+            }),
+          }
+        : { spec, tcp: net.createServer({ noDelay: true }, (socket) => this.onConnection(socket)) },
+    );
     if (users) {
       this.capLedger = new UserCapLedger(opts.stateDir, Date.now, (m) => this.log.warn({}, m));
       this.capTimer = setInterval(() => this.capTick(), CAP_TICK_MS);
@@ -182,19 +217,55 @@ export class PlaitServer {
   }
   // ---- end user caps ----
 
-  /** Start listening; resolves with the bound address. */
-  listen(): Promise<net.AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.tcp.once('error', reject);
-      this.tcp.listen(this.opts.listen.port, this.opts.listen.host, () => {
-        this.tcp.off('error', reject);
-        resolve(this.tcp.address() as net.AddressInfo);
-      });
-    });
+  /** The TCP servers (tests peek at accepted sockets). */
+  private get tcp(): net.Server[] {
+    return this.servers.flatMap((s) => ('tcp' in s ? [s.tcp] : []));
   }
 
+  /**
+   * Start every listener, in order; resolves with the first one's address.
+   * If one fails, those already started are closed and the error names it
+   * (`listener`: its index in `listen`).
+   */
+  async listen(): Promise<net.AddressInfo> {
+    const bound: BoundListener[] = [];
+    try {
+      for (const [i, server] of this.servers.entries()) {
+        try {
+          bound.push(await this.listenOne(server));
+        } catch (e) {
+          throw Object.assign(e instanceof Error ? e : new Error(String(e)), { listener: i });
+        }
+      }
+    } catch (e) {
+      await this.closeListeners();
+      throw e;
+    }
+    this.bound = bound;
+    return bound[0]!.address;
+  }
+
+  private async listenOne(server: (typeof this.servers)[number]): Promise<BoundListener> {
+    if ('ws' in server) return { transport: 'ws', address: await server.ws.listen(), path: server.spec.path! };
+    const { tcp, spec } = server;
+    const address = await new Promise<net.AddressInfo>((resolve, reject) => {
+      tcp.once('error', reject);
+      tcp.listen(spec.port, spec.host, () => {
+        tcp.off('error', reject);
+        resolve(tcp.address() as net.AddressInfo);
+      });
+    });
+    return { transport: 'tcp', address };
+  }
+
+  /** The first listener's address. */
   get address(): net.AddressInfo {
-    return this.tcp.address() as net.AddressInfo;
+    return this.bound[0]!.address;
+  }
+
+  /** Every listener as bound, in the order given. */
+  get listeners(): readonly BoundListener[] {
+    return this.bound;
   }
 
   sessions(): Session[] {
@@ -218,7 +289,31 @@ export class PlaitServer {
       this.saveCaps();
     }
     this.acceptor.closeAll();
-    await new Promise<void>((r) => this.tcp.close(() => r()));
+    await this.closeListeners();
+  }
+
+  private async closeListeners(): Promise<void> {
+    await Promise.all(
+      this.servers.map((s) => ('ws' in s ? s.ws.close() : new Promise<void>((r) => (s.tcp.listening ? s.tcp.close(() => r()) : r())))),
+    );
+  }
+
+  /** A WebSocket subflow: the same acceptor as TCP (handshake limits, join, HMACs). */
+  private onWebSocket(channel: WebSocketChannel, source: string, tcp: net.Socket): void {
+    this.counters.connections++;
+    loadSockOpts().setNotsentLowat(tcp, 128 * 1024);
+    void this.acceptor.accept(channel, source).then((ok) => {
+      if (ok) return;
+      // Refused: the acceptor paused it and queued REJECT + close; cut it if the peer lingers.
+      const count = (): void => void (this.counters.preauthBytes += tcp.bytesRead);
+      if (tcp.destroyed) return count();
+      const linger = setTimeout(() => channel.destroy(), REFUSED_LINGER_MS);
+      linger.unref();
+      tcp.once('close', () => {
+        clearTimeout(linger);
+        count();
+      });
+    });
   }
 
   /**

@@ -32,7 +32,7 @@ async function startServer(extra: Partial<PlaitServerOptions> = {}) {
   const server = new PlaitServer({ listen: { host: '127.0.0.1', port: 0 }, secretKeys, ...extra });
   const accepted: net.Socket[] = [];
   // The listening socket is private; peeking at it measures what the server really read.
-  (server as unknown as { tcp: net.Server }).tcp.on('connection', (s: net.Socket) => accepted.push(s));
+  (server as unknown as { tcp: net.Server[] }).tcp[0]!.on('connection', (s: net.Socket) => accepted.push(s));
   const addr = await server.listen();
   cleanups.push(() => server.close());
   return { server, port: addr.port, accepted };
