@@ -18,6 +18,8 @@
 #   7. ws-nginx.sh         WebSocket subflows: nginx terminates TLS (a CA made with openssl) in front of
 #                          `plait server --listen ws://...`; a two-path wss:// client with --ca moves a
 #                          file intact through SOCKS5; without --ca the certificate is refused
+#   8. users-wire.sh       tcpdump (root) on lo around a `plait server --users`: a session, refusals and a
+#                          revocation; the capture never holds a user name (issue 12)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 start=$SECONDS
@@ -40,9 +42,10 @@ bash test/system/live-page.sh || failed+=(live-page)
 bash test/system/router-netns.sh || failed+=(router-netns)
 npx vitest run --config test/system/vitest.system.config.ts || failed+=(scale-out)
 bash test/system/ws-nginx.sh || failed+=(ws-nginx)
+bash test/system/users-wire.sh || failed+=(users-wire)
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "test:system: FAILED: ${failed[*]} ($((SECONDS - start)) s)" >&2
   exit 1
 fi
-echo "test:system: pack-install, systemd-verify, compose-config, live-page, router-netns, scale-out, ws-nginx passed in $((SECONDS - start)) s"
+echo "test:system: pack-install, systemd-verify, compose-config, live-page, router-netns, scale-out, ws-nginx, users-wire passed in $((SECONDS - start)) s"

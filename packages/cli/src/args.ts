@@ -179,7 +179,7 @@ const MAX_SECRET_FILE_BYTES = 64 * 1024;
  * and `plait keygen > F` leave) is trimmed; everything else is kept. Warns
  * when group or others can read the file.
  */
-function readSecretFile(flag: string, file: string, warnings: string[]): string {
+export function readSecretFile(flag: string, file: string, warnings: string[]): string {
   let fd: number;
   try {
     fd = openSync(file, 'r');

@@ -17,7 +17,7 @@ const MAX_CONFIG_BYTES = 256 * 1024;
 const MAX_ALIASES = 100;
 
 /** Options naming a file: a relative path in a config file is relative to that file's directory. */
-const PATH_KEYS = new Set(['secret-file', 'proxy-auth-file', 'ca', 'state-dir']);
+const PATH_KEYS = new Set(['secret-file', 'proxy-auth-file', 'ca', 'users', 'state-dir']);
 
 /** Options that set one thing between them: the command line giving one overrides all of them in the file. */
 const GROUPS: readonly (readonly string[])[] = [
@@ -26,19 +26,19 @@ const GROUPS: readonly (readonly string[])[] = [
 ];
 
 /** Reads FILE and parses it to a plain mapping. */
-export function readConfigFile(file: string): { raw: Record<string, unknown>; mode: number } {
+export function readConfigFile(file: string, flag = '--config'): { raw: Record<string, unknown>; mode: number } {
   let fd: number;
   try {
     fd = openSync(file, 'r');
   } catch (e) {
-    throw new UsageError(`--config: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    throw new UsageError(`${flag}: cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
   }
   let text: string;
   let mode: number;
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new UsageError(`--config: ${file} is not a regular file`);
-    if (st.size > MAX_CONFIG_BYTES) throw new UsageError(`--config: ${file} is too large for a config file (${st.size} bytes)`);
+    if (!st.isFile()) throw new UsageError(`${flag}: ${file} is not a regular file`);
+    if (st.size > MAX_CONFIG_BYTES) throw new UsageError(`${flag}: ${file} is too large for a config file (${st.size} bytes)`);
     mode = st.mode;
     const buf = Buffer.alloc(st.size);
     let n = 0;

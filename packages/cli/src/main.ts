@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { generateIdentity } from '@plait/core';
 import { Command, CommanderError } from 'commander';
 import { checkClientFlags, runClient, type ClientFlags } from './run-client.js';
 import { runDemo, type DemoFlags } from './run-demo.js';
@@ -36,7 +37,13 @@ export function buildProgram(): Command {
   program
     .command('keygen')
     .description('print a new random secret (32 bytes, base64url)')
-    .action(() => {
+    .option('--identity', "print a server identity key pair for --users instead: identity-key (the users file's, secret) and server-key (every user's --server-key)", false)
+    .action((flags: { identity: boolean }) => {
+      if (flags.identity) {
+        const id = generateIdentity();
+        process.stdout.write(`identity-key: ${Buffer.from(id.privateRaw).toString('base64url')}\nserver-key: ${Buffer.from(id.publicKey).toString('base64url')}\n`);
+        return;
+      }
       process.stdout.write(randomBytes(32).toString('base64url') + '\n');
     });
 
@@ -47,6 +54,8 @@ export function buildProgram(): Command {
     .option('--listen <host:port|ws-url>', 'accept subflows on HOST:PORT (TCP) or ws://HOST:PORT/PATH (WebSocket) (repeatable)', collect, [])
     .option('--secret-file <file>', 'read the secret from a file (mode 600; surrounding whitespace trimmed)')
     .option('--secret <secret>', 'pre-shared secret (visible in ps: prefer --secret-file or PLAIT_SECRET)')
+    .option('--users <file>', 'named users, each with its own secret and limits (JSON or YAML; SIGHUP re-reads it); --secret then optional')
+    .option('--state-dir <dir>', "keep the users' data cap usage here across restarts")
     .option('--stats <host:port>', 'serve GET /stats (JSON) and /metrics (Prometheus)')
     .option('--allow-private', 'allow targets on loopback, private and link-local networks', false)
     .option('--allow <cidr>', 'allow targets in this range (repeatable)', collect, [])
@@ -83,6 +92,8 @@ export function buildProgram(): Command {
     .option('--failback-after <seconds>', 'with --fallback-server: go back to the --server site once it has worked this long', '30')
     .option('--secret-file <file>', 'read the secret from a file (mode 600; surrounding whitespace trimmed)')
     .option('--secret <secret>', 'pre-shared secret (visible in ps: prefer --secret-file or PLAIT_SECRET)')
+    .option('--user <name>', "name this client to a server with several users (its secret is the user's; needs --server-key)")
+    .option('--server-key <key>', "the server's public identity key (from `plait keygen --identity`), with --user")
     .option('--bind <addr>', 'open a subflow from this local address (repeatable)', collect, [])
     .option('--via <iface>', "open subflows from this interface's addresses, following changes (repeatable)", collect, [])
     .option('--backup <addr|iface>', 'use this path only when no regular or overflow one works (repeatable)', collect, [])

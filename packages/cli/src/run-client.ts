@@ -1,6 +1,6 @@
 import type * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { DEFAULT_LATENCY_PORTS, deriveSecretKeys, realClock } from '@plait/core';
+import { DEFAULT_LATENCY_PORTS, deriveSecretKeys, realClock, userNameProblem, type ClientUser } from '@plait/core';
 import { BypassDomains, CapLedger, CapStateFile, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient, prepareStateDir, SiteFailover, type SiteShared } from '@plait/client';
 import {
   isLoopbackHost,
@@ -35,6 +35,9 @@ export interface ClientFlags extends TransparentFlags {
   ca?: string;
   secret?: string;
   secretFile?: string;
+  /** --user / --server-key: a named user of a server with several (PROTOCOL.md 3.2). */
+  user?: string;
+  serverKey?: string;
   bind: string[];
   via: string[];
   backup: string[];
@@ -61,6 +64,20 @@ export interface ClientFlags extends TransparentFlags {
 
 const addrText = (a: net.AddressInfo): string => (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
 
+/** --user NAME with --server-key KEY (both or neither). */
+export function parseClientUser(flags: { user?: string; serverKey?: string }): ClientUser | undefined {
+  if (flags.user === undefined && flags.serverKey === undefined) return undefined;
+  if (flags.user === undefined) throw new UsageError('--server-key: only with --user NAME');
+  const problem = userNameProblem(flags.user);
+  if (problem) throw new UsageError(`--user: ${problem}`);
+  if (flags.serverKey === undefined) throw new UsageError("--user: needs --server-key KEY (the server-key line of the server's `plait keygen --identity`)");
+  const key = Buffer.from(flags.serverKey, 'base64url');
+  if (key.length !== 32 || key.toString('base64url') !== flags.serverKey.replace(/=+$/, '')) {
+    throw new UsageError("--server-key: not a 32-byte base64url key; use the server-key line of the server's `plait keygen --identity`");
+  }
+  return { name: flags.user, serverKey: new Uint8Array(key) };
+}
+
 /** Every flag checked, nothing started: what runClient needs, and all `plait check-config` does. */
 export function checkClientFlags(flags: ClientFlags) {
   const logLevel = parseLogLevel(flags.logLevel);
@@ -71,6 +88,7 @@ export function checkClientFlags(flags: ClientFlags) {
   const failoverAfterMs = parseSeconds('--failover-after', flags.failoverAfter) * 1000;
   const returnAfterMs = parseSeconds('--failback-after', flags.failbackAfter) * 1000;
   const { secret, warnings } = resolveSecret(flags);
+  const user = parseClientUser(flags);
   const binds = flags.bind.map((b) => parseAddress('--bind', b));
   const vias = flags.via.map((v) => parseInterfaceName('--via', v));
   const backups = flags.backup.map(parseBackup);
@@ -116,7 +134,7 @@ export function checkClientFlags(flags: ClientFlags) {
       warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
     }
   }
-  return { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, warnings, sources: { binds, vias, backups, overflows }, caps, stateDir, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
+  return { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources: { binds, vias, backups, overflows }, caps, stateDir, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
 }
 
 /** A cap naming no source counts nothing; caps without --state-dir start at 0 on every restart. */
@@ -138,7 +156,7 @@ function capWarnings(caps: { path: string }[], sources: { binds: string[]; vias:
 
 export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient | SiteFailover> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, warnings, sources, caps, stateDir, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
+  const { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources, caps, stateDir, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
   if (stateDir !== undefined) {
     try {
       const w = prepareStateDir(stateDir);
@@ -162,6 +180,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
       servers: siteServers,
       ...(ca !== undefined ? { ca } : {}),
       secretKeys,
+      ...(user ? { user } : {}),
       sources,
       ...(capLedger ? { caps: capLedger } : {}),
       scheduler,

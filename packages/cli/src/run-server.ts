@@ -2,11 +2,12 @@ import type * as net from 'node:net';
 import { deriveSecretKeys } from '@plait/core';
 import { loadSockOpts } from '@plait/node';
 import { isIP } from 'node:net';
-import { EgressPolicy, parseCidr, PlaitServer, resolvConfNameserver } from '@plait/server';
+import { EgressPolicy, parseCidr, PlaitServer, resolvConfNameserver, UserDirectory, type ServerUser } from '@plait/server';
 import { listenFor, parseCount, parseSeconds, parseHostPort, parseLogLevel, resolveSecret, UsageError } from './args.js';
 import { parseServerCiphers } from './cipher-flag.js';
 import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
+import { loadUsersFile, usersToRevoke, type UsersTable } from './users-file.js';
 import { startStatsServer } from './stats.js';
 import { listenForAll, listenText, parseListenFlag } from './transport-flags.js';
 
@@ -15,6 +16,10 @@ export interface ServerFlags {
   listen: string[];
   secret?: string;
   secretFile?: string;
+  /** Named users (README "Serving several households"). */
+  users?: string;
+  /** Per-user cap usage kept here across restarts. */
+  stateDir?: string;
   stats?: string;
   allowPrivate: boolean;
   allow: string[];
@@ -41,7 +46,11 @@ export function checkServerFlags(flags: ServerFlags) {
   const logLevel = parseLogLevel(flags.logLevel);
   if (flags.listen.length === 0) throw new UsageError('--listen: give at least one address to accept subflows on (HOST:PORT or ws://HOST:PORT/PATH)');
   const listen = flags.listen.map(parseListenFlag);
-  const { secret, warnings } = resolveSecret(flags);
+  // With --users the anonymous secret is optional: only when one is given.
+  const usersTable = flags.users !== undefined ? loadUsersFile(flags.users) : undefined;
+  const anonymous = usersTable === undefined || flags.secret !== undefined || flags.secretFile !== undefined || !!process.env.PLAIT_SECRET;
+  const { secret, warnings } = anonymous ? resolveSecret(flags) : { secret: undefined, warnings: [] as string[] };
+  if (usersTable) warnings.push(...usersTable.warnings);
   const stats = flags.stats ? parseHostPort('--stats', flags.stats) : undefined;
   for (const c of flags.allow) {
     try {
@@ -67,12 +76,12 @@ export function checkServerFlags(flags: ServerFlags) {
     const ns = resolvConfNameserver();
     if (ns) dnsUpstream = { host: ns, port: 53 };
   }
-  return { logLevel, listen, secret, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream, instanceId, drainGraceMs };
+  return { logLevel, listen, secret, usersTable, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream, instanceId, drainGraceMs };
 }
 
 export async function runServer(flags: ServerFlags, config?: { file: CommandConfig<ServerFlags>; warnings: string[] }): Promise<PlaitServer> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, listen, secret, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream, instanceId, drainGraceMs } = checkServerFlags(flags);
+  const { logLevel, listen, secret, usersTable, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream, instanceId, drainGraceMs } = checkServerFlags(flags);
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.
@@ -83,9 +92,12 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
   if (!sockopts.available) {
     log.warn({ reason: sockopts.reason }, 'kernel socket options unavailable: no TCP_NOTSENT_LOWAT (more queueing on slow links), no TCP_INFO in /stats');
   }
+  const users = usersTable ? new UserDirectory(usersTable.identity, serverUsers(usersTable)) : undefined;
   const server = new PlaitServer({
     listen,
-    secretKeys: deriveSecretKeys(secret),
+    ...(secret !== undefined ? { secretKeys: deriveSecretKeys(secret) } : {}),
+    ...(users ? { users } : {}),
+    ...(flags.stateDir !== undefined ? { stateDir: flags.stateDir } : {}),
     policy: new EgressPolicy({ allowPrivate: flags.allowPrivate, allow: flags.allow }),
     maxSessions,
     maxPendingHandshakes,
@@ -107,6 +119,7 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
           role: 'server',
           uptimeSeconds: Math.round((Date.now() - started) / 1000),
           sessions: server.sessions().map((s) => s.stats()),
+          ...(users ? { users: server.userFigures() ?? [] } : {}),
           counters: { ...server.counters, ...server.acceptor.counters },
           ...(instanceId !== undefined ? { instanceId } : {}),
           draining: server.acceptor.draining,
@@ -119,6 +132,9 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
   }
   // `listen` is the first listener (what scripts read); `listeners` has them all.
   log.info({ listen: listenText(server.listeners[0]!), listeners: server.listeners.map(listenText), allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers, ...(instanceId !== undefined ? { instanceId } : {}) }, 'plait server listening');
+  if (usersTable) {
+    log.info({ users: usersTable.users.size, file: usersTable.file, serverKey: Buffer.from(usersTable.identity.publicKey).toString('base64url') }, 'named users: clients need --user NAME and --server-key (this serverKey)');
+  }
   if (dnsUpstream) log.info({ dnsUpstream: `${dnsUpstream.host}:${dnsUpstream.port}` }, "clients' DNS goes to this resolver");
   else log.warn({}, "no DNS resolver (no --dns-upstream, no nameserver in /etc/resolv.conf): clients' --dns queries are dropped");
   if (stats && statsServer) {
@@ -139,10 +155,27 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', drainGraceMs > 0 ? drain : stop);
+  // ---- users reload (SIGHUP): a new table at once; sessions of removed, revoked or re-keyed users end ----
+  let currentUsers = usersTable;
+  const reloadUsers = (): void => {
+    if (!currentUsers || !users) return;
+    try {
+      const next = loadUsersFile(currentUsers.file);
+      const gone = usersToRevoke(currentUsers, next);
+      users.replace(next.identity, serverUsers(next));
+      currentUsers = next;
+      const ended = server.acceptor.revokeSessions((name) => gone.has(name));
+      log.info({ file: next.file, users: next.users.size, revoked: [...gone], sessionsEnded: ended }, 'users file reloaded');
+    } catch (e) {
+      log.error({ file: currentUsers.file }, `users reload failed, keeping the current users: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  };
+  // ---- end users reload ----
   if (config?.file.file !== undefined) {
     // Paths and roles are the client's: a server reload only checks the file, so a broken edit shows before a restart.
     const file = config.file;
     onHangup.handle = () => {
+      reloadUsers();
       let loaded: ReturnType<CommandConfig<ServerFlags>['load']> | undefined;
       try {
         loaded = file.load();
@@ -155,9 +188,22 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
     };
   } else {
     // A stray `systemctl reload` must not end every session.
-    onHangup.handle = () => log.warn('SIGHUP: nothing to reload (started without --config); still running');
+    onHangup.handle = () => (users ? reloadUsers() : log.warn('SIGHUP: nothing to reload (started without --config); still running'));
   }
   return server;
+}
+
+/** The handshake's view of a users file. */
+function serverUsers(t: UsersTable): Map<string, ServerUser> {
+  const m = new Map<string, ServerUser>();
+  for (const [name, u] of t.users) m.set(name, {
+      keys: u.keys,
+      revoked: u.revoked,
+      ...(u.maxSessions !== undefined ? { maxSessions: u.maxSessions } : {}),
+      ...(u.rateBytesPerSec !== undefined ? { rateBytesPerSec: u.rateBytesPerSec } : {}),
+      ...(u.cap !== undefined ? { cap: u.cap } : {}),
+    });
+  return m;
 }
 
 /** --instance-id: 0-65535, the u16 a JOIN carries for the load balancer (PROTOCOL.md 4.2). */

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { counterHelp, type SessionStats } from '@plait/core';
 import type { CapStats } from '@plait/client';
+import type { UserFigures } from '@plait/server';
 import { LIVE_PAGE_HEADERS, LIVE_PAGE_HTML } from './live-page.js';
 import { isAllowedLiveOrigin, LivePush } from './live-push.js';
 import { handleRolePost, SUBFLOW_PATH, type SetRole } from './role-endpoint.js';
@@ -15,6 +16,8 @@ export interface StatsSnapshot {
   counters: Record<string, number>;
   /** Client only: the paths the subflow manager maintains. */
   paths?: unknown[];
+  /** Server with --users: per-user figures. */
+  users?: UserFigures[];
   /** Client with --fallback-server only: each site, which one is active, its health. */
   sites?: unknown[];
   /** Client only: data caps and their usage this period. */
@@ -164,6 +167,17 @@ export function toPrometheus(full: StatsSnapshot): string {
     paths.filter((p) => typeof p.key === 'string' && typeof p[field] === 'number').map((p) => [{ path: p.key as string }, p[field] as number]);
   family('plait_path_sent_bytes_total', 'counter', 'Bytes sent on all subflows of the path since start (not reset when a subflow is replaced).', pathRows('bytesSent'));
   family('plait_path_received_bytes_total', 'counter', 'Bytes received on all subflows of the path since start (not reset when a subflow is replaced).', pathRows('bytesReceived'));
+  // ---- per-user figures (--users) ----
+  if (s.users) {
+    const u = s.users;
+    family('plait_user_sessions', 'gauge', 'Open sessions per user.', u.map((x) => [{ user: x.user }, x.sessions]));
+    family('plait_user_bytes_total', 'counter', 'Stream payload bytes per user: up (to targets) and down.', u.flatMap((x) => [[{ user: x.user, direction: 'up' }, x.bytesUp], [{ user: x.user, direction: 'down' }, x.bytesDown]] as [Record<string, string>, number][]));
+    family('plait_user_rate_bytes_per_second', 'gauge', 'Per-user stream bytes per second (both directions), averaged since the previous scrape.', u.map((x) => [{ user: x.user }, x.rateBytesPerSec]));
+    family('plait_user_cap_used_bytes', 'gauge', 'Stream bytes used in the current cap period (users with a cap).', u.filter((x) => x.cap).map((x) => [{ user: x.user, period: x.cap!.period }, x.cap!.used]));
+    family('plait_user_cap_bytes', 'gauge', 'The cap of the period.', u.filter((x) => x.cap).map((x) => [{ user: x.user, period: x.cap!.period }, x.cap!.bytes]));
+    family('plait_user_refusals_total', 'counter', 'HELLOs naming this user refused (all sent as AUTH_FAILED), by cause.', u.flatMap((x) => Object.entries(x.refusals).map(([cause, n]) => [{ user: x.user, cause }, n] as [Record<string, string>, number])));
+  }
+  // ---- end per-user figures ----
   const counterNames = new Set(s.sessions.flatMap((st) => Object.keys(st.counters)));
   for (const c of counterNames) {
     family(`plait_session_${snake(c)}_total`, 'counter', counterHelp(c) ?? `Session counter ${c}.`, s.sessions.map((st) => [sess(st), st.counters[c] ?? 0]));

@@ -18,6 +18,7 @@ import {
   type CipherName,
   type Clock,
   type Config,
+  type ClientUser,
   type SecretKeys,
   type Session,
   type ByteChannel,
@@ -53,6 +54,8 @@ export interface PlaitClientOptions {
   /** wss:// servers: CAs (PEM) to trust instead of Node's built-in list, for a private CA. */
   ca?: string | Buffer;
   secretKeys: SecretKeys;
+  /** Our user name on a server with several users (--user, --server-key). */
+  user?: ClientUser;
   sources: SourceOptions;
   scheduler?: string;
   /** Target ports whose streams are latency class (default DEFAULT_LATENCY_PORTS); the server is told too. */
@@ -661,6 +664,7 @@ export class PlaitClient {
           role,
           addrId: slot.addrId,
           clockOffsetMs: this.clockOffsetMs,
+          ...(this.opts.user ? { user: this.opts.user } : {}),
           ...(this.opts.cipher ? { cipher: this.opts.cipher } : {}),
           ...(this.opts.scheduler ? { scheduler: createScheduler(this.opts.scheduler) } : {}),
           ...(this.opts.latencyPorts ? { latencyPorts: this.opts.latencyPorts } : {}),

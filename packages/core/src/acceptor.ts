@@ -13,7 +13,7 @@ import {
   type EvictionReason,
   type HandshakeSlotLimits,
 } from './handshake-slots.js';
-import { rejectForError, ServerHandshake, type JoinableSession } from './handshake.js';
+import { rejectForError, ServerHandshake, type HelloUsers, type JoinableSession, type UserRefusal } from './handshake.js';
 import type { SecretKeys, SessionKeys } from './keys.js';
 import { RecordOpener, RecordSealer } from './record.js';
 import { NonceLog, ReplayCache } from './replay-cache.js';
@@ -21,7 +21,12 @@ import type { MemoryBudget } from './memory-budget.js';
 import { Session, type SessionEvents } from './session.js';
 
 export interface AcceptorOptions {
-  secretKeys: SecretKeys;
+  /** The anonymous secret (plait server --secret); optional when `users` is given. */
+  secretKeys?: SecretKeys;
+  /** Named users (plait server --users, PROTOCOL.md 3.2). */
+  users?: HelloUsers;
+  /** A HELLO naming a user was refused (counted per user by the owner; `user` is undefined for a bad hint). */
+  onUserRefusal?(info: { cause: UserRefusal; user?: string }): void;
   config: Config;
   clock: Clock;
   /** Sessions the server holds at once. */
@@ -30,8 +35,14 @@ export interface AcceptorOptions {
   graceMs: number;
   /** Extra server addresses to advertise to clients (ADD_ADDR). */
   advertise?: { id: number; host: string; port: number }[];
-  /** A new session; set its events (at least `stream`) here. */
-  onSession(session: Session): SessionEvents;
+  /** A new session, and the user its HELLO proved (undefined: anonymous); set its events (at least `stream`) here. */
+  onSession(session: Session, user?: string): SessionEvents;
+  /** A session's stream rate in bytes per second, each direction (users file `rate`; user undefined: anonymous); undefined: unlimited. */
+  sessionRate?(user: string | undefined): number | undefined;
+  /** Sessions one user may hold at once (users file max-sessions); default: no limit but maxSessions. */
+  maxUserSessions?(user: string): number | undefined;
+  /** Why a named user may not start a session now (e.g. its data cap is used up), or undefined. */
+  userBlocked?(user: string): string | undefined;
   /** Pending (unauthenticated) handshakes held at once, overall and per source; see handshake-slots.ts. */
   handshakeSlots?: Partial<HandshakeSlotLimits>;
   /** A connection was refused during the handshake (for logs and counters). */
@@ -69,6 +80,9 @@ class Entry implements JoinableSession {
     joinNonces: number,
     /** Chosen by the HELLO; its JOINs must repeat it. */
     readonly cipher: CipherName,
+    /** The user its HELLO proved (undefined: the anonymous secret), and that secret's K_auth. */
+    readonly user: string | undefined,
+    readonly authKey: Uint8Array,
   ) {
     this.nonces = new NonceLog(joinNonces);
   }
@@ -94,6 +108,8 @@ export class Acceptor {
   private readonly slots: HandshakeSlots;
   /** Pending handshakes by slot id, to drop the ones evicted. */
   private readonly pending = new Map<number, (reason: EvictionReason) => void>();
+  /** Live sessions per named user (for max-sessions); an entry exists only while its count is above 0. */
+  private readonly userSessions = new Map<string, number>();
   /** Declared, with what each counts, in counters.ts (ACCEPTOR_COUNTERS). */
   readonly counters: Record<string, number> = makeCounters(ACCEPTOR_COUNTERS);
   /** When drain() was called (clock ms); undefined while taking new sessions. */
@@ -146,12 +162,20 @@ export class Acceptor {
       if (hc.abort(new PlaitError(ErrorCode.BUSY, `server busy: ${why}, try again`))) evictedBy = reason;
     });
     const hs = new ServerHandshake<Entry>({
-      secretKeys: this.opts.secretKeys,
+      ...(this.opts.secretKeys ? { secretKeys: this.opts.secretKeys } : {}),
+      ...(this.opts.users ? { users: this.opts.users } : {}),
       clock,
       config,
       replayCache: this.replay,
       lookupSession: (token) => this.sessions.get(hex(token)),
-      canCreateSession: () => this.sessions.size < this.opts.maxSessions,
+      canCreateSession: (user) => {
+        const blocked = user === undefined ? undefined : this.opts.userBlocked?.(user);
+        if (blocked !== undefined) return blocked;
+        return (
+          this.sessions.size < this.opts.maxSessions &&
+          (user === undefined || (this.userSessions.get(user) ?? 0) < (this.opts.maxUserSessions?.(user) ?? Number.POSITIVE_INFINITY))
+        );
+      },
       ...(this.opts.ciphers ? { ciphers: this.opts.ciphers } : {}),
       ...(this.opts.instanceId !== undefined ? { instanceId: this.opts.instanceId } : {}),
       draining: () => this.drainingSince !== undefined,
@@ -192,15 +216,25 @@ export class Acceptor {
             continue;
           case 'reject':
             hc.send(step.message);
-            this.refuse(channel, step.code, step.reason, rejectCounter(step.code));
+            if (step.userRefusal) this.opts.onUserRefusal?.(step.userRefusal);
+            this.refuse(channel, step.code, step.reason, step.userRefusal?.cause ?? rejectCounter(step.code));
             return false;
           case 'session': {
             hc.send(step.reply);
-            const session = new Session({ role: 'server', keys: step.keys, config, clock, ...(this.opts.budget ? { budget: this.opts.budget } : {}) });
-            const entry = new Entry(session, config.joinNonces, step.cipher);
+            const rate = this.opts.sessionRate?.(step.user);
+            const session = new Session({
+              role: 'server',
+              keys: step.keys,
+              config,
+              clock,
+              ...(this.opts.budget ? { budget: this.opts.budget } : {}),
+              ...(rate !== undefined ? { rateLimit: rate } : {}),
+            });
+            const entry = new Entry(session, config.joinNonces, step.cipher, step.user, step.secretKeys.authKey);
             const key = hex(step.keys.token);
             this.sessions.set(key, entry);
-            session.setEvents(this.wrapEvents(entry, key, this.opts.onSession(session)));
+            if (step.user !== undefined) this.userSessions.set(step.user, (this.userSessions.get(step.user) ?? 0) + 1);
+            session.setEvents(this.wrapEvents(entry, key, this.opts.onSession(session, step.user)));
             session.addSubflow({
               channel,
               sealer: new RecordSealer(step.subflowKeys.send, step.cipher),
@@ -236,6 +270,32 @@ export class Acceptor {
       this.pending.delete(id);
       this.slots.release(id);
     }
+  }
+
+  /** Live sessions of one named user. */
+  userSessionCount(user: string): number {
+    return this.userSessions.get(user) ?? 0;
+  }
+
+  /** The user each live session's HELLO proved (undefined: anonymous). */
+  sessionUsers(): { session: Session; user: string | undefined }[] {
+    return [...this.sessions.values()].map((e) => ({ session: e.session, user: e.user }));
+  }
+
+  /**
+   * End the sessions of users `revoked` says no longer get in (removed or
+   * re-keyed), telling each client why. Their tokens leave the table with
+   * them, so their JOINs are refused from now on. Returns how many ended.
+   */
+  revokeSessions(revoked: (user: string) => boolean, reason = 'access revoked'): number {
+    let n = 0;
+    for (const e of [...this.sessions.values()]) {
+      if (e.user === undefined || !revoked(e.user)) continue;
+      n++;
+      if (reason === 'access revoked') this.counters.revoked!++;
+      e.session.close(new PlaitError(reason === 'access revoked' ? ErrorCode.AUTH_FAILED : ErrorCode.LIMIT, reason));
+    }
+    return n;
   }
 
   /** Close every session (server shutdown). */
@@ -301,6 +361,11 @@ export class Acceptor {
       closed: (err) => {
         entry.graceTimer?.cancel();
         this.sessions.delete(key);
+        if (entry.user !== undefined) {
+          const n = (this.userSessions.get(entry.user) ?? 1) - 1;
+          if (n > 0) this.userSessions.set(entry.user, n);
+          else this.userSessions.delete(entry.user);
+        }
         ev.closed?.(err);
       },
     };

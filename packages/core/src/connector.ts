@@ -5,7 +5,7 @@ import type { Config } from './config.js';
 import { ErrorCode, PlaitError, RemoteError } from './errors.js';
 import { MsgType } from './handshake-messages.js';
 import { HandshakeChannel } from './handshake-channel.js';
-import { startHello, startJoin } from './handshake.js';
+import { startHello, startJoin, type ClientUser } from './handshake.js';
 import type { SecretKeys } from './keys.js';
 import { RecordOpener, RecordSealer } from './record.js';
 import { roleBackupBit, type SubflowRole } from './roles.js';
@@ -15,6 +15,8 @@ import type { Subflow } from './subflow.js';
 
 export interface ConnectOptions {
   secretKeys: SecretKeys;
+  /** Name ourselves to a server with several users (plait client --user; PROTOCOL.md 3.2). */
+  user?: ClientUser;
   config: Config;
   clock: Clock;
   backup?: boolean;
@@ -48,7 +50,7 @@ export async function connectSession(channel: ByteChannel, opts: ConnectOptions)
   const deadline = opts.clock.now() + (opts.timeoutMs ?? opts.config.handshakeTimeoutMs);
   const hc = new HandshakeChannel(channel, opts.clock);
   try {
-    const hello = startHello(opts.secretKeys, { backup, addrId, cipher: opts.cipher ?? DEFAULT_CIPHER }, opts.clock, opts.clockOffsetMs ?? 0);
+    const hello = startHello(opts.secretKeys, { backup, addrId, cipher: opts.cipher ?? DEFAULT_CIPHER }, opts.clock, opts.clockOffsetMs ?? 0, opts.user);
     hc.send(hello.message);
     const result = hello.finish(await hc.next(deadline));
     const session = new Session({

@@ -86,6 +86,13 @@ export const ACCEPTOR_COUNTERS = {
   preauthTimeoutFirst: 'Connections with no complete first message within handshakeFirstMessageMs.',
   preauthTimeout: 'Handshakes not complete within handshakeTimeoutMs.',
   preauthOverflow: 'Connections that sent more than preauthBufferBytes before authenticating.',
+  // Named users (PROTOCOL.md 3.2): all refused alike on the wire (AUTH_FAILED), counted apart here.
+  userUnknown: 'HELLOs naming a user the users file does not have.',
+  userBadSecret: 'HELLOs naming a real user but not proving its secret.',
+  userRevoked: 'HELLOs from a user marked revoked in the users file.',
+  userBadHint: 'HELLOs with a user hint that does not open with our identity key (or with no --users).',
+  userMissing: 'HELLOs without a user hint while the server has no anonymous --secret.',
+  revoked: 'Sessions ended because their user was removed, re-keyed or revoked (SIGHUP).',
   ...(Object.fromEntries(HANDSHAKE_REJECT_CODES.map((c) => [rejectCounter(c), `Handshakes refused with ${errorName(c)}.`])) as Record<string, string>),
 } as const satisfies CounterDefs;
 

@@ -22,6 +22,19 @@ export const HANDSHAKE_HEADER = 3;
 export const FLAG_BACKUP = 0x01;
 /** Flag bits a v1 HELLO/JOIN may set: backup (bit 0) and the cipher id (bits 1-2, cipher.ts). */
 export const FLAGS_KNOWN = FLAG_BACKUP | FLAG_CIPHER_MASK;
+// ---- user hint (PROTOCOL.md section 3.2) ----
+/** HELLO flags bit 3: a sealed user hint follows E_c. Only HELLO may set it. */
+export const FLAG_USER_HINT = 0x08;
+export const HELLO_FLAGS_KNOWN = FLAGS_KNOWN | FLAG_USER_HINT;
+/** Sealed user hint in a HELLO (user-hint.ts USER_HINT_BYTES). */
+export const HELLO_HINT_BYTES = 49;
+/** Body of a HELLO with a user hint. */
+export const HELLO_WITH_HINT_SIZE = 107 + HELLO_HINT_BYTES;
+/** Offset of mac_c: the MAC covers all that precedes it. */
+export function helloMacOffset(flags: number): number {
+  return (flags & FLAG_USER_HINT) !== 0 ? HELLO_WITH_HINT_SIZE - 32 : HELLO_MAC_OFFSET;
+}
+// ---- end user hint ----
 /**
  * JOIN only (bit 3): the body carries the session's instance u16 right after
  * addr_id, at a fixed offset an L4 load balancer reads (PROTOCOL.md 4.2).
@@ -58,6 +71,8 @@ export interface HelloFields {
   timestamp: number;
   nonce: Uint8Array;
   ephemeral: Uint8Array;
+  /** Sealed user hint; present exactly when flags has FLAG_USER_HINT. */
+  hint?: Uint8Array;
   mac: Uint8Array;
 }
 export interface HelloAckFields {
@@ -159,7 +174,9 @@ export function encodeHandshake(msg: HandshakeFields): Uint8Array {
   let body: Uint8Array;
   switch (msg.type) {
     case MsgType.HELLO: {
-      body = new Uint8Array(BODY_SIZE.HELLO);
+      const hinted = (msg.flags & FLAG_USER_HINT) !== 0;
+      if (hinted !== (msg.hint !== undefined)) throw new PlaitError(ErrorCode.INTERNAL, 'HELLO user-hint flag and hint must go together');
+      body = new Uint8Array(hinted ? HELLO_WITH_HINT_SIZE : BODY_SIZE.HELLO);
       const ts = msg.timestamp;
       if (!Number.isSafeInteger(ts) || ts < 0) {
         throw new PlaitError(ErrorCode.INTERNAL, `HELLO timestamp must be a non-negative safe integer, got ${ts}`);
@@ -172,7 +189,8 @@ export function encodeHandshake(msg: HandshakeFields): Uint8Array {
       dv.setUint32(7, ts >>> 0);
       body.set(checkBytes(msg.nonce, 32, 'nonce'), 11);
       body.set(checkBytes(msg.ephemeral, 32, 'ephemeral'), 43);
-      body.set(checkBytes(msg.mac, 32, 'mac'), 75);
+      if (msg.hint) body.set(checkBytes(msg.hint, HELLO_HINT_BYTES, 'hint'), 75);
+      body.set(checkBytes(msg.mac, 32, 'mac'), helloMacOffset(msg.flags));
       break;
     }
     case MsgType.HELLO_ACK:
@@ -309,18 +327,24 @@ export function decodeBody(type: number, body: Uint8Array): HandshakeMessage {
   checkHeader(type, body.length);
   switch (type) {
     case MsgType.HELLO:
-      checkVersionAndFlags(type, body, BODY_SIZE.HELLO, FLAGS_KNOWN);
-      return {
+    {
+      const flags = body[1] ?? 0;
+      const macAt = helloMacOffset(flags);
+      checkVersionAndFlags(type, body, macAt + 32, HELLO_FLAGS_KNOWN);
+      const hello: HelloMessage = {
         type,
         body,
         version: body[0] ?? 0,
-        flags: body[1] ?? 0,
+        flags,
         addrId: body[2] ?? 0,
         timestamp: u64(body, 3),
         nonce: body.subarray(11, 43),
         ephemeral: body.subarray(43, 75),
-        mac: body.subarray(75, 107),
+        mac: body.subarray(macAt, macAt + 32),
       };
+      if ((flags & FLAG_USER_HINT) !== 0) hello.hint = body.subarray(75, macAt);
+      return hello;
+    }
     case MsgType.HELLO_ACK:
       return {
         type,

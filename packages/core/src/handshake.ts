@@ -13,7 +13,11 @@ import {
   encodeReject,
   FLAG_BACKUP,
   FLAG_INSTANCE,
+  FLAG_USER_HINT,
   FLAGS_KNOWN,
+  HELLO_FLAGS_KNOWN,
+  HELLO_HINT_BYTES,
+  helloMacOffset,
   JOIN_FLAGS_KNOWN,
   HELLO_ACK_MAC_OFFSET,
   HELLO_MAC_OFFSET,
@@ -41,6 +45,34 @@ import {
   type SessionKeys,
 } from './keys.js';
 import type { ReplayCache } from './replay-cache.js';
+import { openUserHint, sealUserHint, type ServerIdentity } from './user-hint.js';
+
+/** Who the client says it is (plait client --user): its name, sealed to the server's identity key. */
+export interface ClientUser {
+  name: string;
+  /** The server's public identity key, raw 32 bytes. */
+  serverKey: Uint8Array;
+}
+
+/**
+ * The server's users (PROTOCOL.md section 3.2). `find` must be O(1) (a Map):
+ * with the hint it is the only per-user work a HELLO costs.
+ */
+export interface HelloUsers {
+  identity: ServerIdentity;
+  find(name: string): { keys: SecretKeys; revoked: boolean } | undefined;
+}
+
+/** Why a HELLO was refused as AUTH_FAILED in user mode; all look the same on the wire. */
+export type UserRefusal = 'userUnknown' | 'userBadSecret' | 'userRevoked' | 'userBadHint' | 'userMissing';
+
+/**
+ * Keys MACs on the refusal paths that have no user secret, so that every
+ * refusal costs one HMAC and every AUTH_FAILED proof looks alike. Random per
+ * process: nobody can verify a proof made with it, which is the point.
+ */
+const DECOY_AUTH_KEY = randomBytes(32);
+const USER_AUTH_FAILED = 'authentication failed: wrong user or secret, access revoked, or tampered HELLO';
 
 /** Record keys of one subflow as seen from one side. */
 export interface DirectionKeys {
@@ -139,22 +171,34 @@ function once(what: string): () => void {
  * verified STALE_TIMESTAMP refusal revealed (routers often boot without a
  * real-time clock).
  */
-export function startHello(secretKeys: SecretKeys, opts: SubflowOptions, clock: Clock, clockOffsetMs = 0): ClientHello {
+export function startHello(secretKeys: SecretKeys, opts: SubflowOptions, clock: Clock, clockOffsetMs = 0, user?: ClientUser): ClientHello {
   const eph = generateEphemeral();
   const nonce = randomBytes(WIRE.NONCE_BYTES);
+  const flags = flagsOf(opts) | (user ? FLAG_USER_HINT : 0);
   const message = encodeHandshake({
     type: MsgType.HELLO,
     version: WIRE.VERSION,
-    flags: flagsOf(opts),
+    flags,
     addrId: opts.addrId,
     timestamp: Math.max(0, Math.floor(clock.wallNow() + clockOffsetMs)),
     nonce,
     ephemeral: eph.publicKey,
+    ...(user ? { hint: new Uint8Array(HELLO_HINT_BYTES) } : {}),
     mac: new Uint8Array(32),
   });
-  // The MAC covers the body before it; fill it in place.
   const helloBody = message.subarray(3);
-  helloBody.set(helloMac(secretKeys.authKey, helloBody.subarray(0, HELLO_MAC_OFFSET)), HELLO_MAC_OFFSET);
+  if (user) {
+    // The hint's AEAD covers version .. E_c; mac_c then covers the hint too.
+    const hint = sealUserHint(user.name, eph.privateKey, user.serverKey, {
+      helloPrefix: helloBody.subarray(0, HELLO_MAC_OFFSET),
+      nonce,
+      clientEphemeral: eph.publicKey,
+    });
+    helloBody.set(hint, HELLO_MAC_OFFSET);
+  }
+  // The MAC covers the body before it; fill it in place.
+  const macAt = helloMacOffset(flags);
+  helloBody.set(helloMac(secretKeys.authKey, helloBody.subarray(0, macAt)), macAt);
   const use = once('ClientHello.finish');
 
   return {
@@ -237,17 +281,26 @@ export interface JoinableSession {
   canAddSubflow(): boolean;
   /** Remember a JOIN R_A; false if already used in this session (replay). */
   rememberJoinNonce(rA: Uint8Array): boolean;
+  /** K_auth of the secret its HELLO proved (a named user's); default: the anonymous secret's. */
+  readonly authKey?: Uint8Array;
 }
 
 export interface ServerHandshakeOptions<S extends JoinableSession = JoinableSession> {
-  secretKeys: SecretKeys;
+  /** The anonymous secret (plait server --secret); without it only HELLOs with a user hint get in. */
+  secretKeys?: SecretKeys;
+  /** Named users (plait server --users); HELLOs with a user hint are refused without it. */
+  users?: HelloUsers;
   clock: Clock;
   config: Pick<Config, 'timestampWindowMs' | 'maxSubflows'>;
   /** Shared by all connections of the server. */
   replayCache: ReplayCache;
   lookupSession(token: Uint8Array): S | undefined;
-  /** Server-wide session limit; false answers a HELLO with BUSY. Default: always true. */
-  canCreateSession?(): boolean;
+  /**
+   * Server-wide (and per-user, given the HELLO's user) session limit; false
+   * answers a HELLO with BUSY, a string with BUSY and that reason (proven
+   * with the user's key). Default: always true.
+   */
+  canCreateSession?(user?: string): boolean | string;
   /** Record ciphers a HELLO may choose (plait server --cipher); others are refused with CIPHER. Default: all. */
   ciphers?: readonly CipherName[];
   /**
@@ -274,6 +327,10 @@ export interface SessionStep {
   cipher: CipherName;
   backup: boolean;
   addrId: number;
+  /** The user the hint named and mac_c proved; undefined for the anonymous secret. */
+  user?: string;
+  /** That user's keys (for proofs on later refusals of its JOINs). */
+  secretKeys: SecretKeys;
 }
 export interface JoinedStep<S extends JoinableSession = JoinableSession> {
   kind: 'joined';
@@ -291,6 +348,8 @@ export interface RejectStep {
   reason: string;
   /** Encoded REJECT; send it, then close. */
   message: Uint8Array;
+  /** A user-mode AUTH_FAILED's real cause (counted; never sent); `user` is the name the hint carried, if any. */
+  userRefusal?: { cause: UserRefusal; user?: string };
 }
 export type ServerStep<S extends JoinableSession = JoinableSession> =
   | ReplyStep
@@ -340,8 +399,12 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
   private state: ServerState<S> = { name: 'start' };
   /** Body of the HELLO or JOIN being answered: what a refusal's proof binds to. */
   private request: Uint8Array | undefined;
+  /** Keys refusal proofs: the anonymous secret's until a HELLO names its user. */
+  private authKey: Uint8Array | undefined;
 
-  constructor(private readonly opts: ServerHandshakeOptions<S>) {}
+  constructor(private readonly opts: ServerHandshakeOptions<S>) {
+    this.authKey = opts.secretKeys?.authKey;
+  }
 
   /** True once a final step (session, joined, reject) has been returned. */
   get done(): boolean {
@@ -373,25 +436,72 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
     // Every refusal of a HELLO or JOIN is proven: one HMAC, no state. The
     // client believes UNKNOWN_TOKEN and our clock only when it verifies.
     const request = this.request;
+    const authKey = this.authKey ?? DECOY_AUTH_KEY;
     if (!request) return rejectStep(code, reason);
-    return rejectStep(code, reason, { authKey: this.opts.secretKeys.authKey, request, time: this.opts.clock.wallNow() });
+    return rejectStep(code, reason, { authKey, request, time: this.opts.clock.wallNow() });
+  }
+
+  /**
+   * The same AUTH_FAILED whatever the cause (unknown name, wrong secret,
+   * revoked, bad hint), proven with the decoy key: a prober learns nothing.
+   */
+  private refuseUser(cause: UserRefusal, user?: string): RejectStep {
+    this.authKey = DECOY_AUTH_KEY;
+    const step = this.reject(ErrorCode.AUTH_FAILED, USER_AUTH_FAILED);
+    step.userRefusal = user === undefined ? { cause } : { cause, user };
+    return step;
+  }
+
+  /**
+   * Step 2 in user mode: the keys of the user the hint names, or the
+   * refusal. Constant work per HELLO: one hint opening, one map lookup, one
+   * HMAC (with the decoy key when there is no user to check against).
+   */
+  private helloKeys(msg: Extract<HandshakeMessage, { type: typeof MsgType.HELLO }>, macAt: number): { keys: SecretKeys; user?: string } | RejectStep {
+    const signed = msg.body.subarray(0, macAt);
+    const macOk = (key: Uint8Array): boolean => constantTimeEqual(helloMac(key, signed), msg.mac);
+    const users = this.opts.users;
+    if (!msg.hint) {
+      const anon = this.opts.secretKeys;
+      if (anon) return macOk(anon.authKey) ? { keys: anon } : this.reject(ErrorCode.AUTH_FAILED, 'authentication failed: wrong secret or tampered HELLO');
+      macOk(DECOY_AUTH_KEY);
+      return this.refuseUser('userMissing');
+    }
+    const name = users
+      ? openUserHint(users.identity, msg.hint, { helloPrefix: msg.body.subarray(0, HELLO_MAC_OFFSET), nonce: msg.nonce, clientEphemeral: msg.ephemeral })
+      : undefined;
+    if (name === undefined) {
+      macOk(DECOY_AUTH_KEY);
+      return this.refuseUser('userBadHint');
+    }
+    const entry = users?.find(name);
+    if (!entry) {
+      macOk(DECOY_AUTH_KEY);
+      return this.refuseUser('userUnknown', name);
+    }
+    if (!macOk(entry.keys.authKey)) return this.refuseUser('userBadSecret', name);
+    // Checked after the MAC so that only the holder of the secret can tell... nothing: the reply is the same.
+    if (entry.revoked) return this.refuseUser('userRevoked', name);
+    this.authKey = entry.keys.authKey;
+    return { keys: entry.keys, user: name };
   }
 
   private onHello(msg: Extract<HandshakeMessage, { type: typeof MsgType.HELLO }>): ServerStep<S> {
-    const { secretKeys, clock, config, replayCache } = this.opts;
+    const { clock, config, replayCache } = this.opts;
     // 1. The reader already refused malformed input; re-check in case the
     //    message was built by hand.
     if (msg.version !== WIRE.VERSION) {
       return this.reject(ErrorCode.VERSION, `HELLO has protocol version ${msg.version}, server speaks ${WIRE.VERSION}`);
     }
-    if (msg.body.length !== HELLO_MAC_OFFSET + 32 || (msg.flags & ~FLAGS_KNOWN) !== 0) {
+    const macAt = helloMacOffset(msg.flags);
+    const hinted = (msg.flags & FLAG_USER_HINT) !== 0;
+    if (msg.body.length !== macAt + 32 || (msg.flags & ~HELLO_FLAGS_KNOWN) !== 0 || hinted !== (msg.hint !== undefined)) {
       return this.reject(ErrorCode.BAD_MESSAGE, 'malformed HELLO');
     }
-    // 2. Authenticate before anything that costs state.
-    const expected = helloMac(secretKeys.authKey, msg.body.subarray(0, HELLO_MAC_OFFSET));
-    if (!constantTimeEqual(expected, msg.mac)) {
-      return this.reject(ErrorCode.AUTH_FAILED, 'authentication failed: wrong secret or tampered HELLO');
-    }
+    // 2. Authenticate before anything that costs state (section 3.2 in user mode).
+    const found = this.helloKeys(msg, macAt);
+    if ('kind' in found) return found;
+    const secretKeys = found.keys;
     // 2a. The cipher, now that mac_c proved nobody on the path chose it
     //     (and so that a stranger learns nothing of our policy).
     const cipher = cipherOfFlags(msg.flags);
@@ -423,12 +533,13 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
       );
     }
     // 5. Draining (after the MAC, so the refusal is proven and the client
-    //    retries elsewhere at once), then the session limit.
+    //    retries elsewhere at once), then the session limits (server-wide, and the user's).
     if (this.opts.draining?.()) {
       return this.reject(ErrorCode.DRAINING, 'this server instance is shutting down: start the session on another one');
     }
-    if (this.opts.canCreateSession && !this.opts.canCreateSession()) {
-      return this.reject(ErrorCode.BUSY, 'server busy: at its session limit, retry later');
+    const room = this.opts.canCreateSession ? this.opts.canCreateSession(found.user) : true;
+    if (room !== true) {
+      return this.reject(ErrorCode.BUSY, typeof room === 'string' ? room : 'server busy: at its session limit, retry later');
     }
     // 6. HELLO_ACK and keys.
     const eph = generateEphemeral();
@@ -465,6 +576,8 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
       cipher,
       backup: (msg.flags & FLAG_BACKUP) !== 0,
       addrId: msg.addrId,
+      secretKeys,
+      ...(found.user !== undefined ? { user: found.user } : {}),
     };
   }
 
@@ -490,6 +603,8 @@ export class ServerHandshake<S extends JoinableSession = JoinableSession> {
         'unknown session token: the session expired or the server restarted; start a new session',
       );
     }
+    // Refusals from here on are proven with the secret of the session's user.
+    if (session.authKey) this.authKey = session.authKey;
     // Every subflow of a session uses the session's cipher; a JOIN that asks
     // for another is a client bug or tampering (HMAC-A would catch the latter).
     const sessionCipher = session.cipher ?? DEFAULT_CIPHER;

@@ -37,4 +37,5 @@ export { ErrorCode, errorName, PlaitError, RemoteError, ResetCode, resetName } f
 // Wire codecs, for the fuzzer and attack scripts that build hostile input.
 export { decodeFrames } from './frames.js';
 export { encodeHandshake, HandshakeReader, HELLO_MAC_OFFSET, MsgType } from './handshake-messages.js';
-export { startHello } from './handshake.js';
+export { startHello, type ClientUser, type HelloUsers, type UserRefusal } from './handshake.js';
+export { generateIdentity, identityFromPrivate, USER_NAME_MAX, userNameProblem, type ServerIdentity } from './user-hint.js';

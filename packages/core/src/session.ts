@@ -15,6 +15,7 @@ import type { RecordOpener, RecordSealer } from './record.js';
 import { dataTiers, roleBackupBit, type SubflowRole } from './roles.js';
 import { createScheduler, EarliestArrivalScheduler, pickLatency, schedulerNames, type Scheduler } from './scheduler.js';
 import { DEFAULT_LATENCY_PORTS, StreamClassifier } from './stream-class.js';
+import { rateBurst, TokenBucket } from './rate-limit.js';
 import { Stream, type StreamHost } from './stream.js';
 import { Subflow, type ReliableItem } from './subflow.js';
 
@@ -159,6 +160,14 @@ export class Session implements StreamHost {
   private readonly budget: MemoryBudget | undefined;
   private readonly unsubscribeBudget: (() => void) | undefined;
   private pumpScheduled = false;
+  // ---- rate limit (users file `rate`): new stream data sent, and stream data received ----
+  private sendRate: TokenBucket | undefined;
+  private recvRate: TokenBucket | undefined;
+  /** Reading paused until the receive bucket refills. */
+  private ratePaused = false;
+  private rateTimer: Timer | undefined;
+  private rateRecvTimer: Timer | undefined;
+  // ---- end rate limit ----
   private tickTimer: Timer | undefined;
   /** Held records and delayed ACKs go out when this fires. */
   private flushTimer: Timer | undefined;
@@ -181,6 +190,8 @@ export class Session implements StreamHost {
     events?: SessionEvents;
     /** Process-wide stream and byte budget shared with other sessions (server). */
     budget?: MemoryBudget;
+    /** Stream bytes per second, each direction (a user's `rate`, server side). */
+    rateLimit?: number;
   }) {
     this.role = opts.role;
     this.keys = opts.keys;
@@ -196,6 +207,11 @@ export class Session implements StreamHost {
     this.budget = opts.budget;
     this.sendBudget = new SendBudget(this.config, opts.budget);
     this.outbox = new DatagramOutbox(this.config, this.counters);
+    if (opts.rateLimit !== undefined) {
+      const burst = rateBurst(opts.rateLimit);
+      this.sendRate = new TokenBucket(opts.rateLimit, burst, this.clock);
+      this.recvRate = new TokenBucket(opts.rateLimit, burst, this.clock);
+    }
     this.unsubscribeBudget = opts.budget?.onRelief(() => {
       if (!this.closedState) this.sendBudget.wake();
       if (this.recvPaused) this.checkRecvBudget();
@@ -302,7 +318,7 @@ export class Session implements StreamHost {
       },
       close: (err) => this.closeSubflow(sf, err ? `connection lost: ${err.message}` : 'connection closed', false),
     });
-    if (this.recvPaused) setup.channel.pause();
+    if (this.recvPaused || this.ratePaused) setup.channel.pause();
     if (isServer) {
       const ok: ControlMessage = { t: 'ok', subflow: sf.id };
       if (setup.advertise && setup.advertise.length > 0) ok.addrs = setup.advertise;
@@ -555,6 +571,7 @@ export class Session implements StreamHost {
     // Bytes the reassembly buffer did not take were already there: duplicates.
     const accepted = s.reassembly.nextOffset + s.reassembly.bufferedBytes - heldBefore;
     if (accepted < payload.length) this.counters.duplicateBytes += payload.length - accepted;
+    if (this.recvRate && accepted > 0) this.chargeReceived(accepted);
     if (opened) {
       if (this.events.stream) this.events.stream(s, opened);
       else s.reset(ResetCode.NOT_ALLOWED, 'this side accepts no streams');
@@ -762,7 +779,7 @@ export class Session implements StreamHost {
       for (const sf of this.subflows) sf.channel.pause();
     } else if (this.recvPaused && this.recvBuffered <= this.config.sessionRecvBudget / 2 && !processOver) {
       this.recvPaused = false;
-      for (const sf of this.subflows) sf.channel.resume();
+      if (!this.ratePaused) for (const sf of this.subflows) sf.channel.resume();
     }
   }
 
@@ -826,6 +843,32 @@ export class Session implements StreamHost {
     }
     if (wakeAt !== Infinity) this.armFlush(wakeAt - now);
   }
+
+  // ---- rate limit ----
+  private waitForSendTokens(bytes: number): void {
+    if (this.rateTimer || !this.sendRate) return;
+    this.rateTimer = this.clock.setTimeout(() => {
+      this.rateTimer = undefined;
+      this.schedulePump();
+    }, Math.max(0.25, this.sendRate.waitMs(bytes)));
+  }
+
+  /** Bytes arrived (they cannot be refused): over the rate, stop reading every subflow until the bucket is back to zero. */
+  private chargeReceived(bytes: number): void {
+    const bucket = this.recvRate;
+    if (!bucket) return;
+    bucket.take(bytes);
+    const wait = bucket.waitMs(0);
+    if (wait <= 0 || this.ratePaused) return;
+    this.ratePaused = true;
+    for (const sf of this.subflows) sf.channel.pause();
+    this.rateRecvTimer = this.clock.setTimeout(() => {
+      this.rateRecvTimer = undefined;
+      this.ratePaused = false;
+      if (!this.recvPaused && !this.closedState) for (const sf of this.subflows) sf.channel.resume();
+    }, wait);
+  }
+  // ---- end rate limit ----
 
   /** Run the pump again in `ms` for held records and delayed ACKs (one timer per session). */
   private armFlush(ms: number): void {
@@ -893,10 +936,16 @@ export class Session implements StreamHost {
         continue;
       }
       const want = Math.min(sendable, WIRE.DATA_MAX_PAYLOAD);
+      // Whole frames only: wait for the tokens of this one rather than send slivers.
+      if (this.sendRate && want > 0 && this.sendRate.available() < want) {
+        this.waitForSendTokens(want);
+        return;
+      }
       const targets = this.pickSubflows(DATA_HEADER_SIZE + want);
       if (targets.length === 0) return;
       const len = Math.min(want, this.roomForAll(targets));
       const piece = s.takeNew(len);
+      this.sendRate?.take(piece.len);
       for (const sf of targets) this.stageData(sf, s, piece.offset, piece.len, piece.fin);
       this.counters.bytesDuplicated += (targets.length - 1) * piece.len;
       // Round robin between streams, one frame at a time.
@@ -937,11 +986,17 @@ export class Session implements StreamHost {
       const want = Math.min(sendable, WIRE.DATA_MAX_PAYLOAD);
       const outstanding = s.send.writtenOffset - s.peerAckOffset;
       if (this.classifier.classify(s, { target: s.target, outstanding }, want, now) !== 'latency') continue;
+      // Small frames jump the queue, not the user's rate.
+      if (this.sendRate && want > 0 && this.sendRate.available() < want) {
+        this.waitForSendTokens(want);
+        return;
+      }
       const tier = dataTiers(this.subflows).find((t) => t.length > 0);
       if (!tier) return;
       const targets = pickLatency(tier, DATA_HEADER_SIZE + want) as Subflow[];
       for (const sf of targets) this.sealStaged(sf); // its own record, not the tail of a bulk one
       const piece = s.takeNew(want);
+      this.sendRate?.take(piece.len);
       this.counters.bytesDuplicated += (targets.length - 1) * piece.len;
       for (const sf of targets) {
         this.stageData(sf, s, piece.offset, piece.len, piece.fin);
@@ -1194,6 +1249,10 @@ export class Session implements StreamHost {
     this.tickTimer = undefined;
     this.flushTimer?.cancel();
     this.flushTimer = undefined;
+    this.rateTimer?.cancel();
+    this.rateTimer = undefined;
+    this.rateRecvTimer?.cancel();
+    this.rateRecvTimer = undefined;
     for (const sf of [...this.subflows]) {
       sf.close('session closed', error ?? new PlaitError(ErrorCode.CLOSED, 'session closed'));
       sf.channel.end();

@@ -32,12 +32,15 @@ export async function makePair(opts: {
   onServerStream?: (s: Stream, target: { host: string; port: number }) => void;
   serverEvents?: SessionEvents;
   scheduler?: Scheduler;
+  /** More acceptor options (e.g. sessionRate). */
+  acceptor?: Partial<AcceptorOptions>;
 }): Promise<Pair> {
   const clock = new VirtualClock();
   const config = makeConfig(opts.config);
   const secretKeys = deriveSecretKeys(SECRET);
   let serverSession: Session | undefined;
   const acceptor = testAcceptor(clock, config, {
+    ...opts.acceptor,
     onSession: (s) => {
       serverSession = s;
       return { ...opts.serverEvents, stream: (st, t) => opts.onServerStream?.(st, t) };

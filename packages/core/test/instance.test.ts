@@ -70,14 +70,17 @@ describe('JOIN names the instance that holds the session (PROTOCOL.md 4.2)', () 
     expect([...m.subarray(6, 22)]).toEqual([...fakeKeys().token]);
   });
 
-  it('refuses a JOIN whose instance bit does not match its size, and the bit in a HELLO', () => {
+  it('refuses a JOIN whose instance bit does not match its size; in a HELLO bit 3 is the user hint', () => {
     const m = startJoin(fakeKeys(), { backup: false, addrId: 0 }).message;
     const body = m.slice(3);
     body[1] = body[1]! | 0x08; // claims an instance, but 51 bytes
     expect(() => decodeBody(MsgType.JOIN, body)).toThrow(ProtocolError);
+    // In a HELLO bit 3 is the user hint (PROTOCOL.md 3.2): a 107-byte HELLO claiming one is the wrong size.
     const hello = new Uint8Array(107);
     hello[0] = 1;
     hello[1] = 0x08;
+    expect(() => decodeBody(MsgType.HELLO, hello)).toThrow(/expected 156/);
+    hello[1] = 0x10;
     expect(() => decodeBody(MsgType.HELLO, hello)).toThrow(/reserved flag bits/);
   });
 

@@ -3,4 +3,5 @@
 export { PlaitServer, type PlaitServerOptions, type ServerLogger, type ListenSpec, type BoundListener } from './server.js';
 export { resolvConfNameserver } from './resolv-conf.js';
 export { EgressPolicy, parseCidr, type Cidr, type EgressPolicyOptions } from './egress-policy.js';
+export { UserDirectory, UserStats, type ServerUser, type UserFigures } from './users.js';
 export { WebSocketListener, forwardedFor, type WebSocketListenOptions } from './ws-listener.js';

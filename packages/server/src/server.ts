@@ -15,11 +15,18 @@ import {
   type SecretKeys,
   type Session,
   type Stream,
+  type UserRefusal,
 } from '@plait/core';
 import { adoptSlabReads, loadSockOpts, pipeBoth, SocketChannel, StreamDuplex, type WebSocketChannel } from '@plait/node';
 import { dialTarget, EgressError } from './dial-target.js';
 import { EgressPolicy } from './egress-policy.js';
 import { UdpRelay } from './udp-relay.js';
+import { UserStats, type UserDirectory, type UserFigures } from './users.js';
+import { UserCapLedger } from './user-caps.js';
+
+/** How often user caps are checked (ms), and how many checks between saves of the state file. */
+const CAP_TICK_MS = 1_000;
+const CAP_SAVE_EVERY = 10;
 import { WebSocketListener } from './ws-listener.js';
 
 export interface ServerLogger {
@@ -46,7 +53,12 @@ export interface BoundListener {
 export interface PlaitServerOptions {
   /** One or more listeners; TCP and WebSocket ones feed the same sessions. */
   listen: ListenSpec | readonly ListenSpec[];
-  secretKeys: SecretKeys;
+  /** The anonymous secret (--secret); optional with `users`. */
+  secretKeys?: SecretKeys;
+  /** Named users (--users, PROTOCOL.md 3.2); swap its table to reload. */
+  users?: UserDirectory;
+  /** Where per-user cap usage is kept across restarts (--state-dir); without it, in memory only. */
+  stateDir?: string;
   /** Egress policy (private/loopback targets refused unless allowed). */
   policy?: EgressPolicy;
   config?: Partial<Config>;
@@ -95,14 +107,33 @@ export class PlaitServer {
    */
   /** Declared, with what each counts, in @plait/core counters.ts (SERVER_COUNTERS). */
   readonly counters = makeCounters(SERVER_COUNTERS);
+  /** Per-user figures (only with `users`). */
+  private readonly userStats: UserStats | undefined;
+  // ---- user caps ----
+  private readonly capLedger: UserCapLedger | undefined;
+  private readonly capCounted = new Map<string, number>();
+  private capTimer: NodeJS.Timeout | undefined;
+  private capTicks = 0;
+  // ---- end user caps ----
 
   constructor(private readonly opts: PlaitServerOptions) {
     this.log = opts.log ?? SILENT;
     this.policy = opts.policy ?? new EgressPolicy({});
     const config = makeConfig(opts.config);
     this.budget = new MemoryBudget(config);
+    const users = opts.users;
+    this.userStats = users ? new UserStats((name) => users.find(name) !== undefined) : undefined;
     this.acceptor = new Acceptor({
-      secretKeys: opts.secretKeys,
+      ...(opts.secretKeys ? { secretKeys: opts.secretKeys } : {}),
+      ...(users
+        ? {
+            users,
+            maxUserSessions: (name: string) => users.find(name)?.maxSessions,
+            userBlocked: (name: string) => this.capBlocked(name),
+            sessionRate: (name: string | undefined) => (name === undefined ? undefined : users.find(name)?.rateBytesPerSec),
+            onUserRefusal: (r: { cause: UserRefusal; user?: string }) => this.userStats?.refused(r.user, r.cause),
+          }
+        : {}),
       config,
       clock: realClock,
       maxSessions: opts.maxSessions ?? 256,
@@ -114,7 +145,7 @@ export class PlaitServer {
       ...(opts.advertise ? { advertise: opts.advertise.map((a, i) => ({ id: i + 1, host: a.host, port: a.port })) } : {}),
       ...(opts.ciphers ? { ciphers: opts.ciphers } : {}),
       ...(opts.instanceId !== undefined ? { instanceId: opts.instanceId } : {}),
-      onSession: (session) => this.onSession(session),
+      onSession: (session, user) => this.onSession(session, user),
       onReject: (info) => {
         // A connection closed during the handshake is most often a load balancer's health check.
         const level = info.code === ErrorCode.CLOSED ? 'debug' : 'warn';
@@ -140,7 +171,51 @@ export class PlaitServer {
           }
         : { spec, tcp: net.createServer({ noDelay: true }, (socket) => this.onConnection(socket)) },
     );
+    if (users) {
+      this.capLedger = new UserCapLedger(opts.stateDir, Date.now, (m) => this.log.warn({}, m));
+      this.capTimer = setInterval(() => this.capTick(), CAP_TICK_MS);
+      this.capTimer.unref();
+    }
   }
+
+  // ---- user caps ----
+  /** The refusal reason while `name` is over its cap, else undefined. */
+  private capBlocked(name: string): string | undefined {
+    const cap = this.opts.users?.find(name)?.cap;
+    if (!cap || !this.capLedger) return undefined;
+    return this.capLedger.used(name, cap.period) >= cap.bytes ? `data cap reached (${cap.bytes} bytes per ${cap.period}, UTC): until the next ${cap.period}` : undefined;
+  }
+
+  /** Count each capped user's new bytes, end the sessions of those over their cap, save now and then. */
+  private capTick(): void {
+    const users = this.opts.users;
+    if (!users || !this.userStats || !this.capLedger) return;
+    const over = new Set<string>();
+    for (const name of users.names()) {
+      const cap = users.find(name)?.cap;
+      const total = this.userStats.totalBytes(name);
+      const delta = total - (this.capCounted.get(name) ?? 0);
+      this.capCounted.set(name, total);
+      if (!cap) continue;
+      this.capLedger.add(name, cap.period, delta);
+      if (this.capLedger.used(name, cap.period) >= cap.bytes) over.add(name);
+    }
+    if (over.size > 0) {
+      const reason = 'data cap reached';
+      const n = this.acceptor.revokeSessions((u) => over.has(u), reason);
+      if (n > 0) this.log.info({ users: [...over], sessionsEnded: n }, 'data cap reached: sessions ended');
+    }
+    if (++this.capTicks % CAP_SAVE_EVERY === 0) this.saveCaps();
+  }
+
+  private saveCaps(): void {
+    try {
+      this.capLedger?.save();
+    } catch (e) {
+      this.log.warn({}, `--state-dir: cannot save cap usage: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  // ---- end user caps ----
 
   /** The TCP servers (tests peek at accepted sockets). */
   private get tcp(): net.Server[] {
@@ -197,7 +272,22 @@ export class PlaitServer {
     return this.acceptor.allSessions();
   }
 
+  /** Per-user figures for /stats and /metrics; undefined without users. */
+  userFigures(): UserFigures[] | undefined {
+    const users = this.opts.users;
+    if (!users || !this.userStats) return undefined;
+    return this.userStats.snapshot(users.names(), (u) => this.acceptor.userSessionCount(u)).map((f) => {
+      const cap = users.find(f.user)?.cap;
+      return cap && this.capLedger ? { ...f, cap: { used: this.capLedger.used(f.user, cap.period), bytes: cap.bytes, period: cap.period } } : f;
+    });
+  }
+
   async close(): Promise<void> {
+    if (this.capTimer) {
+      clearInterval(this.capTimer);
+      this.capTick();
+      this.saveCaps();
+    }
     this.acceptor.closeAll();
     await this.closeListeners();
   }
@@ -287,9 +377,9 @@ export class PlaitServer {
     else socket.once('finish', () => socket.destroy());
   }
 
-  private onSession(session: Session) {
+  private onSession(session: Session, user: string | undefined) {
     const token = Buffer.from(session.keys.token).toString('hex').slice(0, 8);
-    this.log.info({ session: token }, 'session established');
+    this.log.info({ session: token, ...(user !== undefined ? { user } : {}) }, 'session established');
     const udp = new UdpRelay(session, {
       policy: this.policy,
       maxFlows: session.config.maxDatagramFlows,
@@ -302,7 +392,7 @@ export class PlaitServer {
     return {
       datagram: (d: Datagram) => udp.onDatagram(d),
       datagramFlowClosed: (flow: number) => udp.onFlowClosed(flow),
-      stream: (stream: Stream, target: { host: string; port: number }) => this.onStream(token, stream, target),
+      stream: (stream: Stream, target: { host: string; port: number }) => this.onStream(token, stream, target, user),
       subflowUp: (sf: { id: number; backup: boolean; channel: { remoteLabel: string } }) =>
         this.log.info({ session: token, subflow: sf.id, remote: sf.channel.remoteLabel, backup: sf.backup }, 'subflow up'),
       subflowDown: (sf: { id: number }, reason: string, closed: boolean) =>
@@ -318,7 +408,7 @@ export class PlaitServer {
     };
   }
 
-  private onStream(token: string, stream: Stream, target: { host: string; port: number }): void {
+  private onStream(token: string, stream: Stream, target: { host: string; port: number }, user: string | undefined): void {
     this.counters.streamsOpened++;
     dialTarget(target, this.policy, { timeoutMs: this.opts.dialTimeoutMs ?? 10_000 }).then(
       (socket) => {
@@ -327,6 +417,7 @@ export class PlaitServer {
           return;
         }
         stream.accept();
+        if (user !== undefined) this.userStats?.streamOpened(user, socket);
         pipeBoth(new StreamDuplex(stream), socket);
       },
       (err: unknown) => {

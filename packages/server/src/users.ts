@@ -1,0 +1,133 @@
+/**
+ * The server's named users (plait server --users): the table the handshake
+ * looks names up in, swapped whole on reload, and each user's figures for
+ * /stats and /metrics. Per-user state is keyed by names from the users file
+ * only (never by a name a stranger sent), so it is bounded by the file.
+ */
+import type { HelloUsers, SecretKeys, ServerIdentity, UserRefusal } from '@plait/core';
+import type { CapPeriod } from './user-caps.js';
+
+export interface ServerUser {
+  keys: SecretKeys;
+  revoked: boolean;
+  maxSessions?: number;
+  /** Stream bytes per second, each direction, per session. */
+  rateBytesPerSec?: number;
+  /** Stream bytes both ways per UTC day or month (persisted with --state-dir). */
+  cap?: { bytes: number; period: CapPeriod };
+}
+
+/** The current users table; `find` is one Map lookup (PROTOCOL.md 3.2). */
+export class UserDirectory implements HelloUsers {
+  constructor(
+    public identity: ServerIdentity,
+    private users: ReadonlyMap<string, ServerUser>,
+  ) {}
+
+  find(name: string): ServerUser | undefined {
+    return this.users.get(name);
+  }
+
+  names(): string[] {
+    return [...this.users.keys()];
+  }
+
+  /** A new table (SIGHUP); handshakes from now on see it. */
+  replace(identity: ServerIdentity, users: ReadonlyMap<string, ServerUser>): void {
+    this.identity = identity;
+    this.users = users;
+  }
+}
+
+export interface UserFigures {
+  user: string;
+  sessions: number;
+  /** Payload bytes from the user's clients to targets (upload) and back (download), streams closed and open. */
+  bytesUp: number;
+  bytesDown: number;
+  /** Both directions, averaged since the previous snapshot (at least 1 s apart). */
+  rateBytesPerSec: number;
+  refusals: Partial<Record<UserRefusal, number>>;
+  /** With a cap: bytes used in the current period, and the cap. */
+  cap?: { used: number; bytes: number; period: CapPeriod };
+}
+
+interface Tally {
+  closedUp: number;
+  closedDown: number;
+  /** Target sockets of open streams: their byte counts are read at snapshot time. */
+  open: Set<{ bytesRead: number; bytesWritten: number }>;
+  refusals: Partial<Record<UserRefusal, number>>;
+  lastAt: number;
+  lastBytes: number;
+  rate: number;
+}
+
+export class UserStats {
+  private readonly tallies = new Map<string, Tally>();
+
+  constructor(
+    private readonly known: (name: string) => boolean,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private tally(user: string): Tally | undefined {
+    let t = this.tallies.get(user);
+    if (!t) {
+      if (!this.known(user)) return undefined;
+      t = { closedUp: 0, closedDown: 0, open: new Set(), refusals: {}, lastAt: this.now(), lastBytes: 0, rate: 0 };
+      this.tallies.set(user, t);
+    }
+    return t;
+  }
+
+  refused(user: string | undefined, cause: UserRefusal): void {
+    const t = user === undefined ? undefined : this.tally(user);
+    if (t) t.refusals[cause] = (t.refusals[cause] ?? 0) + 1;
+  }
+
+  /** A stream's target socket: `bytesWritten` went up (to the target), `bytesRead` came down. */
+  streamOpened(user: string, socket: { bytesRead: number; bytesWritten: number; once(ev: 'close', f: () => void): unknown }): void {
+    const t = this.tally(user);
+    if (!t) return;
+    t.open.add(socket);
+    socket.once('close', () => {
+      t.open.delete(socket);
+      t.closedUp += socket.bytesWritten;
+      t.closedDown += socket.bytesRead;
+    });
+  }
+
+  /** Stream bytes of `user` so far, both ways, closed and open streams (this process). */
+  totalBytes(user: string): number {
+    const t = this.tallies.get(user);
+    if (!t) return 0;
+    let n = t.closedUp + t.closedDown;
+    for (const s of t.open) n += s.bytesRead + s.bytesWritten;
+    return n;
+  }
+
+  /** Users of the current table, and any with open streams from before a reload; sessions counted by the acceptor. */
+  snapshot(current: string[], sessionsOf: (user: string) => number): UserFigures[] {
+    const names = new Set([...current, ...[...this.tallies].filter(([, t]) => t.open.size > 0).map(([n]) => n)]);
+    const now = this.now();
+    const out: UserFigures[] = [];
+    for (const user of [...names].sort()) {
+      const t = this.tally(user) ?? this.tallies.get(user);
+      if (!t) continue;
+      let up = t.closedUp;
+      let down = t.closedDown;
+      for (const s of t.open) {
+        up += s.bytesWritten;
+        down += s.bytesRead;
+      }
+      if (now - t.lastAt >= 1000) {
+        t.rate = ((up + down - t.lastBytes) * 1000) / (now - t.lastAt);
+        t.lastAt = now;
+        t.lastBytes = up + down;
+      }
+      out.push({ user, sessions: sessionsOf(user), bytesUp: up, bytesDown: down, rateBytesPerSec: Math.round(t.rate), refusals: { ...t.refusals } });
+    }
+    return out;
+  }
+}
