@@ -22,14 +22,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectSession, deriveSecretKeys, joinSession, makeConfig, realClock } from '@plait/core';
 import { SocketChannel } from '@plait/node';
+import { freePort, option, sleep } from './lib/bench-kit.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/bin/plait.js');
 const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : def;
-};
+const opt = (name, def) => option(name, def, args);
 const SECONDS = Number(opt('seconds', '5'));
 const CONCURRENCY = Number(opt('concurrency', '16'));
 const SESSIONS = Number(opt('sessions', '1000'));
@@ -38,22 +36,12 @@ const SECRET = 'bench-secret-0123456789abcdefgh';
 const secretKeys = deriveSecretKeys(SECRET);
 const config = makeConfig({});
 const children = new Set();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function spawnTracked(cmd, argv, env = {}) {
   const c = spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, PLAIT_SECRET: SECRET, ...env } });

@@ -23,14 +23,12 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
+import { freePort, option, sleep } from './lib/bench-kit.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/bin/plait.js');
 const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : def;
-};
+const opt = (name, def) => option(name, def, args);
 const COUNT = Number(opt('count', '300'));
 const LINKS = opt('links', '40mbit:10ms,10mbit:60ms').split(',');
 const DUP = args.includes('--duplicate') ? 'on' : opt('dup', 'both');
@@ -42,7 +40,6 @@ const CUT_FOR = Number(opt('cut-for', '4'));
 // A reply later than this is useless to a voice or game stream: reported as "late" next to the lost ones.
 const LATE_MS = 500;
 const GRACE_MS = 2000;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const children = new Set();
 process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
@@ -58,15 +55,6 @@ function hostPort(s, name) {
   const m = /^(\d+\.\d+\.\d+\.\d+):(\d+)$/.exec(s ?? '');
   if (!m) throw new Error(`--${name} wants IPv4:PORT, got ${s}`);
   return { host: m[1], port: Number(m[2]) };
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
 }
 
 function run(argv) {

@@ -13,15 +13,12 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuOf, freePort, median, runNode, sleep, startCountingSink, startSource, stop, waitPort } from './lib/bench-kit.mjs';
+import { cpuOf, freePort, median, option, runNode, sleep, startCountingSink, startSource, stop, waitPort } from './lib/bench-kit.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/bin/plait.js');
 const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : def;
-};
+const opt = (name, def) => option(name, def, args);
 const N = Number(opt('mib', '512')) * 1024 * 1024;
 const ROUNDS = Number(opt('rounds', '3'));
 const GiB = N / 2 ** 30;

@@ -12,17 +12,14 @@ import { mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import * as net from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort, option, sleep } from './lib/bench-kit.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/bin/plait.js');
 const args = process.argv.slice(2);
-const opt = (name, def) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : def;
-};
+const opt = (name, def) => option(name, def, args);
 const TOP = Number(opt('top', '25'));
 const SECRET = 'bench-secret-0123456789abcdefgh';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Self time per function (name + file:line), in ms, and the total. */
 export function summarize(file, top = TOP) {
@@ -54,14 +51,6 @@ const N = Number(opt('mib', '512')) * 1024 * 1024;
 const DIR = opt('dir', '/tmp/plait-prof');
 const DIRECTION = opt('direction', 'both');
 
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 async function waitPort(port) {
   for (let i = 0; i < 200; i++) {
     const ok = await new Promise((r) => {
