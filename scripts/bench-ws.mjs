@@ -13,7 +13,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cpuOf, freePort, median, option, runNode, sleep, startCountingSink, startSource, stop, waitPort } from './lib/bench-kit.mjs';
+import { cpuOf, freePort, median, option, runNode, sleep, startCountingSink, startSource, stop, uploadThrough, waitPort } from './lib/bench-kit.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/bin/plait.js');
@@ -54,28 +54,6 @@ const download = (port) =>
     s.on('error', reject);
   });
 
-async function upload(sink, port) {
-  const done = sink.expect(N);
-  const block = Buffer.alloc(1 << 16, 0x5a);
-  const s = net.connect(port, '127.0.0.1');
-  s.on('error', () => undefined);
-  const t0 = performance.now();
-  let sent = 0;
-  const more = () => {
-    while (sent < N) {
-      const piece = sent + block.length <= N ? block : block.subarray(0, N - sent);
-      sent += piece.length;
-      if (!s.write(piece)) return;
-    }
-    s.end();
-  };
-  s.on('connect', more);
-  s.on('drain', more);
-  const t1 = await done;
-  s.destroy();
-  return (N * 8) / ((t1 - t0) / 1000) / 1e6;
-}
-
 async function main() {
   const src = await startSource();
   const sink = await startCountingSink();
@@ -105,7 +83,7 @@ async function main() {
     const procs = [c.proc, server];
     for (const p of procs) if (p.exitCode !== null || p.signalCode !== null) throw new Error(`${p === server ? 'server' : c.label} is gone`);
     const cpu0 = cpuOf(procs);
-    const transfer = direction === 'download' ? download(c.down) : upload(sink, c.up);
+    const transfer = direction === 'download' ? download(c.down) : uploadThrough(sink, c.up, N);
     const mbps = await Promise.race([transfer, sleep(300_000).then(() => Promise.reject(new Error(`${c.label} ${direction} did not finish in 300 s`)))]);
     const cpu = cpuOf(procs) - cpu0;
     results[c.label][direction].push({ mbps, cpuPerGiB: cpu / GiB });

@@ -17,7 +17,7 @@ import * as os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEchoServer, startLinkRelay } from '@plait/testkit';
-import { cpuOf, freePort, median, runNode, sleep, startCountingSink, startSource, stop, waitPort } from './lib/bench-kit.mjs';
+import { cpuOf, freePort, median, runNode, sleep, startCountingSink, startSource, stop, uploadThrough, waitPort } from './lib/bench-kit.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = join(ROOT, 'packages/cli/bin/plait.js');
@@ -155,27 +155,7 @@ async function overhead() {
       s.on('error', reject);
     });
   /** Upload: write N bytes through `port` until the sink has them all; Mbit/s. */
-  const sendN = async (port) => {
-    const done = sink.expect(N);
-    const block = Buffer.alloc(1 << 16, 0x5a);
-    const s = net.connect(port, '127.0.0.1');
-    s.on('error', () => undefined);
-    const t0 = performance.now();
-    let sent = 0;
-    const more = () => {
-      while (sent < N) {
-        const piece = sent + block.length <= N ? block : block.subarray(0, N - sent);
-        sent += piece.length;
-        if (!s.write(piece)) return;
-      }
-      s.end();
-    };
-    s.on('connect', more);
-    s.on('drain', more);
-    const t1 = await done;
-    s.destroy();
-    return (N * 8) / ((t1 - t0) / 1000) / 1e6;
-  };
+  const sendN = (port) => uploadThrough(sink, port, N);
   const relayCode = `const net=require('net');const[l,t]=process.argv.slice(1).map(Number);net.createServer(c=>{const u=net.connect(t,'127.0.0.1');c.pipe(u);u.pipe(c);c.on('error',()=>u.destroy());u.on('error',()=>c.destroy())}).listen(l,'127.0.0.1')`;
   /** Two chained bare relays in front of `target`: the baseline a proxy pair is compared with. */
   const relayPair = async (target) => {

@@ -119,3 +119,26 @@ export async function startCountingSink() {
     close: () => server.close(),
   };
 }
+
+/** Write `n` bytes through `port` until `sink` (startCountingSink) has them all; Mbit/s. */
+export async function uploadThrough(sink, port, n) {
+  const done = sink.expect(n);
+  const block = Buffer.alloc(1 << 16, 0x5a);
+  const s = net.connect(port, '127.0.0.1');
+  s.on('error', () => undefined);
+  const t0 = performance.now();
+  let sent = 0;
+  const more = () => {
+    while (sent < n) {
+      const piece = sent + block.length <= n ? block : block.subarray(0, n - sent);
+      sent += piece.length;
+      if (!s.write(piece)) return;
+    }
+    s.end();
+  };
+  s.on('connect', more);
+  s.on('drain', more);
+  const t1 = await done;
+  s.destroy();
+  return (n * 8) / ((t1 - t0) / 1000) / 1e6;
+}

@@ -5,11 +5,11 @@
  * line override the file. Mistakes get the flags' own one-line messages,
  * with `FILE: key:` in place of `--flag:`.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Command, Option } from 'commander';
 import { parseDocument } from 'yaml';
-import { UsageError } from './args.js';
+import { readOpenFile, UsageError } from './args.js';
 
 /** A config file bigger than this is a wrong path, not a config. */
 const MAX_CONFIG_BYTES = 256 * 1024;
@@ -40,14 +40,7 @@ export function readConfigFile(file: string, flag = '--config'): { raw: Record<s
     if (!st.isFile()) throw new UsageError(`${flag}: ${file} is not a regular file`);
     if (st.size > MAX_CONFIG_BYTES) throw new UsageError(`${flag}: ${file} is too large for a config file (${st.size} bytes)`);
     mode = st.mode;
-    const buf = Buffer.alloc(st.size);
-    let n = 0;
-    while (n < buf.length) {
-      const r = readSync(fd, buf, n, buf.length - n, n);
-      if (r === 0) break;
-      n += r;
-    }
-    text = buf.subarray(0, n).toString('utf8');
+    text = readOpenFile(fd, st.size);
   } finally {
     closeSync(fd);
   }
