@@ -551,6 +551,7 @@ async function newClient(fx, rng) {
       session,
       keys: res.keys,
       sendKey: res.subflowKeys.send,
+      recvKey: res.subflowKeys.recv,
       sealer: new RecordSealer(res.subflowKeys.send),
       opener: new RecordOpener(res.subflowKeys.recv),
       subflowId: 0,
@@ -857,7 +858,7 @@ function recordsInput(rng, ctx) {
       if (pieces.length > 1) pieces.push(pieces.shift());
       break;
     case 5: // wrong key (the server-to-client key, or a random one)
-      pieces[i] = sealRaw(rng.chance(0.5) ? randomBytes(32) : ctx.opener.key, ctx.sealer.counter - 1, Uint8Array.of(5));
+      pieces[i] = sealRaw(rng.chance(0.5) ? randomBytes(32) : ctx.recvKey, ctx.sealer.counter - 1, Uint8Array.of(5));
       break;
     case 6: // empty plaintext, correctly sealed at the next counter
       pieces.push(sealRaw(ctx.sendKey, ctx.sealer.counter, new Uint8Array(0)));

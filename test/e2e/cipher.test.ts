@@ -61,6 +61,22 @@ describe('--cipher through the real CLI', () => {
     await server.proc.kill();
   }, 30_000);
 
+  it('a server on node:crypto and a client on OpenSSL directly (PLAIT_RECORD_CRYPTO) interoperate, with either cipher', async () => {
+    fileServer ??= await startFileServer({ size: FILE_SIZE });
+    for (const cipher of ['aes-256-gcm', 'chacha20-poly1305']) {
+      const secret = randomBytes(32).toString('base64url');
+      const server = await startServer({ secret, allowPrivate: true, env: { PLAIT_RECORD_CRYPTO: 'node' } });
+      const client = await startClient({ secret, servers: [server.addr], binds: ['127.0.0.1', '127.0.0.2'], extraArgs: ['--cipher', cipher] });
+      expect(server.logLines().some((l) => l.msg === 'record crypto: node:crypto (PLAIT_RECORD_CRYPTO=node)'), server.proc.dump()).toBe(true);
+      expect(client.logLines().some((l) => /^record crypto: OpenSSL EVP/.test(String(l.msg))), client.proc.dump()).toBe(true);
+      const res = await curl(['-sS', '--fail', '--max-time', '40', '--socks5-hostname', `127.0.0.1:${client.socksPort}`, fileServer.url], 45_000);
+      expect(res.code, `${res.stderr}\n${server.proc.dump()}\n${client.proc.dump()}`).toBe(0);
+      expect(res.sha256).toBe(fileServer.sha256);
+      await client.proc.kill();
+      await server.proc.kill();
+    }
+  }, 90_000);
+
   it('a cipher the CLI does not know is a usage error (exit 2)', async () => {
     const r = await runPlait(['client', '--server', '127.0.0.1:1', '--secret', 'x'.repeat(32), '--socks', '127.0.0.1:0', '--cipher', 'rc4']);
     expect(r.code).toBe(2);

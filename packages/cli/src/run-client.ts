@@ -19,7 +19,7 @@ import {
   sourceWarnings,
   UsageError,
 } from './args.js';
-import { parseClientCipher } from './cipher-flag.js';
+import { chooseRecordCrypto, parseClientCipher } from './cipher-flag.js';
 import { parseCaps } from './cap-flag.js';
 import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
@@ -172,6 +172,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   process.on('SIGHUP', () => onHangup.handle());
   for (const w of [...(config?.warnings ?? []), ...warnings]) log.warn({}, w);
   const secretKeys = deriveSecretKeys(secret);
+  const recordCrypto = chooseRecordCrypto();
   // One ledger for every site's client: a cap counts the link, whichever server its bytes go to.
   const capLedger = caps.length > 0 ? new CapLedger(caps, { clock: realClock, log, ...(stateDir !== undefined ? { store: new CapStateFile(stateDir, (m) => log.warn({ stateDir }, m)) } : {}) }) : undefined;
   const siteClient = (siteServers: ServerFlag[], shared?: SiteShared): PlaitClient =>
@@ -186,6 +187,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
       scheduler,
       latencyPorts,
       cipher: cipher.cipher,
+      ...(recordCrypto.factory ? { recordAead: recordCrypto.factory } : {}),
       ...(flags.udpDuplicate ? { config: { datagramCopies: 2 } } : {}),
       log,
     });
@@ -207,6 +209,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
   const listeners: net.Server[] = [];
   const announce: (() => void)[] = [];
   announce.push(() => log.info({ cipher: cipher.cipher }, `record cipher ${cipher.cipher}: ${cipher.reason}`));
+  announce.push(() => log.info({}, recordCrypto.text));
   if (socks) {
     const udp = { flows: client.datagrams, counters: client.counters };
     const l = await listenFor('--socks', socks, () => listenSocks5(socks.host, socks.port, auth ? { auth, udp } : { udp }, client.dial));

@@ -5,7 +5,7 @@ import { deriveSecretKeys, type SessionStats } from '@plait/core';
 import { listenSocks5, PlaitClient } from '@plait/client';
 import { EgressPolicy, PlaitServer } from '@plait/server';
 import { isLoopbackHost, listenFor, parseHostPort, parseSeconds, UsageError } from './args.js';
-import { parseClientCipher } from './cipher-flag.js';
+import { chooseRecordCrypto, parseClientCipher } from './cipher-flag.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
 
@@ -92,13 +92,15 @@ export async function runDemo(flags: DemoFlags): Promise<void> {
   const content = await startContentServer();
   const contentPort = (content.address() as net.AddressInfo).port;
   // The demo is the one place loopback targets are allowed by default.
-  const server = new PlaitServer({ listen: { host: '127.0.0.1', port: 0 }, secretKeys, policy: new EgressPolicy({ allowPrivate: true }), log });
+  const { factory: recordAead } = chooseRecordCrypto();
+  const server = new PlaitServer({ listen: { host: '127.0.0.1', port: 0 }, secretKeys, policy: new EgressPolicy({ allowPrivate: true }), log, ...(recordAead ? { recordAead } : {}) });
   const srvAddr = await server.listen();
   const client = new PlaitClient({
     servers: [{ host: '127.0.0.1', port: srvAddr.port }],
     secretKeys,
     sources: { binds: ['127.0.0.1', '127.0.0.2'], vias: [], backups: [] },
     cipher: cipher.cipher,
+    ...(recordAead ? { recordAead } : {}),
     log,
   });
   const socksServer = socksWanted

@@ -4,7 +4,7 @@ import { loadSockOpts } from '@plait/node';
 import { isIP } from 'node:net';
 import { EgressPolicy, parseCidr, PlaitServer, resolvConfNameserver, UserDirectory, type ServerUser } from '@plait/server';
 import { listenFor, parseCount, parseSeconds, parseHostPort, parseLogLevel, resolveSecret, UsageError } from './args.js';
-import { parseServerCiphers } from './cipher-flag.js';
+import { chooseRecordCrypto, parseServerCiphers } from './cipher-flag.js';
 import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
 import { loadUsersFile, usersToRevoke, type UsersTable } from './users-file.js';
@@ -92,6 +92,7 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
   if (!sockopts.available) {
     log.warn({ reason: sockopts.reason }, 'kernel socket options unavailable: no TCP_NOTSENT_LOWAT (more queueing on slow links), no TCP_INFO in /stats');
   }
+  const recordCrypto = chooseRecordCrypto();
   const users = usersTable ? new UserDirectory(usersTable.identity, serverUsers(usersTable)) : undefined;
   const server = new PlaitServer({
     listen,
@@ -104,12 +105,14 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
     maxPendingPerSource,
     advertise,
     ciphers,
+    ...(recordCrypto.factory ? { recordAead: recordCrypto.factory } : {}),
     udp: { idleMs: udpIdleMs, dnsUpstream },
     ...(flags.udpDuplicate ? { config: { datagramCopies: 2 } } : {}),
     ...(instanceId !== undefined ? { instanceId } : {}),
     log,
   });
   await listenForAll(listen, () => server.listen());
+  log.info({}, recordCrypto.text);
   const started = Date.now();
   let statsServer: net.Server | undefined;
   if (stats) {

@@ -16,6 +16,7 @@ import {
   ResetCode,
   sessionCipher,
   type CipherName,
+  type RecordAeadFactory,
   type Clock,
   type Config,
   type ClientUser,
@@ -83,6 +84,8 @@ export interface PlaitClientOptions {
   clock?: Clock;
   /** Record cipher asked for in the HELLO (default AES-256-GCM); joins repeat the session's. */
   cipher?: CipherName;
+  /** How records reach OpenSSL (default node:crypto; the CLI passes @plait/node's openSslAead). */
+  recordAead?: RecordAeadFactory;
   /**
    * Data caps (`--cap`): at its cap a path becomes a backup or goes off
    * until its period ends. The caller owns the ledger (and closes it, which
@@ -666,6 +669,7 @@ export class PlaitClient {
           clockOffsetMs: this.clockOffsetMs,
           ...(this.opts.user ? { user: this.opts.user } : {}),
           ...(this.opts.cipher ? { cipher: this.opts.cipher } : {}),
+          ...(this.opts.recordAead ? { recordAead: this.opts.recordAead } : {}),
           ...(this.opts.scheduler ? { scheduler: createScheduler(this.opts.scheduler) } : {}),
           ...(this.opts.latencyPorts ? { latencyPorts: this.opts.latencyPorts } : {}),
         });

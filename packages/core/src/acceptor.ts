@@ -16,6 +16,7 @@ import {
 import { rejectForError, ServerHandshake, type HelloUsers, type JoinableSession, type UserRefusal } from './handshake.js';
 import type { SecretKeys, SessionKeys } from './keys.js';
 import { RecordOpener, RecordSealer } from './record.js';
+import type { RecordAeadFactory } from './record-aead.js';
 import { NonceLog, ReplayCache } from './replay-cache.js';
 import type { MemoryBudget } from './memory-budget.js';
 import { Session, type SessionEvents } from './session.js';
@@ -51,6 +52,8 @@ export interface AcceptorOptions {
   budget?: MemoryBudget;
   /** Record ciphers a client may choose (plait server --cipher); default both. */
   ciphers?: readonly CipherName[];
+  /** How records reach OpenSSL (default node:crypto). */
+  recordAead?: RecordAeadFactory;
   /**
    * This instance's id behind a load balancer (plait server --instance-id):
    * sent in every `ok`, so the client's JOINs name it (PROTOCOL.md 4.2).
@@ -237,8 +240,8 @@ export class Acceptor {
             session.setEvents(this.wrapEvents(entry, key, this.opts.onSession(session, step.user)));
             session.addSubflow({
               channel,
-              sealer: new RecordSealer(step.subflowKeys.send, step.cipher),
-              opener: new RecordOpener(step.subflowKeys.recv, undefined, step.cipher),
+              sealer: new RecordSealer(step.subflowKeys.send, step.cipher, this.opts.recordAead),
+              opener: new RecordOpener(step.subflowKeys.recv, undefined, step.cipher, this.opts.recordAead),
               backup: step.backup,
               addrId: step.addrId,
               leftover: hc.detach(),
@@ -254,8 +257,8 @@ export class Acceptor {
             entry.graceTimer = undefined;
             entry.session.addSubflow({
               channel,
-              sealer: new RecordSealer(step.subflowKeys.send, step.cipher),
-              opener: new RecordOpener(step.subflowKeys.recv, undefined, step.cipher),
+              sealer: new RecordSealer(step.subflowKeys.send, step.cipher, this.opts.recordAead),
+              opener: new RecordOpener(step.subflowKeys.recv, undefined, step.cipher, this.opts.recordAead),
               backup: step.backup,
               addrId: step.addrId,
               leftover: hc.detach(),

@@ -8,6 +8,7 @@ import { HandshakeChannel } from './handshake-channel.js';
 import { startHello, startJoin, type ClientUser } from './handshake.js';
 import type { SecretKeys } from './keys.js';
 import { RecordOpener, RecordSealer } from './record.js';
+import type { RecordAeadFactory } from './record-aead.js';
 import { roleBackupBit, type SubflowRole } from './roles.js';
 import type { Scheduler } from './scheduler.js';
 import { Session, type SessionEvents } from './session.js';
@@ -33,10 +34,15 @@ export interface ConnectOptions {
   clockOffsetMs?: number;
   /** Record cipher for the session (default AES-256-GCM); its JOINs use the same. */
   cipher?: CipherName;
+  /** How records reach OpenSSL (default node:crypto); its JOINs use the same. */
+  recordAead?: RecordAeadFactory;
 }
 
 /** Each client session's cipher, so joinSession repeats it without the caller (or Session) keeping it. */
 const sessionCiphers = new WeakMap<Session, CipherName>();
+
+/** Each client session's record AEAD, for its JOINs likewise. */
+const sessionAeads = new WeakMap<Session, RecordAeadFactory>();
 
 /** The record cipher a client session negotiated in its HELLO. */
 export function sessionCipher(session: Session): CipherName {
@@ -65,10 +71,11 @@ export async function connectSession(channel: ByteChannel, opts: ConnectOptions)
       ...(opts.events ? { events: opts.events } : {}),
     });
     sessionCiphers.set(session, result.cipher);
+    if (opts.recordAead) sessionAeads.set(session, opts.recordAead);
     const subflow = session.addSubflow({
       channel,
-      sealer: new RecordSealer(result.subflowKeys.send, result.cipher),
-      opener: new RecordOpener(result.subflowKeys.recv, undefined, result.cipher),
+      sealer: new RecordSealer(result.subflowKeys.send, result.cipher, opts.recordAead),
+      opener: new RecordOpener(result.subflowKeys.recv, undefined, result.cipher, opts.recordAead),
       backup,
       ...(opts.role ? { role: opts.role } : {}),
       addrId,
@@ -133,8 +140,8 @@ export async function joinSession(
     if (session.isClosed) throw new PlaitError(ErrorCode.CLOSED, 'session closed during the join');
     const subflow = session.addSubflow({
       channel,
-      sealer: new RecordSealer(ack.subflowKeys.send, ack.cipher),
-      opener: new RecordOpener(ack.subflowKeys.recv, undefined, ack.cipher),
+      sealer: new RecordSealer(ack.subflowKeys.send, ack.cipher, sessionAeads.get(session)),
+      opener: new RecordOpener(ack.subflowKeys.recv, undefined, ack.cipher, sessionAeads.get(session)),
       backup,
       ...(opts.role ? { role: opts.role } : {}),
       addrId: opts.addrId,

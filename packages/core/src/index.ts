@@ -27,6 +27,7 @@ export type { ByteChannel, ChannelHandlers, KernelPathInfo } from './channel.js'
 export { deriveSecretKeys, helloMac, joinHmacA, MIN_SECRET_BYTES, type SecretKeys } from './keys.js';
 export { chooseAutoCipher, CIPHER_NAMES, type CipherName } from './cipher.js';
 export { RecordOpener, RecordSealer } from './record.js';
+export { nodeCryptoAead, type RecordAead, type RecordAeadFactory } from './record-aead.js';
 
 // Counters, declared once with what each counts (stats and metrics render them).
 export { ACCEPTOR_COUNTERS, CLIENT_COUNTERS, counterHelp, makeCounters, SERVER_COUNTERS, SESSION_COUNTERS, TRANSPARENT_COUNTERS, BYPASS_COUNTERS, type Counters } from './counters.js';

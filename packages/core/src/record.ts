@@ -4,20 +4,14 @@
  *   nonce = 0x00000000 || counter u64,
  * AEAD = AES-256-GCM or ChaCha20-Poly1305, as the session negotiated.
  * This is the data hot path: chunks are kept by reference and only the bytes
- * a record needs are touched; OpenSSL does the cipher work.
+ * a record needs are touched; OpenSSL does the cipher work, reached through
+ * a RecordAead (record-aead.ts).
  */
-import {
-  createCipheriv,
-  createDecipheriv,
-  type CipherChaCha20Poly1305,
-  type CipherGCM,
-  type DecipherChaCha20Poly1305,
-  type DecipherGCM,
-} from 'node:crypto';
 import { DEFAULT_CIPHER, isCipherName, type CipherName } from './cipher.js';
 import { WIRE } from './config.js';
 import { ByteQueue } from './byte-queue.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
+import { nodeCryptoAead, type RecordAead, type RecordAeadFactory } from './record-aead.js';
 
 export const RECORD_HEADER = 4;
 /** Bytes a record adds to its plaintext. */
@@ -36,23 +30,6 @@ function checkCipher(cipher: CipherName): CipherName {
   // Guards callers outside the type system (JS, parsed config).
   if (!isCipherName(cipher)) throw new PlaitError(ErrorCode.INTERNAL, `unknown record cipher ${String(cipher)}`);
   return cipher;
-}
-
-/**
- * The AEAD primitive of the record layer: one OpenSSL context per record,
- * exactly as the sealer and opener use it (tested against RFC 8439 and
- * NIST vectors). Both expose setAAD / getAuthTag / setAuthTag alike.
- */
-export function aeadEncryptor(cipher: CipherName, key: Buffer, iv: Buffer): CipherGCM | CipherChaCha20Poly1305 {
-  return cipher === 'chacha20-poly1305'
-    ? createCipheriv(cipher, key, iv, { authTagLength: WIRE.RECORD_TAG })
-    : createCipheriv(cipher, key, iv, { authTagLength: WIRE.RECORD_TAG });
-}
-
-export function aeadDecryptor(cipher: CipherName, key: Buffer, iv: Buffer): DecipherGCM | DecipherChaCha20Poly1305 {
-  return cipher === 'chacha20-poly1305'
-    ? createDecipheriv(cipher, key, iv, { authTagLength: WIRE.RECORD_TAG })
-    : createDecipheriv(cipher, key, iv, { authTagLength: WIRE.RECORD_TAG });
 }
 
 function writeNonce(iv: Buffer, counter: number): void {
@@ -94,18 +71,17 @@ function allocRecord(size: number): Buffer {
 
 /** Seals one direction of one subflow. */
 export class RecordSealer {
-  private readonly key: Buffer;
+  private readonly aead: RecordAead;
   private readonly iv = Buffer.alloc(12);
   /** Reused per record, like `iv`: no allocation on the hot path. */
   private readonly aad = Buffer.alloc(RECORD_HEADER);
-  private readonly aadOpts = { plaintextLength: 0 };
   private count = 0;
   /** Fixed for the subflow's life: chosen once, never per record. */
   readonly cipher: CipherName;
 
-  constructor(key: Uint8Array, cipher: CipherName = DEFAULT_CIPHER) {
-    this.key = checkKey(key);
+  constructor(key: Uint8Array, cipher: CipherName = DEFAULT_CIPHER, aead: RecordAeadFactory = nodeCryptoAead) {
     this.cipher = checkCipher(cipher);
+    this.aead = aead(this.cipher, checkKey(key));
   }
 
   /**
@@ -158,23 +134,7 @@ export class RecordSealer {
     this.aad.writeUInt32BE(length, 0);
     out.set(this.aad, 0);
     writeNonce(this.iv, this.count);
-    const cipher = aeadEncryptor(this.cipher, this.key, this.iv);
-    // plaintextLength: required by the ChaCha20-Poly1305 typings, ignored by GCM.
-    this.aadOpts.plaintextLength = total;
-    cipher.setAAD(this.aad, this.aadOpts);
-    let off = RECORD_HEADER;
-    for (const p of parts) {
-      if (p.length === 0) continue;
-      const c = cipher.update(p);
-      out.set(c, off);
-      off += c.length;
-    }
-    const tail = cipher.final(); // empty for both stream-like AEADs, kept for correctness
-    if (tail.length > 0) {
-      out.set(tail, off);
-      off += tail.length;
-    }
-    out.set(cipher.getAuthTag(), off);
+    this.aead.seal(this.iv, this.aad, parts, total, out, RECORD_HEADER);
     this.count++;
     return out;
   }
@@ -185,11 +145,10 @@ export class RecordSealer {
  * until it returns undefined. Errors are final: the subflow must be closed.
  */
 export class RecordOpener {
-  private readonly key: Buffer;
+  private readonly aead: RecordAead;
   private readonly iv = Buffer.alloc(12);
-  /** AAD of the record being opened, and its options: reused per record, no allocation on the hot path. */
+  /** AAD of the record being opened: reused per record, no allocation on the hot path. */
   private readonly aad = Buffer.alloc(RECORD_HEADER);
-  private readonly aadOpts = { plaintextLength: 0 };
   private readonly maxLength: number;
   private readonly queue = new ByteQueue();
   /**
@@ -205,12 +164,17 @@ export class RecordOpener {
   private failed: PlaitError | undefined;
   readonly cipher: CipherName;
 
-  constructor(key: Uint8Array, maxPlaintext: number = WIRE.RECORD_MAX_PLAINTEXT, cipher: CipherName = DEFAULT_CIPHER) {
-    this.key = checkKey(key);
+  constructor(
+    key: Uint8Array,
+    maxPlaintext: number = WIRE.RECORD_MAX_PLAINTEXT,
+    cipher: CipherName = DEFAULT_CIPHER,
+    aead: RecordAeadFactory = nodeCryptoAead,
+  ) {
     this.cipher = checkCipher(cipher);
     if (!Number.isInteger(maxPlaintext) || maxPlaintext < 1 || maxPlaintext > WIRE.RECORD_MAX_PLAINTEXT) {
       throw new PlaitError(ErrorCode.INTERNAL, `maxPlaintext must be 1..${WIRE.RECORD_MAX_PLAINTEXT}`);
     }
+    this.aead = aead(this.cipher, checkKey(key));
     this.maxLength = maxPlaintext + WIRE.RECORD_TAG;
   }
 
@@ -266,25 +230,19 @@ export class RecordOpener {
     }
 
     writeNonce(this.iv, this.count);
-    const decipher = aeadDecryptor(this.cipher, this.key, this.iv);
     this.aad.writeUInt32BE(length, 0);
     const ctLength = length - WIRE.RECORD_TAG;
-    this.aadOpts.plaintextLength = ctLength;
-    decipher.setAAD(this.aad, this.aadOpts);
 
     if (this.scratch.length < ctLength && q.frontRun < ctLength) {
       // Only once a record spans chunks, sized for the largest record accepted.
       this.scratch = Buffer.allocUnsafe(this.maxLength);
     }
     const ct = q.consume(ctLength, this.scratch);
-    // Decipher before the tag is consumed: the tag may be copied into a scratch, never over `ct`.
-    const plaintext = decipher.update(ct);
-    decipher.setAuthTag(q.consume(WIRE.RECORD_TAG, this.tagScratch));
+    // `ct` may be a view into the queue's chunks: take the tag into its own scratch, never over `ct`.
+    const tag = q.consume(WIRE.RECORD_TAG, this.tagScratch);
     this.pending = -1;
-    try {
-      decipher.final();
-    } catch {
-      // The plaintext computed above is unauthenticated and is dropped.
+    const plaintext = this.aead.open(this.iv, this.aad, ct, tag);
+    if (plaintext === undefined) {
       throw new PlaitError(
         ErrorCode.DECRYPT_FAILED,
         `record ${this.count} failed authentication: data corrupted or tampered in transit, or wrong keys`,

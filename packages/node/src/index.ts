@@ -9,3 +9,4 @@ export { detectAutoCipher, type AutoCipher } from './cpu.js';
 export { tuneHeapForThroughput, growingPercentFor, defaultHeapFloor, type HeapTuning } from './heap-tuning.js';
 export { WebSocketChannel, WebSocketChannelError, WS_HIGH_WATER_MARK, WS_MAX_PAYLOAD, WS_SUBPROTOCOL } from './ws-channel.js';
 export { dialWebSocket, WebSocketDialError, type WebSocketDialOptions } from './ws-dial.js';
+export { openSslAead, OpenSslAeadError, type OpenSslAead } from './openssl-aead.js';

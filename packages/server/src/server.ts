@@ -10,6 +10,7 @@ import {
   ResetCode,
   SERVER_COUNTERS,
   type CipherName,
+  type RecordAeadFactory,
   type Config,
   type Datagram,
   type SecretKeys,
@@ -81,6 +82,8 @@ export interface PlaitServerOptions {
   udp?: { idleMs?: number; dnsUpstream?: { host: string; port: number } | undefined };
   /** Record ciphers clients may choose (plait server --cipher); default both. */
   ciphers?: readonly CipherName[];
+  /** How records reach OpenSSL (default node:crypto; the CLI passes @plait/node's openSslAead). */
+  recordAead?: RecordAeadFactory;
   /** This instance's id behind a load balancer (plait server --instance-id, 0-65535); JOINs name it. */
   instanceId?: number;
   log?: ServerLogger;
@@ -144,6 +147,7 @@ export class PlaitServer {
       },
       ...(opts.advertise ? { advertise: opts.advertise.map((a, i) => ({ id: i + 1, host: a.host, port: a.port })) } : {}),
       ...(opts.ciphers ? { ciphers: opts.ciphers } : {}),
+      ...(opts.recordAead ? { recordAead: opts.recordAead } : {}),
       ...(opts.instanceId !== undefined ? { instanceId: opts.instanceId } : {}),
       onSession: (session, user) => this.onSession(session, user),
       onReject: (info) => {

@@ -11,3 +11,4 @@ export { startEchoServer, type EchoServer } from './echo-server.js';
 export { sha256OfStream, startFileServer, type FileServer } from './http-file-server.js';
 export { MemoryLink, type LinkOptions, type MemoryChannel } from './memory-channel.js';
 export { startTlsTerminator, testOnlyTls, TEST_ONLY_TLS_DIR, type TestOnlyTls, type TlsTerminator } from './tls-terminator.js';
+export { AEAD_VECTORS, type AeadVector } from './aead-vectors.js';
