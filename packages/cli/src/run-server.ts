@@ -112,7 +112,6 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
     log,
   });
   await listenForAll(listen, () => server.listen());
-  log.info({}, recordCrypto.text);
   const started = Date.now();
   let statsServer: net.Server | undefined;
   if (stats) {
@@ -135,6 +134,7 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
   }
   // `listen` is the first listener (what scripts read); `listeners` has them all.
   log.info({ listen: listenText(server.listeners[0]!), listeners: server.listeners.map(listenText), allowPrivate: flags.allowPrivate, allow: flags.allow, ciphers, ...(instanceId !== undefined ? { instanceId } : {}) }, 'plait server listening');
+  log.info({}, recordCrypto.text);
   if (usersTable) {
     log.info({ users: usersTable.users.size, file: usersTable.file, serverKey: Buffer.from(usersTable.identity.publicKey).toString('base64url') }, 'named users: clients need --user NAME and --server-key (this serverKey)');
   }

@@ -154,6 +154,23 @@ export class ByteQueue {
    * costs no walk from the front each time.
    */
   copyTo(from: number, len: number, dest: Uint8Array, pos: number): void {
+    this.walk(from, len, (c, off, n) => {
+      dest.set(off === 0 && n === c.length ? c : c.subarray(off, off + n), pos);
+      pos += n;
+    });
+  }
+
+  /**
+   * Append to `out` views of the `len` bytes starting `from` positions after
+   * the front (one per chunk touched), without copying or consuming; they
+   * stay valid as long as the chunks are not modified. Resumes like copyTo.
+   */
+  viewsTo(from: number, len: number, out: Uint8Array[]): void {
+    this.walk(from, len, (c, off, n) => out.push(off === 0 && n === c.length ? c : c.subarray(off, off + n)));
+  }
+
+  /** Visit [from, from+len) chunk piece by chunk piece, starting at the cursor when it helps. */
+  private walk(from: number, len: number, visit: (chunk: Uint8Array, off: number, n: number) => void): void {
     if (from < 0 || len < 0 || from + len > this.size) {
       throw new RangeError(`range ${from}+${len} outside the ${this.size} queued`);
     }
@@ -178,8 +195,7 @@ export class ByteQueue {
     let remaining = len;
     for (;;) {
       const n = Math.min(remaining, c.length - off);
-      dest.set(off === 0 && n === c.length ? c : c.subarray(off, off + n), pos);
-      pos += n;
+      visit(c, off, n);
       remaining -= n;
       if (remaining === 0) break;
       at += c.length;

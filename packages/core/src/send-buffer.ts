@@ -43,4 +43,12 @@ export class SendBuffer {
     }
     this.queue.copyTo(offset - this.start, len, dest, pos);
   }
+
+  /** Views of [offset, offset+len), appended to `out` (no copy). The range must be buffered. */
+  viewsOut(offset: number, len: number, out: Uint8Array[]): void {
+    if (offset < this.start || offset + len > this.writtenOffset) {
+      throw new RangeError(`send buffer range ${offset}+${len} outside [${this.start}, ${this.writtenOffset})`);
+    }
+    this.queue.viewsTo(offset - this.start, len, out);
+  }
 }

@@ -23,6 +23,12 @@ export type Role = 'client' | 'server';
 
 /** Bulk probes no deeper than its estimate for this long after a latency-class frame (subflow.ts refreshView). */
 const LATENCY_CALM_MS = 1000;
+/**
+ * DATA payloads this large are sealed by reference to the send buffer;
+ * smaller ones are copied into the record, where one copy is cheaper than
+ * one more cipher call per part.
+ */
+const BY_REFERENCE_MIN = 4096;
 
 export interface SubflowSetup {
   channel: ByteChannel;
@@ -1091,12 +1097,17 @@ export class Session implements StreamHost {
     if (sf.ackPending) this.stageAck(sf); // a pending ACK rides along for free
     const size = DATA_HEADER_SIZE + len;
     const rec = sf.stage(size, this.config.recordTarget, this.clock.now());
-    const pos = writeDataHeader(rec.buf, rec.pos, fin, s.id, offset, len);
-    if (len > 0) s.send.copyOut(offset, len, rec.buf, pos);
-    rec.pos = pos + len;
+    rec.pos = writeDataHeader(rec.buf, rec.pos, fin, s.id, offset, len);
+    if (len >= BY_REFERENCE_MIN) {
+      // Sealed straight from the send buffer: the cipher reads these bytes once, no copy.
+      rec.appendByReference(len, (out) => s.send.viewsOut(offset, len, out));
+    } else if (len > 0) {
+      s.send.copyOut(offset, len, rec.buf, rec.pos);
+      rec.pos += len;
+    }
     rec.eliciting = true;
     rec.items.push({ kind: 'data', stream: s, offset, len, fin });
-    if (rec.pos + DATA_HEADER_SIZE + 1024 > sf.recordTarget) this.sealStaged(sf);
+    if (rec.size + DATA_HEADER_SIZE + 1024 > sf.recordTarget) this.sealStaged(sf);
   }
 
   private stageFrame(sf: Subflow, f: Frame, item: ReliableItem | undefined): void {

@@ -7,6 +7,7 @@ import { CA_LOSS, kernelWindowBytes, pathState, recoveryDelay } from './path-sta
 import type { RecordOpener, RecordSealer } from './record.js';
 import type { SubflowRole } from './roles.js';
 import type { SubflowView } from './scheduler.js';
+import { StagedRecord } from './staged-record.js';
 import type { Stream } from './stream.js';
 
 /** A reliable frame that must reach the peer even if this subflow dies. */
@@ -40,13 +41,6 @@ const MIN_SHARE = 1 / 16;
 /** PROTOCOL.md section 8, client and server subflow states after the handshake. */
 export type SubflowState = 'pending-ok' | 'active' | 'suspect' | 'closed';
 
-/** A record being filled with frames before it is sealed. */
-export interface StagedRecord {
-  buf: Uint8Array;
-  pos: number;
-  items: ReliableItem[];
-  eliciting: boolean;
-}
 
 /** What the health check says the session should do with a subflow now. */
 export type HealthVerdict =
@@ -201,7 +195,7 @@ export class Subflow implements SubflowView {
   }
   /** Bytes sealed and not yet acknowledged, plus the record being filled. */
   get inflight(): number {
-    return this._inflightBytes + (this.staged ? this.staged.pos : 0);
+    return this._inflightBytes + (this.staged ? this.staged.size : 0);
   }
   get inflightBytes(): number {
     return this._inflightBytes;
@@ -271,8 +265,8 @@ export class Subflow implements SubflowView {
    */
   mayHold(now: number, holdMs: number): boolean {
     const rec = this.staged;
-    if (!rec || rec.pos === 0) return false;
-    return rec.pos * 2 < this._recordTarget && this._inflightBytes > 0 && now - this.stagedSince < holdMs;
+    if (!rec || rec.size === 0) return false;
+    return rec.size * 2 < this._recordTarget && this._inflightBytes > 0 && now - this.stagedSince < holdMs;
   }
 
   /** When a held record must go out (clock ms). */
@@ -282,7 +276,7 @@ export class Subflow implements SubflowView {
 
   /** Payload room left in the record being filled (0 if none is open). */
   get stagedRoom(): number {
-    return this.staged ? this._recordTarget - this.staged.pos : 0;
+    return this.staged ? this._recordTarget - this.staged.size : 0;
   }
   oldestInflight(): SentRecord | undefined {
     return this.inflightRecords[this.inflightHead];
@@ -508,12 +502,12 @@ export class Subflow implements SubflowView {
    * the buffer size for a new record.
    */
   stage(size: number, defaultSize: number, now: number): StagedRecord {
-    if (this.staged && this.staged.pos + size > this.staged.buf.length) this.sealStaged(now);
+    if (this.staged && size > this.staged.room) this.sealStaged(now);
     if (!this.staged) {
       // Reuse the last record's buffer: sealing copied it into the ciphertext.
       const spare = this.spareBuf && this.spareBuf.length >= size ? this.spareBuf : undefined;
       this.spareBuf = undefined;
-      this.staged = { buf: spare ?? new Uint8Array(Math.max(defaultSize, size)), pos: 0, items: [], eliciting: false };
+      this.staged = new StagedRecord(spare ?? new Uint8Array(Math.max(defaultSize, size)));
       this.stagedSince = now;
     }
     return this.staged;
@@ -536,15 +530,15 @@ export class Subflow implements SubflowView {
    */
   sealStaged(now: number): number {
     const rec = this.staged;
-    if (!rec || rec.pos === 0 || this._state === 'closed') return 0;
+    if (!rec || rec.size === 0 || this._state === 'closed') return 0;
     this.staged = undefined;
-    const wire = this.sealer.seal(rec.buf.subarray(0, rec.pos));
+    const wire = this.sealer.sealParts(rec.plaintext());
     this.spareBuf = rec.buf;
     const seq = this._sentRecords++;
     if (rec.eliciting) {
       if (this._inflightBytes === 0) this.metrics.deliveredAt = now; // idle restart: don't count idle time in the rate
-      this.inflightRecords.push({ seq, sentAt: now, bytes: rec.pos, items: rec.items, delivered: this.metrics.delivered, deliveredAt: this.metrics.deliveredAt, reinjected: false });
-      this._inflightBytes += rec.pos;
+      this.inflightRecords.push({ seq, sentAt: now, bytes: rec.size, items: rec.items, delivered: this.metrics.delivered, deliveredAt: this.metrics.deliveredAt, reinjected: false });
+      this._inflightBytes += rec.size;
     }
     this._lastSendAt = now;
     this._bytesSent += wire.length;

@@ -35,7 +35,7 @@ type Cmd =
   | { op: 'push'; data: Uint8Array }
   | { op: 'consume' | 'peek' | 'skip' | 'consumeCopy'; frac: number; scratch: boolean }
   | { op: 'u8' | 'u16' | 'u32'; frac: number }
-  | { op: 'copyTo'; frac: number; lenFrac: number };
+  | { op: 'copyTo' | 'viewsTo'; frac: number; lenFrac: number };
 
 // In [0, 1): a position scaled by it stays inside the range.
 const frac = fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true });
@@ -44,7 +44,7 @@ const cmdArb: fc.Arbitrary<Cmd> = fc.oneof(
   { weight: 4, arbitrary: fc.uint8Array({ minLength: 0, maxLength: 24 }).map((d) => ({ op: 'push' as const, data: new Uint8Array(d) })) },
   { weight: 3, arbitrary: fc.record({ op: fc.constantFrom('consume' as const, 'peek' as const, 'skip' as const, 'consumeCopy' as const), frac, scratch: fc.boolean() }) },
   { weight: 2, arbitrary: fc.record({ op: fc.constantFrom('u8' as const, 'u16' as const, 'u32' as const), frac }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant('copyTo' as const), frac, lenFrac: frac }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constantFrom('copyTo' as const, 'viewsTo' as const), frac, lenFrac: frac }) },
 );
 
 function apply(q: ByteQueue, m: Model, cmd: Cmd): void {
@@ -97,6 +97,21 @@ function apply(q: ByteQueue, m: Model, cmd: Cmd): void {
       q.copyTo(from, len, dest, 2);
       expect(dest.subarray(2, 2 + len)).toEqual(m.slice(from, len));
       expect([dest[0], dest[1], dest[len + 2], dest[len + 3]]).toEqual([0xee, 0xee, 0xee, 0xee]);
+      break;
+    }
+    case 'viewsTo': {
+      const from = Math.floor(cmd.frac * m.length);
+      const len = Math.floor(cmd.lenFrac * (m.length - from));
+      const out: Uint8Array[] = [new Uint8Array(1)];
+      q.viewsTo(from, len, out);
+      // Appended after what was there, in order, together exactly the range, and every one a view (no copy).
+      expect(out[0]!.length).toBe(1);
+      const views = out.slice(1);
+      expect(Buffer.concat(views)).toEqual(Buffer.from(m.slice(from, len)));
+      for (const v of views) {
+        expect(v.length).toBeGreaterThan(0);
+        expect(m.isChunkBuffer(v.buffer)).toBe(true);
+      }
       break;
     }
   }

@@ -1,0 +1,42 @@
+/** A record being filled: inline frames and payloads by reference come out as one plaintext, in order. */
+import { describe, expect, it } from 'vitest';
+import { StagedRecord } from '../src/staged-record.js';
+
+describe('StagedRecord', () => {
+  it('inline bytes and referenced payloads seal as their concatenation, in the order they were added', () => {
+    const rec = new StagedRecord(new Uint8Array(100));
+    const write = (bytes: number[]): void => {
+      rec.buf.set(bytes, rec.pos);
+      rec.pos += bytes.length;
+    };
+    write([1, 2]);
+    const payload = Uint8Array.of(10, 11, 12, 13, 14, 15);
+    rec.appendByReference(6, (out) => out.push(payload.subarray(0, 4), payload.subarray(4)));
+    write([3]);
+    rec.appendByReference(2, (out) => out.push(Uint8Array.of(20, 21)));
+    rec.appendByReference(1, (out) => out.push(Uint8Array.of(30)));
+    write([4, 5]);
+    expect(rec.size).toBe(2 + 6 + 1 + 2 + 1 + 2);
+    expect(rec.room).toBe(100 - rec.size);
+    expect([...Buffer.concat(rec.plaintext())]).toEqual([1, 2, 10, 11, 12, 13, 14, 15, 3, 20, 21, 30, 4, 5]);
+    // The referenced payload is not copied: the part is the caller's memory.
+    expect(rec.plaintext().some((p) => p.buffer === payload.buffer)).toBe(true);
+  });
+
+  it('without references the plaintext is one view of the inline bytes', () => {
+    const rec = new StagedRecord(new Uint8Array(16));
+    rec.buf.set([7, 8, 9]);
+    rec.pos = 3;
+    const parts = rec.plaintext();
+    expect(parts.length).toBe(1);
+    expect([...parts[0]!]).toEqual([7, 8, 9]);
+    expect(parts[0]!.buffer).toBe(rec.buf.buffer);
+  });
+
+  it('referenced bytes count against the record capacity, not the inline buffer', () => {
+    const rec = new StagedRecord(new Uint8Array(10));
+    rec.appendByReference(8, (out) => out.push(new Uint8Array(8)));
+    expect(rec.size).toBe(8);
+    expect(rec.room).toBe(2);
+  });
+});
