@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
+import { realClock, type Clock, type Timer } from '@plait/core';
 
 export interface LivePushOptions {
   /** The stats JSON to push (computed once per tick for every client). */
@@ -19,6 +20,8 @@ export interface LivePushOptions {
    * not keeping up: it is dropped, not buffered for. Default 1 MiB.
    */
   maxBufferedBytes?: number;
+  /** Times the pushes (default: the real clock, unref'd); tests drive a virtual one. */
+  clock?: Clock;
 }
 
 /**
@@ -30,7 +33,8 @@ export interface LivePushOptions {
 export class LivePush {
   private readonly wss: WebSocketServer;
   private readonly clients = new Set<WebSocket>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
+  private readonly clock: Clock;
   private readonly intervalMs: number;
   private readonly maxClients: number;
   private readonly maxBuffered: number;
@@ -38,6 +42,7 @@ export class LivePush {
   dropped = 0;
 
   constructor(private readonly opts: LivePushOptions) {
+    this.clock = opts.clock ?? realClock;
     this.intervalMs = opts.intervalMs ?? 1_000;
     this.maxClients = opts.maxClients ?? 16;
     this.maxBuffered = opts.maxBufferedBytes ?? 1024 * 1024;
@@ -66,10 +71,11 @@ export class LivePush {
       if (this.clients.size === 0) this.stopTimer();
     });
     this.send(ws, this.opts.snapshot());
-    this.timer ??= setInterval(() => this.tick(), this.intervalMs).unref();
+    this.timer ??= this.clock.setTimeout(() => this.tick(), this.intervalMs);
   }
 
   private tick(): void {
+    this.timer = undefined;
     if (this.opts.isOpen?.() === false) {
       this.close();
       return;
@@ -77,6 +83,8 @@ export class LivePush {
     if (this.clients.size === 0) return;
     const json = this.opts.snapshot();
     for (const ws of this.clients) this.send(ws, json);
+    // Re-armed after each push (the clock has one-shot timers only).
+    this.timer = this.clock.setTimeout(() => this.tick(), this.intervalMs);
   }
 
   private send(ws: WebSocket, json: string): void {
@@ -92,7 +100,7 @@ export class LivePush {
   }
 
   private stopTimer(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
   }
 

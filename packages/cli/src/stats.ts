@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { counterHelp, type SessionStats } from '@plait/core';
+import { counterHelp, type Clock, type SessionStats } from '@plait/core';
 import type { CapStats } from '@plait/client';
 import type { UserFigures } from '@plait/server';
 import { LIVE_PAGE_HEADERS, LIVE_PAGE_HTML } from './live-page.js';
@@ -59,8 +59,13 @@ export function isAllowedStatsHost(host: string | undefined): boolean {
  * second) for `snapshot()`; with `setRole` (the client), also
  * POST /subflows/<id> to change a path's role (role-endpoint.ts).
  */
-export function startStatsServer(host: string, port: number, snapshot: () => StatsSnapshot, opts: { setRole?: SetRole } = {}): Promise<http.Server> {
-  const live = new LivePush({ snapshot: () => JSON.stringify(publicSnapshot(snapshot())), isOpen: () => server.listening });
+export function startStatsServer(
+  host: string,
+  port: number,
+  snapshot: () => StatsSnapshot,
+  opts: { setRole?: SetRole; /** times /live's pushes (default: the real clock) */ clock?: Clock } = {},
+): Promise<http.Server> {
+  const live = new LivePush({ snapshot: () => JSON.stringify(publicSnapshot(snapshot())), isOpen: () => server.listening, ...(opts.clock ? { clock: opts.clock } : {}) });
   const server: http.Server = http.createServer((req, res) => {
     if (!isAllowedStatsHost(req.headers.host)) {
       res

@@ -8,6 +8,7 @@ import * as http from 'node:http';
 import type * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { TestClock } from '@plait/testkit';
 import { LIVE_PAGE_MAIN, renderLive, updateLiveHistory } from '../src/live-page.js';
 import { isAllowedLiveOrigin, LivePush } from '../src/live-push.js';
 import { startStatsServer, type StatsSnapshot } from '../src/stats.js';
@@ -25,8 +26,8 @@ const snap = (): StatsSnapshot => ({
   counters: { connections: 1 },
 });
 
-async function stats(): Promise<number> {
-  const server = await startStatsServer('127.0.0.1', 0, snap);
+async function stats(clock?: TestClock): Promise<number> {
+  const server = await startStatsServer('127.0.0.1', 0, snap, clock ? { clock } : {});
   cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
   return (server.address() as net.AddressInfo).port;
 }
@@ -42,19 +43,27 @@ function open(url: string, headers: Record<string, string> = {}): Promise<WebSoc
   });
 }
 
-const nextMessage = (ws: WebSocket): Promise<string> => new Promise((r) => ws.once('message', (d: Buffer) => r(d.toString())));
 
 describe('/live on the stats server', () => {
-  it('pushes the /stats JSON at once and again within about a second', async () => {
-    const port = await stats();
-    const ws = await open(`ws://127.0.0.1:${port}/live`);
-    expect(ws).toBeInstanceOf(WebSocket);
-    const first = JSON.parse(await nextMessage(ws as WebSocket)) as StatsSnapshot;
+  it('pushes the /stats JSON at once, then once per second of clock time (not before)', async () => {
+    const clock = new TestClock();
+    const port = await stats(clock);
+    // Listening from the start: the first push may arrive with the upgrade's answer.
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/live`);
+    cleanups.push(() => ws.terminate());
+    const got: string[] = [];
+    ws.on('message', (d: Buffer) => got.push(d.toString()));
+    await clock.settle(() => got.length === 1, 'the push on connect');
+    const first = JSON.parse(got[0]!) as StatsSnapshot;
     expect(first.role).toBe('server');
     expect(first.sessions[0]!.token).toBe(TOKEN.slice(0, 8)); // as /stats: the token is cut to its prefix
-    const t0 = Date.now();
-    await nextMessage(ws as WebSocket);
-    expect(Date.now() - t0).toBeLessThan(5_000);
+    await clock.advance(999);
+    await new Promise((r) => setTimeout(r, 50)); // real time for a premature push to arrive, if there were one
+    expect(got.length).toBe(1);
+    await clock.advance(1);
+    await clock.settle(() => got.length === 2, 'the push at 1000 ms');
+    await clock.advance(1000);
+    await clock.settle(() => got.length === 3, 'the push at 2000 ms');
   });
 
   it('refuses a foreign Host (DNS rebinding) and a foreign Origin (another site), like /stats', async () => {
@@ -106,8 +115,9 @@ describe('LivePush bounds', () => {
   });
 
   it('drops a client that stops reading instead of queueing for it', async () => {
+    const clock = new TestClock();
     const big = JSON.stringify({ pad: 'x'.repeat(256 * 1024) });
-    const { url, live } = await push({ snapshot: () => big, intervalMs: 10, maxBufferedBytes: 512 * 1024 });
+    const { url, live } = await push({ snapshot: () => big, intervalMs: 10, maxBufferedBytes: 512 * 1024, clock });
     const fast = (await open(url)) as WebSocket;
     let fastGot = 0;
     fast.on('message', () => fastGot++);
@@ -115,15 +125,14 @@ describe('LivePush bounds', () => {
     // Stop reading at the socket: the kernel buffers fill, then the server's queue grows.
     (slow as unknown as { _socket: net.Socket })._socket.pause();
     const closed = new Promise<void>((r) => slow.once('close', () => r()));
-    const deadline = Date.now() + 20_000;
-    while (live.dropped === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // Each clock step is one push; the kernel buffers take a few MiB before the queue grows.
+    await clock.advanceUntil(() => live.dropped > 0, 60_000, 'the slow reader dropped', { stepMs: 10, realMs: 5 });
     expect(live.dropped).toBe(1);
     expect(live.clientCount).toBe(1); // the reader that keeps up stays
     (slow as unknown as { _socket: net.Socket })._socket.resume();
     await closed;
     const before = fastGot;
-    await new Promise((r) => setTimeout(r, 100));
-    expect(fastGot).toBeGreaterThan(before);
+    await clock.advanceUntil(() => fastGot > before, 1_000, 'the fast reader still served', { stepMs: 10 });
   });
 });
 

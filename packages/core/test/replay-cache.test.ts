@@ -67,15 +67,15 @@ describe('ReplayCache', () => {
     let t = 0;
     const clock: Clock = { now: () => t, wallNow: () => t, setTimeout: () => ({ cancel() {} }) };
     const c = new ReplayCache(100_000, 5000, clock);
-    const t0 = performance.now();
-    // ~50k live entries; a full scan per call would cost ~10^10 steps.
+    // ~50k live entries; a full scan per call would cost ~10^10 steps and
+    // run into the test timeout (no wall-clock assertion here: a busy
+    // machine must not fail a correct cache).
     for (let i = 0; i < 200_000; i++) {
       if (c.checkAndAdd(nonce(i)) !== 'fresh') throw new Error(`nonce ${i} not fresh`);
       if (i % 10 === 9) t++;
     }
     expect(c.size).toBeLessThanOrEqual(50_010);
     expect(c.size).toBeGreaterThanOrEqual(49_990);
-    expect(performance.now() - t0).toBeLessThan(5000);
   });
 });
 
