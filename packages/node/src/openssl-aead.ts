@@ -34,6 +34,8 @@ interface Evp {
   /** EVP_CIPHER_CTX_ctrl(ctx, type, arg, ptr) */
   ctrl(ctx: unknown, type: number, arg: number, ptr: Uint8Array): number;
   types: Readonly<Record<CipherName, unknown>>;
+  /** Frees a context once the AEAD that owns it is collected (a subflow's sealer and opener live as long as it). */
+  contexts: FinalizationRegistry<unknown>;
 }
 
 // include/openssl/evp.h
@@ -48,9 +50,6 @@ const POOLED_BELOW = 4096;
 export class OpenSslAeadError extends Error {
   override readonly name = 'OpenSslAeadError';
 }
-
-/** Frees a context when its AEAD is collected (a subflow's sealer and opener live as long as it). */
-let contexts: FinalizationRegistry<unknown> | undefined;
 
 class EvpAead implements RecordAead {
   private readonly ctx: unknown;
@@ -75,8 +74,7 @@ class EvpAead implements RecordAead {
       throw new OpenSslAeadError(`EVP_CipherInit_ex(${cipher}) failed`);
     }
     this.ctx = ctx;
-    contexts ??= new FinalizationRegistry((c) => evp.ctxFree(c));
-    contexts.register(this, ctx);
+    evp.contexts.register(this, ctx);
   }
 
   seal(iv: Uint8Array, aad: Uint8Array, parts: readonly Uint8Array[], total: number, out: Uint8Array, at: number): void {
@@ -189,6 +187,8 @@ function bindEvp(koffi: unknown): Evp {
     final: (ctx, out, outl) => Number(final(ctx, out, outl)),
     ctrl: (ctx, type, arg, ptr) => Number(ctrl(ctx, type, arg, ptr)),
     types: { 'aes-256-gcm': aes, 'chacha20-poly1305': chacha },
+    // EVP_CIPHER_CTX_free also wipes the key schedule.
+    contexts: new FinalizationRegistry((ctx) => void ctxFree(ctx)),
   };
 }
 
