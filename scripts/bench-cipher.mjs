@@ -3,8 +3,9 @@
  * Figures for the two record ciphers (AES-256-GCM, ChaCha20-Poly1305).
  *
  * 1. Record layer alone, one core: seal + open of every record in this
- *    process (RecordSealer/RecordOpener from packages/core/dist), MB/s of
- *    plaintext and CPU-seconds per GiB (process.cpuUsage).
+ *    process (RecordSealer/RecordOpener from packages/core/dist), with each
+ *    record AEAD (node:crypto, and OpenSSL's EVP directly as the CLI uses
+ *    it), MB/s of plaintext and CPU-seconds per GiB (process.cpuUsage).
  * 2. Through the real CLI on loopback: `plait server` + `plait client
  *    --cipher X --bind 127.0.0.1` (one subflow) and a `--forward` to a local
  *    source that sends SIZE bytes; throughput at the reader, and CPU-seconds
@@ -21,7 +22,10 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const { RecordSealer, RecordOpener } = await import(resolve(ROOT, 'packages/core/dist/index.js'));
+const { RecordSealer, RecordOpener, nodeCryptoAead } = await import(resolve(ROOT, 'packages/core/dist/index.js'));
+const { openSslAead } = await import(resolve(ROOT, 'packages/node/dist/index.js'));
+const native = openSslAead();
+const BACKENDS = [['node:crypto', nodeCryptoAead], ...(native.available ? [['openssl', native.factory]] : [])];
 const PLAIT = resolve(ROOT, 'packages/cli/bin/plait.js');
 const CIPHERS = ['aes-256-gcm', 'chacha20-poly1305'];
 const MiB = 1024 * 1024;
@@ -41,10 +45,10 @@ const fmt = (n, d = 2) => n.toFixed(d);
 
 // ---- 1. record layer ------------------------------------------------------
 
-function benchRecords(cipher, bytes, recordSize) {
+function benchRecords(cipher, bytes, recordSize, aead) {
   const key = randomBytes(32);
-  const sealer = new RecordSealer(key, cipher);
-  const opener = new RecordOpener(key, undefined, cipher);
+  const sealer = new RecordSealer(key, cipher, aead);
+  const opener = new RecordOpener(key, undefined, cipher, aead);
   const pt = randomBytes(recordSize);
   const n = Math.ceil(bytes / recordSize);
   // Warm up OpenSSL and the JIT.
@@ -170,12 +174,15 @@ async function benchCli(cipher, size) {
 
 console.log(`node ${process.version}, ${process.arch}, OpenSSL ${process.versions.openssl}`);
 console.log(`\n## Record layer, seal + open, one core, ${RECORD / 1024} KiB records, ${SIZE / MiB} MiB per run\n`);
-console.log('| cipher | run | MB/s | CPU-s per GiB |');
-console.log('|---|---|---|---|');
+if (!native.available) console.log(`(OpenSSL directly unavailable: ${native.reason})\n`);
+console.log('| cipher | record AEAD | run | MB/s | CPU-s per GiB |');
+console.log('|---|---|---|---|---|');
 for (const cipher of CIPHERS) {
-  for (let r = 1; r <= REPS; r++) {
-    const x = benchRecords(cipher, SIZE, RECORD);
-    console.log(`| ${cipher} | ${r} | ${fmt(x.mbps, 0)} | ${fmt(x.cpuPerGiB)} |`);
+  for (const [name, aead] of BACKENDS) {
+    for (let r = 1; r <= REPS; r++) {
+      const x = benchRecords(cipher, SIZE, RECORD, aead);
+      console.log(`| ${cipher} | ${name} | ${r} | ${fmt(x.mbps, 0)} | ${fmt(x.cpuPerGiB)} |`);
+    }
   }
 }
 if (!SKIP_CLI) {
