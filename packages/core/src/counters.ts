@@ -48,6 +48,7 @@ export const SESSION_COUNTERS = {
   datagramsDroppedStale: 'Datagrams dropped after waiting datagramMaxAgeMs for a subflow with room.',
   datagramsDroppedTooLarge: 'Datagrams not sent: payload above 16384 bytes.',
   datagramsDroppedUnsupported: 'Datagrams dropped: the peer does not support them, no handler, or the session is closed.',
+  datagramsDroppedRate: "Datagrams dropped for exceeding the session's rate (users file rate), sent or received.",
   schedulerChosenByPeer: "Scheduler choices (sched) received from the client; they govern this side's sending.",
   latencyFrames: 'Data frames sent in the latency class (copied to the two subflows where they arrive first).',
   bytesDuplicated: 'Payload bytes sent as extra copies on purpose (redundant scheduler, latency class); the peer drops all but the first.',

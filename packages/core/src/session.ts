@@ -1149,8 +1149,21 @@ export class Session implements StreamHost {
       this.counters.datagramsDroppedUnsupported++;
       return false;
     }
+    // Over the session's rate a datagram is dropped, not delayed: a policer,
+    // as for any UDP traffic (queueing it would only add latency).
+    if (this.sendRate && !this.takeDatagramTokens(this.sendRate, d.payload.length)) return false;
     if (this.outbox.push(d, this.clock.now()) !== 'queued') return false;
     this.schedulePump();
+    return true;
+  }
+
+  /** Datagram bytes under the rate: taken if the bucket holds them, else counted as a drop. */
+  private takeDatagramTokens(bucket: TokenBucket, bytes: number): boolean {
+    if (bucket.available() < bytes) {
+      this.counters.datagramsDroppedRate++;
+      return false;
+    }
+    bucket.take(bytes);
     return true;
   }
 
@@ -1198,6 +1211,8 @@ export class Session implements StreamHost {
       this.counters.datagramsDroppedUnsupported++;
       return;
     }
+    // The peer's datagrams count against the same rate as its stream bytes (users file `rate`).
+    if (this.recvRate && !this.takeDatagramTokens(this.recvRate, f.payload.length)) return;
     this.counters.datagramsReceived++;
     handler({
       flow: f.flow,

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { VirtualClock } from '../src/clock.js';
-import { TokenBucket } from '../src/rate-limit.js';
+import { rateBurst, TokenBucket } from '../src/rate-limit.js';
+import type { Datagram } from '../src/datagrams.js';
+import { Atyp } from '../src/frames.js';
 import type { Stream } from '../src/stream.js';
 import { collect, makePair, writeAll } from './harness.js';
 
@@ -85,6 +87,43 @@ describe('session rate limit (users file rate), on the virtual clock', () => {
     // The client's first window crosses before the server can push back, so allow what it may send on top.
     expect(ms / expected).toBeGreaterThan(0.9);
     expect(ms / expected).toBeLessThan(1.1);
+  }, 60_000);
+
+  it('datagrams count against the rate both ways: a flood is policed to it, the excess dropped and counted', async () => {
+    const SECONDS = 3;
+    const size = 1000;
+    const dgram = (flow: number): Datagram => ({ flow, atyp: Atyp.IPV4, addr: Uint8Array.of(192, 0, 2, 7), port: 53, payload: new Uint8Array(size) });
+    let up = 0;
+    const pair = await makePair({
+      links: LINKS,
+      acceptor: { sessionRate: () => RATE },
+      serverEvents: { datagram: (d) => void (up += d.payload.length) },
+    });
+    let down = 0;
+    pair.client.setEvents({ datagram: (d) => void (down += d.payload.length) });
+    // Twice the rate each way, a datagram every half millisecond of clock time.
+    const start = pair.clock.now();
+    for (let t = 0; t < SECONDS * 1000; t++) {
+      pair.client.sendDatagram(dgram(1));
+      pair.client.sendDatagram(dgram(1));
+      pair.server().sendDatagram(dgram(1));
+      pair.server().sendDatagram(dgram(1));
+      await pair.clock.advance(1);
+    }
+    await pair.clock.advance(200);
+    const allowed = (RATE * (pair.clock.now() - start)) / 1000 + rateBurst(RATE);
+    // Within 10 % of the rate, never above it (plus one burst).
+    expect(up).toBeLessThanOrEqual(allowed);
+    expect(up).toBeGreaterThan(0.9 * RATE * SECONDS);
+    expect(down).toBeLessThanOrEqual(allowed);
+    expect(down).toBeGreaterThan(0.9 * RATE * SECONDS);
+    const c = pair.server().stats().counters;
+    const dropped = c.datagramsDroppedRate ?? 0;
+    // What the server dropped on receipt plus what it refused to send is the excess over the rate.
+    expect(dropped * size).toBeGreaterThan(0.5 * RATE * SECONDS);
+    // The client has no rate of its own: it drops nothing for it.
+    expect(pair.client.stats().counters.datagramsDroppedRate).toBe(0);
+    pair.client.close();
   }, 60_000);
 
   it('token bucket: burst, refill on the clock, debt', async () => {

@@ -384,7 +384,19 @@ export class PlaitServer {
   private onSession(session: Session, user: string | undefined) {
     const token = Buffer.from(session.keys.token).toString('hex').slice(0, 8);
     this.log.info({ session: token, ...(user !== undefined ? { user } : {}) }, 'session established');
-    const udp = new UdpRelay(session, {
+    // A named user's datagrams count with their streams (figures and caps), each way.
+    const stats = this.userStats;
+    const tally = user !== undefined && stats ? (up: number, down: number): void => stats.datagramBytes(user, up, down) : undefined;
+    const sink = tally
+      ? {
+          sendDatagram: (d: Datagram): boolean => {
+            const queued = session.sendDatagram(d);
+            if (queued) tally(0, d.payload.length);
+            return queued;
+          },
+        }
+      : session;
+    const udp = new UdpRelay(sink, {
       policy: this.policy,
       maxFlows: session.config.maxDatagramFlows,
       idleMs: this.opts.udp?.idleMs ?? 60_000,
@@ -394,7 +406,10 @@ export class PlaitServer {
       log: { debug: (obj, msg) => this.log.debug({ session: token, ...obj }, msg) },
     });
     return {
-      datagram: (d: Datagram) => udp.onDatagram(d),
+      datagram: (d: Datagram) => {
+        tally?.(d.payload.length, 0);
+        udp.onDatagram(d);
+      },
       datagramFlowClosed: (flow: number) => udp.onFlowClosed(flow),
       stream: (stream: Stream, target: { host: string; port: number }) => this.onStream(token, stream, target, user),
       subflowUp: (sf: { id: number; backup: boolean; channel: { remoteLabel: string } }) =>

@@ -13,7 +13,7 @@ export interface ServerUser {
   maxSessions?: number;
   /** Stream bytes per second, each direction, per session. */
   rateBytesPerSec?: number;
-  /** Stream bytes both ways per UTC day or month (persisted with --state-dir). */
+  /** Bytes both ways (streams and datagrams) per UTC day or month (persisted with --state-dir). */
   cap?: { bytes: number; period: CapPeriod };
 }
 
@@ -42,7 +42,7 @@ export class UserDirectory implements HelloUsers {
 export interface UserFigures {
   user: string;
   sessions: number;
-  /** Payload bytes from the user's clients to targets (upload) and back (download), streams closed and open. */
+  /** Payload bytes from the user's clients to targets (upload) and back (download): streams closed and open, and UDP datagrams. */
   bytesUp: number;
   bytesDown: number;
   /** Both directions, averaged since the previous snapshot (at least 1 s apart). */
@@ -86,6 +86,14 @@ export class UserStats {
     if (t) t.refusals[cause] = (t.refusals[cause] ?? 0) + 1;
   }
 
+  /** UDP payload bytes of the user's datagrams: `up` relayed to targets, `down` queued back to the client. */
+  datagramBytes(user: string, up: number, down: number): void {
+    const t = this.tally(user);
+    if (!t) return;
+    t.closedUp += up;
+    t.closedDown += down;
+  }
+
   /** A stream's target socket: `bytesWritten` went up (to the target), `bytesRead` came down. */
   streamOpened(user: string, socket: { bytesRead: number; bytesWritten: number; once(ev: 'close', f: () => void): unknown }): void {
     const t = this.tally(user);
@@ -98,7 +106,7 @@ export class UserStats {
     });
   }
 
-  /** Stream bytes of `user` so far, both ways, closed and open streams (this process). */
+  /** Bytes of `user` so far, both ways: closed and open streams, and datagrams (this process). */
   totalBytes(user: string): number {
     const t = this.tallies.get(user);
     if (!t) return 0;
