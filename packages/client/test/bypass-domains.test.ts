@@ -1,3 +1,5 @@
+import fc from 'fast-check';
+import { isIP } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { flushMicrotasks, VirtualClock } from '@plait/core';
 import { BypassDomains, type CommandRunner } from '../src/bypass-domains.js';
@@ -74,6 +76,58 @@ describe('parseDnsAnswer', () => {
     expect(parseDnsAnswer(message('x.example', [{ ...a(PTR_Q, '192.0.2.1'), cls: 3 }]))).toBeUndefined();
     // A CNAME loop ends.
     expect(parseDnsAnswer(message('x.example', [cname(PTR_Q, 'y.example'), cname(name('y.example'), 'x.example'), a(name('y.example'), '192.0.2.7')]))?.addresses).toEqual(['192.0.2.7']);
+  });
+
+  it('compression pointers: a true two-name cycle, a chain too deep, and forward pointers never hang or misread', () => {
+    // Header 12 bytes, question name at 12. The answer's owner is at `at`; build the
+    // owner as a pointer to a second pointer stored in rdata-free space after the answer.
+    const base = message('x.example', [a(PTR_Q, '192.0.2.1')]);
+    const at = base.length - 16; // owner (2) + type/class/ttl/rdlen (10) + rdata (4)
+    // A two-name cycle: the owner points at a pointer appended at the end, which points back at the owner.
+    const cyc = Uint8Array.from([...base, 0xc0, at]);
+    cyc[at] = 0xc0;
+    cyc[at + 1] = base.length;
+    expect(parseDnsAnswer(cyc)).toBeUndefined();
+    // A legitimate chain of pointers, each to the next, ending at the question's name: read up to
+    // the bound, refused beyond it (a hostile chain cannot make the reader walk far).
+    const chain = (hops: number): Uint8Array => {
+      const tail: number[] = [];
+      const start = base.length;
+      for (let i = 0; i < hops - 1; i++) tail.push(0xc0, start + 2 * (i + 1));
+      tail.push(0xc0, 12);
+      const m = Uint8Array.from([...base, ...tail]);
+      m[at] = 0xc0;
+      m[at + 1] = start;
+      return m;
+    };
+    expect(parseDnsAnswer(chain(8))?.addresses).toEqual(['192.0.2.1']);
+    expect(parseDnsAnswer(chain(40))).toBeUndefined();
+    // A pointer past the end of the message.
+    const past = Uint8Array.from(base);
+    past[at] = 0xc0 | 0x3f;
+    past[at + 1] = 0xff;
+    expect(parseDnsAnswer(past)).toBeUndefined();
+  });
+
+  it('any bytes at all, and any corruption of a real answer: no throw, and only real addresses come out (property)', () => {
+    const good = message('www.example.com', [cname(PTR_Q, 'edge.example', 60), a(name('edge.example'), '198.51.100.9', 30), aaaa(PTR_Q, '20010db8000000000000000000000001')]);
+    const check = (m: Uint8Array): void => {
+      const r = parseDnsAnswer(m);
+      if (!r) return;
+      for (const addr of r.addresses) expect(isIP(addr)).not.toBe(0);
+      expect(r.name.length).toBeLessThanOrEqual(255);
+      expect(r.aliases.length).toBeLessThanOrEqual(8);
+      expect(Number.isInteger(r.ttlSeconds) && r.ttlSeconds >= 0).toBe(true);
+    };
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), (m) => check(m)), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(good.length - 1), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }), (edits) => {
+        const m = Uint8Array.from(good);
+        for (const [i, v] of edits) m[i] = v;
+        check(m);
+      }),
+      { numRuns: 2000 },
+    );
   });
 
   it('looks at no more than 64 answers, however many there are', () => {
