@@ -212,13 +212,21 @@ export class ByteQueue {
     if (n < 0 || n > this.size || !Number.isInteger(n)) throw new RangeError(`cannot take ${n} of the ${this.size} queued bytes`);
   }
 
+  /**
+   * Told of each chunk once the queue holds no more of it (wholly consumed
+   * or skipped), so the chunk's owner may reuse its memory.
+   */
+  onDrop: ((chunk: Uint8Array) => void) | undefined;
+
   private dropFront(): void {
+    const chunk = this.ring[this.head];
     // Clear the slot so the chunk's memory can be reclaimed.
     this.ring[this.head] = undefined;
     this.head = (this.head + 1) & this.mask;
     this.count--;
     this.dropped++;
     this.offset = 0;
+    if (this.onDrop && chunk) this.onDrop(chunk);
   }
 
   private grow(): void {

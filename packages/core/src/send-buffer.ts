@@ -22,6 +22,15 @@ export class SendBuffer {
     return this.queue.length;
   }
 
+  /**
+   * Told of each written chunk once the buffer holds none of it any more
+   * (acknowledged, or the buffer cleared): the writer may then reuse its
+   * memory. Set by the chunks' owner (e.g. the socket they were read from).
+   */
+  set onRelease(fn: ((chunk: Uint8Array) => void) | undefined) {
+    this.queue.onDrop = fn;
+  }
+
   append(chunk: Uint8Array): void {
     this.queue.push(chunk);
   }

@@ -841,6 +841,7 @@ export class Session implements StreamHost {
     let wakeAt = Infinity;
     for (const sf of this.subflows) {
       if (sf.mayHold(now, this.config.recordHoldMs)) {
+        sf.holdStaged();
         wakeAt = Math.min(wakeAt, sf.holdDeadline + this.config.recordHoldMs);
         continue;
       }

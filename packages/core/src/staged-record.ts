@@ -46,6 +46,26 @@ export class StagedRecord {
     this.external += len;
   }
 
+  /**
+   * Copy the referenced payloads in: a record that waits for more data
+   * must not rely on the send buffer's chunks, which may be released (and
+   * their memory reused) before it is sealed.
+   */
+  materialize(): void {
+    if (this.parts.length === 0) return;
+    const whole = new Uint8Array(this.size);
+    let off = 0;
+    for (const p of this.plaintext()) {
+      whole.set(p, off);
+      off += p.length;
+    }
+    this.buf.set(whole, 0);
+    this.pos = whole.length;
+    this.parts.length = 0;
+    this.cut = 0;
+    this.external = 0;
+  }
+
   /** The plaintext as parts for the sealer (one part when nothing was referenced). */
   plaintext(): Uint8Array[] {
     if (this.parts.length === 0) return [this.buf.subarray(0, this.pos)];

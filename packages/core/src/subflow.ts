@@ -269,6 +269,15 @@ export class Subflow implements SubflowView {
     return rec.size * 2 < this._recordTarget && this._inflightBytes > 0 && now - this.stagedSince < holdMs;
   }
 
+  /**
+   * The partly filled record waits for more data (mayHold said so): its
+   * payloads are copied in, as the send buffer may release their chunks
+   * before it is sealed.
+   */
+  holdStaged(): void {
+    this.staged?.materialize();
+  }
+
   /** When a held record must go out (clock ms). */
   get holdDeadline(): number {
     return this.stagedSince;

@@ -125,7 +125,13 @@ describe('ByteQueue', () => {
       fc.property(fc.array(cmdArb, { maxLength: 200 }), (cmds) => {
         const q = new ByteQueue();
         const m = new Model();
-        for (const c of cmds) apply(q, m, c);
+        const dropped: ArrayBufferLike[] = [];
+        q.onDrop = (c) => dropped.push(c.buffer);
+        for (const c of cmds) {
+          apply(q, m, c);
+          // onDrop told of exactly the chunks wholly consumed, in order, once each.
+          expect(dropped).toEqual(m.chunks.filter((k) => k.end <= m.front).map((k) => k.buffer));
+        }
       }),
       { numRuns: 500 },
     );

@@ -39,4 +39,24 @@ describe('StagedRecord', () => {
     expect(rec.size).toBe(8);
     expect(rec.room).toBe(2);
   });
+
+  it('materialize copies referenced payloads in: same plaintext, no view of the caller memory left', () => {
+    const rec = new StagedRecord(new Uint8Array(64));
+    rec.buf.set([1, 2], 0);
+    rec.pos = 2;
+    const payload = Uint8Array.of(10, 11, 12);
+    rec.appendByReference(3, (out) => out.push(payload));
+    rec.buf.set([3], rec.pos);
+    rec.pos += 1;
+    const before = [...Buffer.concat(rec.plaintext())];
+    rec.materialize();
+    payload.fill(0); // the caller reuses its memory
+    const parts = rec.plaintext();
+    expect([...Buffer.concat(parts)]).toEqual(before);
+    expect(parts.every((p) => p.buffer === rec.buf.buffer)).toBe(true);
+    expect(rec.size).toBe(6);
+    // More frames can follow after materializing.
+    rec.appendByReference(2, (out) => out.push(Uint8Array.of(20, 21)));
+    expect([...Buffer.concat(rec.plaintext())]).toEqual([...before, 20, 21]);
+  });
 });

@@ -1,6 +1,7 @@
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ResetCode } from '@plait/core';
+import { slabOf } from './slab-read.js';
 import { StreamDuplex, StreamResetError } from './stream-duplex.js';
 
 /** Longest wait for a socket to hand its queued bytes to the kernel before it is reset anyway. */
@@ -67,6 +68,8 @@ export function pipeBoth(a: Duplex, b: Duplex): void {
   }
   corkPerTick(a, b);
   corkPerTick(b, a);
+  reuseReadsOnceAcked(a, b);
+  reuseReadsOnceAcked(b, a);
   a.pipe(b);
   b.pipe(a);
 }
@@ -90,6 +93,19 @@ function corkPerTick(src: Duplex, dst: Duplex): void {
     dst.cork();
     process.nextTick(uncork);
   });
+}
+
+/**
+ * A socket reading into slabs (slab-read.ts) whose bytes go into a stream:
+ * the stream's send buffer keeps each chunk until the peer acknowledges it,
+ * then hands it back, and a slab whose every byte came back is reused for
+ * the next reads instead of fresh memory (fresh memory costs a page fault
+ * per 4 KiB on first touch, and GC work).
+ */
+function reuseReadsOnceAcked(src: Duplex, dst: Duplex): void {
+  if (!(src instanceof Socket) || !(dst instanceof StreamDuplex)) return;
+  const slab = slabOf(src);
+  if (slab) dst.stream.send.onRelease = (chunk) => slab.releaseView(chunk);
 }
 
 function abort(d: Duplex): void {

@@ -15,6 +15,13 @@ const RAMP_BYTES = 256 * 1024;
 
 /** Spare slabs kept for reuse per socket: enough to cover the one being drained while the next fills. */
 const MAX_SPARE = 2;
+/**
+ * Filled slabs remembered for reuse per socket. Older ones are forgotten
+ * (the GC frees each once no view into it remains): a consumer that holds
+ * many megabytes, or one that never says what it released, must not make
+ * the reader keep every slab it ever filled.
+ */
+const MAX_RETIRED = 16;
 
 /**
  * Read buffers carved from 1 MiB slabs. A region is handed out once and is
@@ -38,6 +45,11 @@ export class ReadSlab {
   /** Filled slabs, oldest first, with the stream position just past their last byte. */
   private readonly retired: { buf: Buffer; start: number; end: number }[] = [];
   private readonly spare: Buffer[] = [];
+  /**
+   * Bytes taken from each slab and not yet handed back with `releaseView`,
+   * by the slab's memory; a filled slab whose count reaches 0 is reused.
+   */
+  private readonly outstanding = new Map<ArrayBufferLike, number>();
   /** Only slabs starting at or after this position may be reused (set by the first release). */
   private reusableFrom = Infinity;
   private reusedCount = 0;
@@ -50,7 +62,14 @@ export class ReadSlab {
   /** The region the next read may fill: the unused rest of the slab (up to maxRead). */
   region(): Buffer {
     if (this.slab.length - this.off < Math.min(MIN_READ, this.maxRead)) {
-      if (this.slab.length > 0) this.retired.push({ buf: this.slab, start: this.slabStart, end: this.total });
+      if (this.slab.length > 0) {
+        // Handed back whole already (every view released before it filled): reusable now.
+        if (this.outstanding.get(this.slab.buffer) === 0) this.recycle(this.slab);
+        else {
+          this.retired.push({ buf: this.slab, start: this.slabStart, end: this.total });
+          if (this.retired.length > MAX_RETIRED) this.outstanding.delete(this.retired.shift()!.buf.buffer);
+        }
+      }
       const reused = this.spare.pop();
       if (reused) this.reusedCount++;
       this.slab = reused ?? Buffer.allocUnsafeSlow(this.slabBytes);
@@ -64,6 +83,7 @@ export class ReadSlab {
   /** The first n bytes of the region just read, as a view; they are never handed out again. */
   take(n: number): Buffer {
     const view = this.slab.subarray(this.off, this.off + n);
+    this.outstanding.set(this.slab.buffer, (this.outstanding.get(this.slab.buffer) ?? 0) + n);
     this.off += n;
     this.total += n;
     return view;
@@ -79,6 +99,36 @@ export class ReadSlab {
     return this.reusedCount;
   }
 
+  /** Filled slabs remembered for reuse (at most MAX_RETIRED; for tests). */
+  get retiredCount(): number {
+    return this.retired.length;
+  }
+
+  /**
+   * A view from `take` (or a piece of one) that its consumer will never read
+   * again: once every byte taken from a filled slab is handed back, the slab
+   * is reused. For a consumer that drops views one by one, in any order (a
+   * stream's send buffer as the peer acknowledges). Bytes handed to anyone
+   * who never hands them back keep their slab from reuse (the GC frees it):
+   * the safe side. Views not from this reader are ignored.
+   */
+  releaseView(view: Uint8Array): void {
+    const left = this.outstanding.get(view.buffer);
+    if (left === undefined) return;
+    const now = left - view.length;
+    this.outstanding.set(view.buffer, now);
+    if (now <= 0 && view.buffer !== this.slab.buffer) {
+      const i = this.retired.findIndex((r) => r.buf.buffer === view.buffer);
+      if (i >= 0) this.recycle(this.retired.splice(i, 1)[0]!.buf);
+    }
+  }
+
+  /** A filled slab nothing views any more: kept for the next region, or left to the GC. */
+  private recycle(buf: Buffer): void {
+    this.outstanding.delete(buf.buffer);
+    if (this.spare.length < MAX_SPARE) this.spare.push(buf);
+  }
+
   /**
    * The consumer holds no view into the bytes before stream position `pos`:
    * slabs wholly before it may be reused. The first call fixes where reuse
@@ -90,6 +140,7 @@ export class ReadSlab {
     if (this.reusableFrom === Infinity) this.reusableFrom = Math.min(pos, this.total);
     while (this.retired.length > 0 && this.retired[0]!.end <= pos) {
       const r = this.retired.shift()!;
+      this.outstanding.delete(r.buf.buffer);
       if (r.start >= this.reusableFrom && this.spare.length < MAX_SPARE) this.spare.push(r.buf);
     }
   }
@@ -116,8 +167,9 @@ export interface SlabOnread {
  * pushed into the socket's readable side, exactly what Node does by default,
  * so its return value (false = buffer full) stops reading as it would.
  */
-export function slabOnread(socket: () => Socket, slab = new ReadSlab()): SlabOnread {
+export function slabOnread(socket: () => Socket, slab = new ReadSlab()): SlabOnread & { readonly slab: ReadSlab } {
   return {
+    slab,
     buffer: () => slab.region(),
     callback: (n) => {
       const s = socket();
@@ -125,6 +177,15 @@ export function slabOnread(socket: () => Socket, slab = new ReadSlab()): SlabOnr
       return s.push(slab.take(n));
     },
   };
+}
+
+/**
+ * Note which slab a socket created with `onread: slabOnread(...)` reads into,
+ * as soon as the socket exists (slabOf would otherwise know it only after
+ * its first read).
+ */
+export function noteSlabReads(socket: Socket, onread: { readonly slab: ReadSlab }): void {
+  slabs.set(socket, onread.slab);
 }
 
 /**

@@ -61,6 +61,50 @@ describe('ReadSlab reuse', () => {
     expect(hs.every((b) => b === 1)).toBe(true);
   });
 
+  it('releaseView: a filled slab is reused once every byte taken from it came back, in any order and pieces', () => {
+    const slab = new ReadSlab(128 * 1024, 64 * 1024);
+    const a = fill(slab, 64 * 1024, 1);
+    const b = fill(slab, 64 * 1024, 2); // slab 1 full
+    const c = fill(slab, 64 * 1024, 3); // slab 2
+    // Back out of order and in pieces; a stranger's view and a double-counted nothing.
+    slab.releaseView(b);
+    slab.releaseView(Buffer.alloc(64 * 1024)); // not from this reader: ignored
+    slab.releaseView(a.subarray(0, 1000));
+    fill(slab, 64 * 1024, 4); // slab 2 full
+    fill(slab, 64 * 1024, 5); // slab 3: slab 1 still has 1000 bytes out, so fresh
+    expect(slab.reused).toBe(0);
+    expect(a.subarray(1000).every((x) => x === 1)).toBe(true);
+    slab.releaseView(a.subarray(1000));
+    fill(slab, 64 * 1024, 6);
+    const d = fill(slab, 64 * 1024, 7); // slab 3 full, so this one is the reused slab 1
+    expect(slab.reused).toBe(1);
+    expect(d.buffer).toBe(a.buffer);
+    // Slab 2 is still out (c and the 4s): never overwritten.
+    expect(c.every((x) => x === 3)).toBe(true);
+  });
+
+  it('a slab whose views all came back before it filled is reused at once; one never handed back is not', () => {
+    const slab = new ReadSlab(128 * 1024, 64 * 1024);
+    const kept = fill(slab, 64 * 1024, 1);
+    fill(slab, 64 * 1024, 2); // slab 1: `kept` never released
+    const x = fill(slab, 64 * 1024, 3); // slab 2
+    slab.releaseView(x);
+    const y = fill(slab, 64 * 1024, 4);
+    slab.releaseView(y); // slab 2 wholly back while still current
+    const z = fill(slab, 64 * 1024, 5); // slab 2 retires and is taken again at once
+    expect(slab.reused).toBe(1);
+    expect(z.buffer).toBe(x.buffer);
+    expect(kept.every((v) => v === 1)).toBe(true);
+  });
+
+  it('a consumer that never hands anything back does not make the reader keep every slab', () => {
+    const slab = new ReadSlab(128 * 1024, 64 * 1024);
+    for (let i = 0; i < 200; i++) fill(slab, 64 * 1024, i & 0xff);
+    // 100 slabs filled; only a bounded few are remembered (the rest are the GC's).
+    expect(slab.retiredCount).toBeLessThanOrEqual(16);
+    expect(slab.reused).toBe(0);
+  });
+
   it('a SocketChannel whose consumer reports what it holds reads 24 MiB intact while reusing slabs', async () => {
     const N = 24 * 1024 * 1024;
     const server = net.createServer();

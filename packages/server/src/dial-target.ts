@@ -3,7 +3,7 @@ import { lookup as dnsLookup } from 'node:dns';
 import * as net from 'node:net';
 import { domainToASCII } from 'node:url';
 import { realClock, ResetCode, type Clock, type Timer } from '@plait/core';
-import { slabOnread } from '@plait/node';
+import { noteSlabReads, slabOnread } from '@plait/node';
 import type { EgressPolicy } from './egress-policy.js';
 
 /** A failed egress connection, with the RESET code to send back on the stream. */
@@ -160,15 +160,17 @@ function race(
       // onread: reads into 1 MiB slabs, not a fresh 64 KiB buffer each (less GC).
       // writableHighWaterMark (passed on to the Duplex; @types/node omits it):
       // a record's frames fit, so pipeBoth's per-tick cork batches them.
+      const onread = slabOnread(() => s);
       const opts: net.TcpNetConnectOpts & { writableHighWaterMark: number } = {
         host: c.address,
         port,
         family: c.family,
         allowHalfOpen: true,
-        onread: slabOnread(() => s),
+        onread,
         writableHighWaterMark: 256 * 1024,
       };
       const s: net.Socket = net.connect(opts);
+      noteSlabReads(s, onread);
       live.add(s);
       const onError = (err: Error): void => {
         live.delete(s);
