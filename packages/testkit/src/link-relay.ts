@@ -16,7 +16,7 @@
  *    ("bufferbloat") beyond `queueBytes` before its writes block.
  */
 import net from 'node:net';
-import { performance } from 'node:perf_hooks';
+import { realClock, type Clock, type Timer } from '@plait/core';
 import { listenEphemeral } from './listen.js';
 
 export type CutMode = 'reset' | 'close' | 'blackhole';
@@ -50,6 +50,13 @@ export interface LinkRelayOptions {
   blackhole?: 'drop' | 'hold';
   /** Accept connections only from this source address (others are reset), to pin one local address to one emulated link. */
   allowFrom?: string;
+  /**
+   * Time for the delay line, the token bucket and the close guard. Default the
+   * real clock. A test passes a TestClock to assert on clock time: data then
+   * moves through the delay line and the rate limit only as the clock is
+   * advanced, while the sockets keep running on real I/O.
+   */
+  clock?: Clock;
 }
 
 export interface LinkRelayStats {
@@ -175,12 +182,12 @@ class Pipe {
   private readonly rateQ = new Fifo<Item>();
   rateQBytes = 0;
   private tokens: number;
-  private lastRefill = performance.now();
-  private rateTimer: NodeJS.Timeout | undefined;
+  private lastRefill: number;
+  private rateTimer: Timer | undefined;
 
   private readonly delayQ = new Fifo<{ item: Item; at: number }>();
   delayQBytes = 0;
-  private delayTimer: NodeJS.Timeout | undefined;
+  private delayTimer: Timer | undefined;
 
   /** dst.write() returned false; wait for 'drain'. */
   private dstBlocked = false;
@@ -193,10 +200,12 @@ class Pipe {
 
   constructor(
     private readonly link: LinkState,
+    private readonly clock: Clock,
     private readonly src: net.Socket,
     private readonly dst: net.Socket,
     private readonly onForwarded: (n: number) => void,
   ) {
+    this.lastRefill = clock.now();
     this.tokens = link.rateBps === undefined ? 0 : burstBytes(link.rateBps);
     dst.on('drain', () => {
       if (this.dead || !this.dstBlocked) return;
@@ -234,7 +243,7 @@ class Pipe {
 
   restore(): void {
     if (this.dead) return;
-    const now = performance.now();
+    const now = this.clock.now();
     // Held data "is retransmitted" once the link is back: it still needs the delay.
     const earliest = now + this.link.delayMs;
     this.delayQ.forEach((e) => {
@@ -249,7 +258,7 @@ class Pipe {
 
   rateChanged(oldRate: number | undefined): void {
     if (this.dead) return;
-    const now = performance.now();
+    const now = this.clock.now();
     if (oldRate !== undefined) {
       // Account tokens earned at the old rate before switching.
       this.tokens = Math.min(burstBytes(oldRate), this.tokens + (now - this.lastRefill) * (oldRate / 8000));
@@ -258,7 +267,7 @@ class Pipe {
     const r = this.link.rateBps;
     if (r !== undefined) this.tokens = oldRate === undefined ? burstBytes(r) : Math.min(this.tokens, burstBytes(r));
     if (this.rateTimer) {
-      clearTimeout(this.rateTimer);
+      this.rateTimer.cancel();
       this.rateTimer = undefined;
     }
     this.pumpRate();
@@ -295,7 +304,7 @@ class Pipe {
   }
 
   private refill(rate: number): void {
-    const now = performance.now();
+    const now = this.clock.now();
     this.tokens = Math.min(burstBytes(rate), this.tokens + (now - this.lastRefill) * (rate / 8000));
     this.lastRefill = now;
   }
@@ -336,7 +345,7 @@ class Pipe {
       const head = this.rateQ.peek() as Buffer; // null heads are consumed above
       const want = Math.min(head.length, quantum);
       const waitMs = Math.max(1, Math.ceil((want - this.tokens) / (rate / 8000)));
-      this.rateTimer = setTimeout(() => {
+      this.rateTimer = this.clock.setTimeout(() => {
         this.rateTimer = undefined;
         this.pumpRate();
         this.updateFlow();
@@ -350,7 +359,7 @@ class Pipe {
       this.deliver(item);
       return;
     }
-    this.delayQ.push({ item, at: performance.now() + this.link.delayMs });
+    this.delayQ.push({ item, at: this.clock.now() + this.link.delayMs });
     this.delayQBytes += itemLen(item);
     this.scheduleDelay();
   }
@@ -360,14 +369,15 @@ class Pipe {
     if (this.delayTimer || this.dstBlocked || this.frozen) return;
     const head = this.delayQ.peek();
     if (!head) return;
-    const wait = head.at - performance.now();
+    const wait = head.at - this.clock.now();
     if (wait <= 0) {
       this.releaseDue();
       return;
     }
-    // setTimeout may fire a little early w.r.t. performance.now() (libuv caches
-    // loop time); releaseDue re-checks and re-arms, so the delay is never short.
-    this.delayTimer = setTimeout(() => {
+    // On the real clock a timer may fire a little early w.r.t. performance.now()
+    // (libuv caches loop time); releaseDue re-checks and re-arms, so the delay is
+    // never short. (A virtual clock fires exactly; the re-check then passes.)
+    this.delayTimer = this.clock.setTimeout(() => {
       this.delayTimer = undefined;
       this.releaseDue();
       this.updateFlow();
@@ -375,7 +385,7 @@ class Pipe {
   }
 
   private releaseDue(): void {
-    const now = performance.now();
+    const now = this.clock.now();
     while (this.delayQ.length > 0 && !this.dstBlocked && !this.frozen) {
       const head = this.delayQ.peek() as { item: Item; at: number };
       if (head.at > now) break;
@@ -423,8 +433,8 @@ class Pipe {
   }
 
   private clearTimers(): void {
-    if (this.rateTimer) clearTimeout(this.rateTimer);
-    if (this.delayTimer) clearTimeout(this.delayTimer);
+    this.rateTimer?.cancel();
+    this.delayTimer?.cancel();
     this.rateTimer = undefined;
     this.delayTimer = undefined;
   }
@@ -451,14 +461,15 @@ class Conn {
 
   constructor(
     private readonly link: LinkState,
+    private readonly clock: Clock,
     readonly client: net.Socket,
     counters: { bytesUp: number; bytesDown: number },
     private readonly onDone: (c: Conn) => void,
   ) {
     this.upstream = new net.Socket({ allowHalfOpen: true });
     client.setNoDelay(true); // Nagle would add its own delay on top of ours
-    this.up = new Pipe(link, client, this.upstream, (n) => (counters.bytesUp += n));
-    this.down = new Pipe(link, this.upstream, client, (n) => (counters.bytesDown += n));
+    this.up = new Pipe(link, clock, client, this.upstream, (n) => (counters.bytesUp += n));
+    this.down = new Pipe(link, clock, this.upstream, client, (n) => (counters.bytesDown += n));
 
     client.on('data', (d: Buffer) => this.up.onData(d));
     client.on('end', () => this.up.onEnd());
@@ -532,11 +543,12 @@ class Conn {
     this.client.end();
     if (this.upstreamStarted) this.upstream.end();
     else this.upstream.destroy();
-    // Peers that never send their FIN must not keep the sockets forever.
-    setTimeout(() => {
+    // Peers that never send their FIN must not keep the sockets forever
+    // (realClock's timers are unref'd, so this one does not hold the process).
+    this.clock.setTimeout(() => {
       this.client.destroy();
       this.upstream.destroy();
-    }, 2000).unref();
+    }, 2000);
   }
 
   restore(): void {
@@ -586,6 +598,10 @@ function checkRate(bps: number | undefined): number | undefined {
 
 export async function startLinkRelay(opts: LinkRelayOptions): Promise<LinkRelay> {
   const host = opts.listenHost ?? '127.0.0.1';
+  // realClock's timers are unref'd; the relay's need no ref: a rate or delay
+  // timer is pending only while a tracked connection has data queued, and the
+  // listening server keeps the process alive until close() cancels them all.
+  const clock = opts.clock ?? realClock;
   const queueBytes = opts.queueBytes ?? DEFAULT_QUEUE_BYTES;
   if (!Number.isFinite(queueBytes) || queueBytes <= 0) throw new RangeError(`queueBytes must be > 0, got ${queueBytes}`);
   const link: LinkState = {
@@ -606,7 +622,7 @@ export async function startLinkRelay(opts: LinkRelayOptions): Promise<LinkRelay>
       return;
     }
     counters.connections++;
-    conns.add(new Conn(link, sock, counters, (c) => conns.delete(c)));
+    conns.add(new Conn(link, clock, sock, counters, (c) => conns.delete(c)));
   });
 
   const port = await listenEphemeral(server, host);
