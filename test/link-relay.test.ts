@@ -328,6 +328,25 @@ describe('link relay', () => {
     expect(maxBuffered).toBeLessThanOrEqual(queueBytes + 64 * 1024 + 16 * 1024);
   });
 
+  it('bounds the delay line: a fast sender fills it to its cap and is paused until clock time releases it', async () => {
+    const clock = new TestClock();
+    const delay = 20;
+    const sink = await startSink(false);
+    const relay = await relayTo(sink.port, clock, { delayMs: delay });
+    const c = await connect(relay.port);
+    const size = 16 * MiB;
+    const writing = writeAll(c.sock, randomBytes(size));
+    const cap = 4 * MiB; // the cap without a rate limit
+    await clock.settle(() => relay.stats.bufferedBytes >= cap, 'the delay line fills (clock standing)');
+    await realPause(100);
+    // It stopped reading: at most one read chunk over the cap, and nothing is due yet.
+    expect(relay.stats.bufferedBytes).toBeLessThanOrEqual(cap + 64 * 1024);
+    expect(relay.stats.bytesUp).toBe(0);
+    await clock.advanceUntil(() => sink.bytes === size, 60_000, 'all 16 MiB delivered as the clock moves', { stepMs: delay });
+    await writing;
+    expect(relay.stats.bytesUp).toBe(size);
+  });
+
   it('applies backpressure instead of buffering without bound when the receiver stalls', async () => {
     const clock = new TestClock();
     const delay = 20;
