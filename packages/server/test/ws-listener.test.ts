@@ -110,9 +110,13 @@ describe('WebSocket listener', () => {
     const s = await tcp(port);
     s.on('error', () => undefined);
     s.write('GET /plait HTTP/1.1\r\nHost: x\r\n'); // and never the blank line
-    const t0 = Date.now();
-    await new Promise<void>((r) => s.once('close', () => r()));
-    expect(Date.now() - t0).toBeLessThan(10_000);
+    // Node's own headers timer (real time, not the injected clock) does the closing; the
+    // assertion is that it happens at all. The 10 s is a hang guard for a clear message.
+    let guard: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((r) => s.once('close', () => r())),
+      new Promise<never>((_, reject) => (guard = setTimeout(() => reject(new Error('never closed: the headers timeout did not fire')), 10_000))),
+    ]).finally(() => clearTimeout(guard));
   });
 });
 
