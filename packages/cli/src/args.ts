@@ -1,4 +1,5 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
+import { readOpenFile } from '@plait/node';
 import { isIP } from 'node:net';
 import { isSubflowRole, MIN_SECRET_BYTES, schedulerNames, SUBFLOW_ROLES, type SubflowRole } from '@plait/core';
 
@@ -195,7 +196,7 @@ export function readSecretFile(flag: string, file: string, warnings: string[]): 
       const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
       warnings.push(`${flag}: ${file} is readable by other users (mode ${mode}); run: chmod 600 ${file}`);
     }
-    return readOpenFile(fd, st.size).trim();
+    return readOpenFile(fd, st.size).toString('utf8').trim();
   } finally {
     closeSync(fd);
   }
@@ -359,19 +360,4 @@ export async function listenFor<T>(flag: string, at: HostPort, listen: () => Pro
 /** Commander's collector for repeatable options. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
-}
-
-/**
- * The text of an open file whose size fstat gave (already bounded by the
- * caller): read to the end or to `size`, whichever comes first.
- */
-export function readOpenFile(fd: number, size: number): string {
-  const buf = Buffer.alloc(size);
-  let n = 0;
-  while (n < buf.length) {
-    const r = readSync(fd, buf, n, buf.length - n, n);
-    if (r === 0) break;
-    n += r;
-  }
-  return buf.subarray(0, n).toString('utf8');
 }

@@ -9,7 +9,8 @@ import { closeSync, fstatSync, openSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Command, Option } from 'commander';
 import { parseDocument } from 'yaml';
-import { readOpenFile, UsageError } from './args.js';
+import { readOpenFile } from '@plait/node';
+import { UsageError } from './args.js';
 
 /** A config file bigger than this is a wrong path, not a config. */
 const MAX_CONFIG_BYTES = 256 * 1024;
@@ -40,7 +41,7 @@ export function readConfigFile(file: string, flag = '--config'): { raw: Record<s
     if (!st.isFile()) throw new UsageError(`${flag}: ${file} is not a regular file`);
     if (st.size > MAX_CONFIG_BYTES) throw new UsageError(`${flag}: ${file} is too large for a config file (${st.size} bytes)`);
     mode = st.mode;
-    text = readOpenFile(fd, st.size);
+    text = readOpenFile(fd, st.size).toString('utf8');
   } finally {
     closeSync(fd);
   }

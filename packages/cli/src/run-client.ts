@@ -1,7 +1,8 @@
 import type * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { DEFAULT_LATENCY_PORTS, deriveSecretKeys, realClock, userNameProblem, type ClientUser } from '@plait/core';
-import { BypassDomains, CapLedger, CapStateFile, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient, prepareStateDir, SiteFailover, type SiteShared } from '@plait/client';
+import { BypassDomains, CapLedger, CapStateFile, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient, SiteFailover, type SiteShared } from '@plait/client';
+import { prepareStateDir } from '@plait/node';
 import {
   isLoopbackHost,
   listenFor,

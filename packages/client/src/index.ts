@@ -16,4 +16,4 @@ export { SiteFailover, type FailoverStats, type SiteClient, type SiteFailoverOpt
 export { SiteSelector, type SiteChange, type SiteSelectorOptions } from './site-selector.js';
 export { CAP_ACTIONS, CapLedger, type CapAction, type CapLedgerOptions, type CapSpec, type CapStats } from './cap-ledger.js';
 export { CAP_PERIODS, type CapPeriod } from './cap-period.js';
-export { CapStateFile, prepareStateDir, type CapStore } from './cap-store.js';
+export { CapStateFile, type CapStore } from './cap-store.js';

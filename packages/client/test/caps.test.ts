@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { VirtualClock } from '@plait/core';
 import { CapLedger, type CapSpec } from '../src/cap-ledger.js';
 import { nextPeriodStart, periodStart } from '../src/cap-period.js';
-import { CapStateFile, parseState, prepareStateDir, type CapStore, type StoredUsage } from '../src/cap-store.js';
+import { CapStateFile, parseState, type CapStore, type StoredUsage } from '../src/cap-store.js';
 
 const MiB = 1024 * 1024;
 const HOUR = 3_600_000;
@@ -239,14 +239,5 @@ describe('CapLedger', () => {
     }
     l.close();
     expect(warnings.filter((w) => w.includes('cannot save'))).toHaveLength(1);
-  });
-
-  it('prepareStateDir creates the directory 0700 and warns about one others can read', () => {
-    const dir = join(freshDir(), 'nested');
-    expect(prepareStateDir(dir)).toBeUndefined();
-    expect(statSync(dir).mode & 0o777).toBe(0o700);
-    const open = freshDir();
-    mkdirSync(open, { mode: 0o755 });
-    expect(prepareStateDir(open)).toMatch(/accessible to other users \(mode 755\); run: chmod 700/);
   });
 });

@@ -10,3 +10,4 @@ export { tuneHeapForThroughput, growingPercentFor, defaultHeapFloor, type HeapTu
 export { WebSocketChannel, WebSocketChannelError, WS_HIGH_WATER_MARK, WS_MAX_PAYLOAD, WS_SUBPROTOCOL } from './ws-channel.js';
 export { dialWebSocket, WebSocketDialError, type WebSocketDialOptions } from './ws-dial.js';
 export { openSslAead, OpenSslAeadError, type OpenSslAead } from './openssl-aead.js';
+export { StateFile, StateFileRefused, isStoredCount, parseStateText, prepareStateDir, readOpenFile, readRegularFile, type StateFileSpec, type StateWarn } from './state-file.js';

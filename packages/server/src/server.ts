@@ -213,11 +213,8 @@ export class PlaitServer {
   }
 
   private saveCaps(): void {
-    try {
-      this.capLedger?.save();
-    } catch (e) {
-      this.log.warn({}, `--state-dir: cannot save cap usage: ${e instanceof Error ? e.message : String(e)}`);
-    }
+    // Never throws (a full disk must not end the server): the ledger warns, once per distinct failure.
+    this.capLedger?.save();
   }
   // ---- end user caps ----
 
