@@ -139,7 +139,7 @@ export class StateFile<T> {
       this.lastSaveError = undefined;
       return true;
     } catch (e) {
-      const msg = `--state-dir: cannot save ${this.spec.contents} to ${this.file}: ${(e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e))}`;
+      const msg = `--state-dir: cannot save ${this.spec.contents} to ${this.file}: ${fsFailure(e)}`;
       if (msg !== this.lastSaveError) this.warn(msg);
       this.lastSaveError = msg;
       return false;
@@ -165,6 +165,13 @@ export function parseStateText<T>(spec: StateFileSpec<T>, text: string): T | str
   if (o.format !== format) return `no "format": "${format}"`;
   if (o.version !== version) return `version ${JSON.stringify(o.version)}, this plait reads version ${version}`;
   return spec.parseBody(o[key]);
+}
+
+/** `ENOSPC (write /dir/caps.json.tmp-12)`: the code, and which step on which path. */
+function fsFailure(e: unknown): string {
+  const { code, syscall, path } = e as NodeJS.ErrnoException;
+  if (code === undefined) return e instanceof Error ? e.message : String(e);
+  return syscall !== undefined ? `${code} (${syscall}${path !== undefined ? ` ${path}` : ''})` : code;
 }
 
 /** `file` replaced by `bytes` in one rename (temp file created 0600 and synced first); throws the fs error. */
