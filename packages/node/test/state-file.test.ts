@@ -6,21 +6,16 @@
  * standing where files should be.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, ftruncateSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, existsSync, ftruncateSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { scratchDirs } from '@plait/testkit';
 import { isStoredCount, parseStateText, prepareStateDir, readRegularFile, StateFile, StateFileRefused, type StateFileSpec } from '../src/state-file.js';
 
 const MiB = 1024 * 1024;
-const root = mkdtempSync(join(tmpdir(), 'plait-state-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let dirs = 0;
-const freshDir = (): string => {
-  const d = join(root, `d${dirs++}`);
-  mkdirSync(d, { mode: 0o700 });
-  return d;
-};
+const scratch = scratchDirs('plait-state-');
+afterAll(() => scratch.remove());
+const freshDir = (): string => scratch.fresh();
 
 /** A body of counts by name, as the ledgers keep. */
 function parseCounts(body: unknown): Map<string, number> | string {
@@ -238,7 +233,7 @@ describe('prepareStateDir', () => {
     const dir = join(freshDir(), 'nested');
     expect(prepareStateDir(dir)).toBeUndefined();
     expect(statSync(dir).mode & 0o777).toBe(0o700);
-    const open = join(root, 'open');
+    const open = join(scratch.root, 'open');
     mkdirSync(open, { mode: 0o755 });
     expect(prepareStateDir(open)).toMatch(/accessible to other users \(mode 755\); run: chmod 700/);
     const notDir = join(freshDir(), 'file');

@@ -7,20 +7,15 @@
  */
 process.env.TZ = 'Pacific/Auckland';
 
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { scratchDirs } from '@plait/testkit';
 import { periodStart, UserCapLedger } from '../src/user-caps.js';
 
-const root = mkdtempSync(join(tmpdir(), 'plait-user-caps-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-let dirs = 0;
-const freshDir = (): string => {
-  const d = join(root, `d${dirs++}`);
-  mkdirSync(d, { mode: 0o700 });
-  return d;
-};
+const scratch = scratchDirs('plait-user-caps-');
+afterAll(() => scratch.remove());
+const freshDir = (): string => scratch.fresh();
 
 const utc = (y: number, mo: number, d: number, h = 0, mi = 0, s = 0, ms = 0): number => Date.UTC(y, mo - 1, d, h, mi, s, ms);
 

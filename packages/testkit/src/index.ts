@@ -12,3 +12,4 @@ export { sha256OfStream, startFileServer, type FileServer } from './http-file-se
 export { MemoryLink, type LinkOptions, type MemoryChannel } from './memory-channel.js';
 export { startTlsTerminator, testOnlyTls, TEST_ONLY_TLS_DIR, type TestOnlyTls, type TlsTerminator } from './tls-terminator.js';
 export { AEAD_VECTORS, type AeadVector } from './aead-vectors.js';
+export { scratchDirs } from './scratch-dirs.js';
