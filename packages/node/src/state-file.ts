@@ -133,8 +133,8 @@ export class StateFile<T> {
   /** Writes `{format, version, [key]: body}`; false (and reported, once per distinct failure) when it could not. */
   save(body: unknown): boolean {
     const { format, version, key } = this.spec;
-    const bytes = Buffer.from(JSON.stringify({ format, version, [key]: body }, null, 2) + '\n');
     try {
+      const bytes = Buffer.from(JSON.stringify({ format, version, [key]: body }, null, 2) + '\n');
       writeAtomically(this.dir, this.file, bytes);
       this.lastSaveError = undefined;
       return true;
