@@ -53,14 +53,17 @@ export class StagedRecord {
    */
   materialize(): void {
     if (this.parts.length === 0) return;
-    const whole = new Uint8Array(this.size);
-    let off = 0;
-    for (const p of this.plaintext()) {
-      whole.set(p, off);
-      off += p.length;
+    const parts = this.plaintext();
+    // In place, last part first: an inline stretch only ever moves right (the
+    // referenced bytes before it are inserted), so nothing is overwritten
+    // before it is moved (TypedArray.set copies overlapping ranges correctly).
+    let end = this.size;
+    for (let i = parts.length - 1; i >= 0; i--) {
+      const p = parts[i]!;
+      end -= p.length;
+      this.buf.set(p, end);
     }
-    this.buf.set(whole, 0);
-    this.pos = whole.length;
+    this.pos = this.size;
     this.parts.length = 0;
     this.cut = 0;
     this.external = 0;

@@ -1,4 +1,5 @@
 /** A record being filled: inline frames and payloads by reference come out as one plaintext, in order. */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { StagedRecord } from '../src/staged-record.js';
 
@@ -58,5 +59,27 @@ describe('StagedRecord', () => {
     // More frames can follow after materializing.
     rec.appendByReference(2, (out) => out.push(Uint8Array.of(20, 21)));
     expect([...Buffer.concat(rec.plaintext())]).toEqual([...before, 20, 21]);
+  });
+
+  it('materialize keeps any interleaving of inline and referenced bytes (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.uint8Array({ minLength: 1, maxLength: 40 })), { maxLength: 12 }), (steps) => {
+        const rec = new StagedRecord(new Uint8Array(600));
+        const want: number[] = [];
+        for (const [byRef, bytes] of steps) {
+          if (byRef) rec.appendByReference(bytes.length, (out) => out.push(bytes));
+          else {
+            rec.buf.set(bytes, rec.pos);
+            rec.pos += bytes.length;
+          }
+          want.push(...bytes);
+        }
+        rec.materialize();
+        for (const [, bytes] of steps) bytes.fill(0); // the referenced memory is reused
+        expect([...Buffer.concat(rec.plaintext())]).toEqual(want);
+        expect(rec.size).toBe(want.length);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
