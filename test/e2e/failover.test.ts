@@ -34,8 +34,12 @@ afterAll(async () => {
 });
 
 async function downloadWhileCutting(mode: CutMode): Promise<void> {
-  const r1 = await startLinkRelay({ target: { host: '127.0.0.1', port: server.port } });
-  const r2 = await startLinkRelay({ target: { host: '127.0.0.1', port: server.port } });
+  // Rate-limited links: the transfer takes seconds whatever the machine's load,
+  // so the cut surely lands mid-transfer (unlimited loopback can finish 64 MiB
+  // between two polls of a busy test process).
+  const link = { target: { host: '127.0.0.1', port: server.port }, rateBitsPerSec: 200e6 };
+  const r1 = await startLinkRelay(link);
+  const r2 = await startLinkRelay(link);
   relays.push(r1, r2);
   const client = await startClient({
     secret,
