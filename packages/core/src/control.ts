@@ -37,6 +37,10 @@ export type ControlMessage =
    * `sched`): its name and the target ports whose streams are latency class.
    */
   | { t: 'sched'; name: string; ports?: number[] }
+  /** Client -> server: publish server port `port` to this client (PROTOCOL.md 7.1, like ssh -R). */
+  | { t: 'pub'; port: number }
+  /** Server -> client: the state of the publication of `port` (PublishCode; 0 = the server listens). */
+  | { t: 'pubst'; port: number; code: number; reason: string }
   /** A `t` this implementation does not know: receivers ignore it (forward compatibility). */
   | { t: 'unknown'; name: string };
 
@@ -49,11 +53,54 @@ export interface OpenHeader {
   port: number;
 }
 
+/**
+ * The header of a server-opened stream (PROTOCOL.md 7.1): it names a
+ * publication by its server port, never a destination; the client connects
+ * to the target its own --publish flag gave that port. `from` (informative,
+ * for logs) is the address the inbound connection came from.
+ */
+export interface InboundHeader {
+  pub: number;
+  from?: string;
+}
+
+/** What an opener's header may be: a target (client-opened) or a publication (server-opened). */
+export type StreamOpen = OpenHeader | InboundHeader;
+
+export function isInboundHeader(h: StreamOpen): h is InboundHeader {
+  return 'pub' in h;
+}
+
+/** Publication states a `pubst` carries (PROTOCOL.md 7.1). A code this version does not know means "not published". */
+export const PublishCode = {
+  /** The server listens on the port for this session. */
+  OPEN: 0,
+  /** The port is not listed for this user (or no longer, after a reload). */
+  NOT_ALLOWED: 1,
+  /** Another user's session, or another program on the server, holds the port. */
+  IN_USE: 2,
+  /** The session already has the most publications the server allows. */
+  LIMIT: 3,
+  /** The server could not listen on the port for another reason (permission, address). */
+  FAILED: 4,
+  /** A newer session of the same user took the port over. */
+  TAKEN: 5,
+} as const;
+export type PublishCode = (typeof PublishCode)[keyof typeof PublishCode];
+
+const PUBLISH_NAMES: Record<number, string> = { 0: 'OPEN', 1: 'NOT_ALLOWED', 2: 'IN_USE', 3: 'LIMIT', 4: 'FAILED', 5: 'TAKEN' };
+export function publishCodeName(code: number): string {
+  return PUBLISH_NAMES[code] ?? `CODE_${code}`;
+}
+
+/** Longest `pubst` reason we send (the wire allows more; we accept up to CLOSE_REASON_MAX bytes too). */
+export const PUBLISH_REASON_MAX = 255;
+
 /** Longest `close` reason we send, like RESET's (the wire allows more; we accept more). */
 export const CLOSE_REASON_MAX = 255;
 /** Nesting allowed in a received map; our messages need 3 (map > array > map). */
 const MAX_DEPTH = 8;
-const KNOWN_T = new Set(['ok', 'close', 'prio', 'uclose', 'sched']);
+const KNOWN_T = new Set(['ok', 'close', 'prio', 'uclose', 'sched', 'pub', 'pubst']);
 
 const packr = new Packr({
   useRecords: false,
@@ -350,6 +397,15 @@ export function encodeControl(m: ControlMessage): Uint8Array {
       }
       return pack(o);
     }
+    case 'pub':
+      if (!isPort(m.port)) throw internal(`invalid publish port ${m.port}`);
+      return pack({ t: 'pub', port: m.port });
+    case 'pubst': {
+      if (!isPort(m.port)) throw internal(`invalid publish port ${m.port}`);
+      if (!isU8(m.code)) throw internal(`invalid publish code ${m.code}`);
+      const reason = utf8Fatal.decode(truncateUtf8(m.reason, PUBLISH_REASON_MAX));
+      return pack({ t: 'pubst', port: m.port, code: m.code, reason });
+    }
     case 'unknown':
       // Lets tests (and future versions) send a message old receivers must ignore.
       if (typeof m.name !== 'string' || KNOWN_T.has(m.name) || LONE_SURROGATE.test(m.name)) {
@@ -436,6 +492,22 @@ export function decodeControl(body: Uint8Array): ControlMessage {
       }
       return { t: 'sched', name, ports };
     }
+    case 'pub': {
+      const port = own(m, 'port');
+      if (!isPort(port)) throw protocol('CONTROL pub: bad port');
+      return { t: 'pub', port };
+    }
+    case 'pubst': {
+      const port = own(m, 'port');
+      const code = own(m, 'code');
+      const reason = own(m, 'reason');
+      if (!isPort(port)) throw protocol('CONTROL pubst: bad port');
+      if (!isU8(code)) throw protocol('CONTROL pubst: bad code');
+      // A reason is informative: absent or nil reads as empty, a long one is cut for the log.
+      if (reason !== undefined && reason !== null && typeof reason !== 'string') throw protocol('CONTROL pubst: bad reason');
+      const text = typeof reason === 'string' ? utf8Fatal.decode(truncateUtf8(reason, PUBLISH_REASON_MAX)) : '';
+      return { t: 'pubst', port, code, reason: text };
+    }
     default:
       return { t: 'unknown', name: t };
   }
@@ -448,9 +520,12 @@ export function decodeControl(body: Uint8Array): ControlMessage {
  * that parseOpenHeader would refuse is ProtocolError(PROTOCOL) here too, so a
  * bad target is caught before it is sent.
  */
-export function encodeStreamHeader(h: OpenHeader | Record<string, never>): Uint8Array {
+export function encodeStreamHeader(h: StreamOpen | Record<string, never>): Uint8Array {
   let body: Uint8Array;
-  if ('host' in h || 'port' in h) {
+  if ('pub' in h) {
+    const { pub, from } = parseInboundHeader({ ...h });
+    body = pack(from !== undefined ? { pub, from } : { pub });
+  } else if ('host' in h || 'port' in h) {
     const { host, port } = parseOpenHeader({ ...h });
     body = pack({ host, port });
   } else {
@@ -507,4 +582,18 @@ export function parseOpenHeader(h: Record<string, unknown>): OpenHeader {
   if (!isHost(host)) throw protocol('stream header: bad host');
   if (!isPort(port)) throw protocol('stream header: bad port');
   return { host, port };
+}
+
+/**
+ * A server-opened stream's header: `pub` the publication's server port
+ * (1..65535), `from` optional, 1..255 UTF-8 bytes (informative); other keys
+ * are ignored.
+ */
+export function parseInboundHeader(h: Record<string, unknown>): InboundHeader {
+  const pub = own(h, 'pub');
+  const from = own(h, 'from');
+  if (!isPort(pub)) throw protocol('stream header: bad pub');
+  if (from === undefined || from === null) return { pub };
+  if (!isHost(from)) throw protocol('stream header: bad from');
+  return { pub, from };
 }

@@ -9,6 +9,8 @@ export { Acceptor, type AcceptorOptions } from './acceptor.js';
 export type { Session, SessionStats } from './session.js';
 export type { Subflow } from './subflow.js';
 export type { Stream } from './stream.js';
+// Published ports (server-opened streams): PROTOCOL.md 7.1.
+export { PublishCode, publishCodeName, type InboundHeader } from './control.js';
 // Datagrams over the session (UDP associations, DNS): PROTOCOL.md 6.7.
 export type { Datagram } from './datagrams.js';
 export { Atyp, DatagramFlag, type DatagramAtyp } from './frames.js';

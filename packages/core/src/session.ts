@@ -3,7 +3,7 @@ import type { Clock, Timer } from './clock.js';
 import type { Config } from './config.js';
 import { makeCounters, SESSION_COUNTERS } from './counters.js';
 import { WIRE } from './config.js';
-import type { ControlMessage, OpenHeader } from './control.js';
+import { parseInboundHeader, parseOpenHeader, type ControlMessage, type InboundHeader, type OpenHeader, type StreamOpen } from './control.js';
 import { ErrorCode, errorName, PlaitError, ProtocolError, ResetCode } from './errors.js';
 import { DatagramOutbox, DedupWindow, type Datagram } from './datagrams.js';
 import { DATA_HEADER_SIZE, DatagramFlag, decodeFrames, FrameType, frameSize, writeDataHeader, writeFrame, type DatagramFrame, type Frame } from './frames.js';
@@ -107,6 +107,16 @@ export interface SessionEvents {
   datagram?(d: Datagram): void;
   /** The client ended a datagram flow (`uclose`); the server frees what it holds for it. */
   datagramFlowClosed?(flow: number): void;
+  /** Server: the client asks to publish server port `port` (`pub`, PROTOCOL.md 7.1); answer with `publishState`. */
+  publish?(port: number): void;
+  /** Client: the server's state for a publication (`pubst`). */
+  publishState?(port: number, code: number, reason: string): void;
+  /**
+   * Client: the server opened a stream for a publication (PROTOCOL.md 7.1);
+   * call `accept()` or `reset()`. Without this handler such streams are
+   * refused (NOT_ALLOWED).
+   */
+  inbound?(stream: Stream, header: InboundHeader): void;
   closed?(error: PlaitError | undefined): void;
 }
 
@@ -515,6 +525,13 @@ export class Session implements StreamHost {
       case 'sched':
         this.onSchedulerChoice(m.name, m.ports);
         return;
+      // Each side ignores the other's message (a peer that sends its own is merely confused).
+      case 'pub':
+        if (this.role === 'server') this.events.publish?.(m.port);
+        return;
+      case 'pubst':
+        if (this.role === 'client') this.events.publishState?.(m.port, m.code, m.reason);
+        return;
       case 'unknown':
         return;
     }
@@ -566,9 +583,12 @@ export class Session implements StreamHost {
       this.peerIds.opened(id);
     }
     const heldBefore = s.reassembly.nextOffset + s.reassembly.bufferedBytes;
-    let opened: OpenHeader | undefined;
+    let header: Record<string, unknown> | undefined;
+    let opened: StreamOpen | undefined;
     try {
-      opened = s.onData(offset, payload, fin);
+      header = s.onData(offset, payload, fin);
+      // A client opens streams to a target, a server for a publication (PROTOCOL.md 7, 7.1).
+      if (header) opened = this.role === 'server' ? parseOpenHeader(header) : parseInboundHeader(header);
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
       this.streamProtocolError(s, e);
@@ -578,7 +598,13 @@ export class Session implements StreamHost {
     const accepted = s.reassembly.nextOffset + s.reassembly.bufferedBytes - heldBefore;
     if (accepted < payload.length) this.counters.duplicateBytes += payload.length - accepted;
     if (this.recvRate && accepted > 0) this.chargeReceived(accepted);
-    if (opened) {
+    if (!opened) return;
+    if ('pub' in opened) {
+      s.inbound = opened;
+      if (this.events.inbound) this.events.inbound(s, opened);
+      else s.reset(ResetCode.NOT_ALLOWED, 'this client publishes no ports');
+    } else {
+      s.target = opened;
       if (this.events.stream) this.events.stream(s, opened);
       else s.reset(ResetCode.NOT_ALLOWED, 'this side accepts no streams');
     }
@@ -662,6 +688,32 @@ export class Session implements StreamHost {
 
   /** Open a stream to `target` through the peer. Data may be written at once. */
   openStream(target: OpenHeader): Stream {
+    return this.open(target);
+  }
+
+  /**
+   * Server: open a stream to the client for one of its publications
+   * (PROTOCOL.md 7.1). The header names the publication, never a target:
+   * the client connects where its own flag says.
+   */
+  openInbound(header: InboundHeader): Stream {
+    if (this.role !== 'server') throw new PlaitError(ErrorCode.INTERNAL, 'only a server opens inbound streams');
+    return this.open(header);
+  }
+
+  /** Client: ask the server to publish `port` (`pub`); its answer comes as `publishState`. */
+  requestPublish(port: number): void {
+    if (this.closedState || this.role !== 'client') return;
+    this.queueControl({ type: FrameType.CONTROL, message: { t: 'pub', port } });
+  }
+
+  /** Server: tell the client the state of its publication of `port` (`pubst`). */
+  publishState(port: number, code: number, reason: string): void {
+    if (this.closedState || this.role !== 'server') return;
+    this.queueControl({ type: FrameType.CONTROL, message: { t: 'pubst', port, code, reason } });
+  }
+
+  private open(header: StreamOpen): Stream {
     if (this.closedState) throw new PlaitError(ErrorCode.CLOSED, 'session is closed');
     if (this.streams.size >= this.config.maxStreams) {
       throw new PlaitError(ErrorCode.LIMIT, `too many open streams (maxStreams ${this.config.maxStreams})`);
@@ -672,7 +724,7 @@ export class Session implements StreamHost {
       throw new PlaitError(ErrorCode.LIMIT, `too many open streams in this process (processMaxStreams ${this.budget.maxStreams})`);
     }
     this.nextLocalId += 2;
-    const s = new Stream(this, id, true, target);
+    const s = new Stream(this, id, true, header);
     this.streams.set(id, s);
     this.streamsOpened++;
     this.streamReady(s);

@@ -1,6 +1,6 @@
 import type { Config } from './config.js';
 import { WIRE } from './config.js';
-import { encodeStreamHeader, parseOpenHeader, StreamHeaderReader, type OpenHeader } from './control.js';
+import { encodeStreamHeader, isInboundHeader, StreamHeaderReader, type InboundHeader, type OpenHeader, type StreamOpen } from './control.js';
 import { ErrorCode, ProtocolError, ResetCode } from './errors.js';
 import { Reassembly } from './reassembly.js';
 import { SendBuffer } from './send-buffer.js';
@@ -74,8 +74,10 @@ export class Stream {
   readonly id: number;
   /** True when this side opened the stream. */
   readonly local: boolean;
-  /** Target named by the opener (set on both sides). */
+  /** Target named by the opener of a client-opened stream (set on both sides). */
   target: OpenHeader | undefined;
+  /** The publication a server-opened stream belongs to (PROTOCOL.md 7.1; set on both sides). */
+  inbound: InboundHeader | undefined;
 
   // ---- send direction
   readonly send = new SendBuffer();
@@ -116,14 +118,17 @@ export class Stream {
     private readonly host: StreamHost,
     id: number,
     local: boolean,
-    target?: OpenHeader,
+    open?: StreamOpen,
   ) {
     this.id = id;
     this.local = local;
-    this.target = target;
+    if (open) {
+      if (isInboundHeader(open)) this.inbound = open;
+      else this.target = open;
+    }
     this.reassembly = new Reassembly(host.config.reassemblyParts);
     this.sendSt = local ? 'open' : 'awaiting-accept';
-    if (local && target) this.appendSend(encodeStreamHeader(target));
+    if (local && open) this.appendSend(encodeStreamHeader(open));
     this.syncCredit();
   }
 
@@ -351,10 +356,11 @@ export class Stream {
   // ----------------------------------------------------- session: receiving
 
   /**
-   * A DATA frame arrived. Returns the header when this frame completed the
-   * peer's header of a peer-opened stream (the session then announces it).
+   * A DATA frame arrived. Returns the header map when this frame completed
+   * the peer's header of a peer-opened stream (the session, which knows
+   * which kind of header its peer opens with, checks it and announces it).
    */
-  onData(offset: number, payload: Uint8Array, fin: boolean): OpenHeader | undefined {
+  onData(offset: number, payload: Uint8Array, fin: boolean): Record<string, unknown> | undefined {
     if (this.isClosed) return undefined;
     const end = offset + payload.length;
     if (end > this.recvMaxOffset) {
@@ -369,7 +375,7 @@ export class Stream {
     }
     if (end > this.highestTouched) this.highestTouched = end;
     const before = this.reassembly.nextOffset;
-    let opened: OpenHeader | undefined;
+    let opened: Record<string, unknown> | undefined;
     for (const chunk of this.reassembly.insert(offset, payload)) {
       opened = this.deliver(chunk) ?? opened;
     }
@@ -381,7 +387,7 @@ export class Stream {
 
   private highestTouched = 0;
 
-  private deliver(chunk: Uint8Array): OpenHeader | undefined {
+  private deliver(chunk: Uint8Array): Record<string, unknown> | undefined {
     if (this.recvSt === 'header') {
       const got = this.headerReader.push(chunk);
       if (!got) {
@@ -391,13 +397,9 @@ export class Stream {
       this.consumeHeaderBytes(chunk.length - got.rest.length);
       this.recvSt = 'open';
       this.payloadStart = this.deliveredOffset;
-      let opened: OpenHeader | undefined;
-      if (this.local) {
-        this.handlers.accept?.();
-      } else {
-        opened = parseOpenHeader(got.header);
-        this.target = opened;
-      }
+      let opened: Record<string, unknown> | undefined;
+      if (this.local) this.handlers.accept?.();
+      else opened = got.header;
       if (got.rest.length > 0) this.deliverPayload(got.rest);
       return opened;
     }

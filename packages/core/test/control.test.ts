@@ -65,7 +65,7 @@ const controlMsg: fc.Arbitrary<ControlMessage> = fc.oneof(
     .map(({ subflow, role, seq }) => ({ t: 'prio' as const, subflow, backup: role !== 'regular', role, seq })),
   fc.record({ t: fc.constant('sched' as const), name: fc.constantFrom('earliest-arrival', 'round-robin', 'redundant', 'a-later-one') }),
   fc.record({ t: fc.constant('sched' as const), name: fc.constantFrom('redundant'), ports: fc.array(port, { maxLength: 64 }) }),
-  fc.record({ t: fc.constant('unknown' as const), name: fc.string({ unit: 'binary', maxLength: 20 }).filter((s) => !['ok', 'close', 'prio', 'uclose', 'sched'].includes(s)) }),
+  fc.record({ t: fc.constant('unknown' as const), name: fc.string({ unit: 'binary', maxLength: 20 }).filter((s) => !['ok', 'close', 'prio', 'uclose', 'sched', 'pub', 'pubst'].includes(s)) }),
 );
 
 describe('CONTROL messages', () => {
