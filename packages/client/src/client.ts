@@ -35,6 +35,7 @@ import { backoffMs, interfaceAddresses, localSources, planPaths, type PathSpec, 
 import { classifyPathError, type PathProblem } from './path-problem.js';
 import type { CapAction, CapLedger, CapStats } from './cap-ledger.js';
 import { CountingChannel } from './counting-channel.js';
+import { Publications, type ClientPublicationStats, type PublishSpec } from './publish.js';
 
 export interface ClientLogger {
   info(obj: object, msg: string): void;
@@ -92,6 +93,8 @@ export interface PlaitClientOptions {
    * saves the usage); several clients may share one.
    */
   caps?: CapLedger;
+  /** Server ports to publish to targets on this side (--publish, PROTOCOL.md 7.1), asked for on every session. */
+  publish?: readonly PublishSpec[];
   log?: ClientLogger;
   /**
    * Counters and datagram flows owned by someone else (SiteFailover: one set
@@ -160,6 +163,8 @@ export interface ClientStats {
   outage: { sinceMs: number; keepUntilMs: number } | undefined;
   /** Data caps: usage this period per cap (none without caps). */
   caps?: CapStats[];
+  /** Published ports (--publish): the server's answer and the connections carried in. */
+  publications?: ClientPublicationStats[];
 }
 
 /** A subflow still suspect this long gets a fresh connection tried beside it (ms). */
@@ -187,6 +192,8 @@ export class PlaitClient {
   private readonly remotes: RemoteAddr[];
   private readonly addrIds = new Map<string, number>();
   private sessionWaiters: { resolve(s: Session): void; reject(e: Error): void }[] = [];
+  /** Published ports: asked for again on every new session. */
+  private readonly publications: Publications;
   private pollTimer: Timer | undefined;
   private everConnected = false;
   private closed = false;
@@ -216,6 +223,7 @@ export class PlaitClient {
     this.datagrams = opts.shared?.datagrams ?? new DatagramFlows(() => this.session);
     this.log = opts.log ?? SILENT;
     this.clock = opts.clock ?? realClock;
+    this.publications = new Publications(opts.publish ?? [], { clock: this.clock, counters: this.counters, log: this.log });
     this.remotes = opts.servers.map((s) => ({ host: s.host, port: s.port, id: 0, ...(s.url !== undefined ? { url: s.url } : {}) }));
     this.sources = opts.sources;
     if (opts.scheduler) createScheduler(opts.scheduler); // fail early on a bad name
@@ -459,6 +467,7 @@ export class PlaitClient {
             }
           : undefined,
       caps: this.ledger?.stats() ?? [],
+      ...(this.publications.size > 0 ? { publications: this.publications.stats() } : {}),
     };
   }
 
@@ -942,6 +951,8 @@ export class PlaitClient {
     this.log.info({ token: Buffer.from(session.keys.token).toString('hex').slice(0, 8), cipher: sessionCipher(session) }, 'session established');
     session.setEvents({
       stream: (s) => s.reset(ResetCode.NOT_ALLOWED, 'the client accepts no streams'),
+      inbound: (s, h) => this.publications.onInbound(session, s, h),
+      publishState: (port, code, reason) => this.publications.onState(session, port, code, reason),
       subflowDown: (sf, reason, closed) => {
         if (this.closed) return; // our own shutdown: nothing to report or repair
         const slot = [...this.slots.values()].find((x) => x.subflow === sf);
@@ -973,6 +984,7 @@ export class PlaitClient {
       datagram: (d) => this.datagrams.deliver(d),
       idle: () => this.checkOutage(session),
       closed: (err) => {
+        this.publications.detach(session);
         if (this.session !== session) return;
         this.session = undefined;
         this.endOutage(undefined);
@@ -985,6 +997,8 @@ export class PlaitClient {
     });
     // The server's `ok` (with its ADD_ADDR list) arrived before these events were set.
     this.addRemotes(session.peerAddresses);
+    // A new session: the server knows none of our publications (it dropped them with the old one).
+    this.publications.attach(session);
     this.startResolve?.();
     this.startResolve = this.startReject = undefined;
     this.releaseHelloWaiters();

@@ -12,7 +12,7 @@ const DEFAULT_LISTEN_HOST = '127.0.0.1';
 const USAGE = 'expected LPORT:HOST:PORT or LHOST:LPORT:HOST:PORT (IPv6 hosts in brackets)';
 
 /** Splits on ':' outside brackets; bracketed parts keep their brackets so the caller can tell. */
-function splitSpec(spec: string): string[] | string {
+export function splitSpec(spec: string): string[] | string {
   const parts: string[] = [];
   let i = 0;
   for (;;) {
@@ -34,9 +34,10 @@ function splitSpec(spec: string): string[] | string {
   }
 }
 
-function parseHost(part: string, what: string, spec: string): string {
+/** A spec's host part: a name, an IPv4 address or a bracketed IPv6 one (returned without brackets). */
+export function parseHost(part: string, what: string, spec: string, kind = 'forward'): string {
   const fail = (why: string): never => {
-    throw new Error(`invalid forward spec "${spec}": ${what} ${why}`);
+    throw new Error(`invalid ${kind} spec "${spec}": ${what} ${why}`);
   };
   if (part.startsWith('[')) {
     const inner = part.slice(1, -1);
@@ -48,10 +49,10 @@ function parseHost(part: string, what: string, spec: string): string {
   return part;
 }
 
-function parsePort(part: string, what: string, spec: string, min: number): number {
+export function parsePort(part: string, what: string, spec: string, min: number, kind = 'forward'): number {
   const port = /^\d{1,5}$/.test(part) ? Number(part) : NaN;
   if (!(port >= min && port <= 65535)) {
-    throw new Error(`invalid forward spec "${spec}": ${what} "${part}" is not a number from ${min} to 65535`);
+    throw new Error(`invalid ${kind} spec "${spec}": ${what} "${part}" is not a number from ${min} to 65535`);
   }
   return port;
 }

@@ -5,6 +5,7 @@ export type { Dialer, Target } from './dialer.js';
 export { listenForward, listenHttpConnect, listenSocks5, listenTransparent } from './listeners.js';
 export type { TransparentCounters, TransparentMode } from './transparent.js';
 export { parseForwardSpec, type ForwardSpec } from './forward.js';
+export { MAX_PUBLICATIONS, parsePublishSpec, type ClientPublicationStats, type PublishSpec, type PublishState } from './publish.js';
 export type { Socks5Options } from './socks5.js';
 export type { HttpConnectOptions } from './http-connect.js';
 export { DatagramFlows, RESOLVER, type DatagramFlow, type DatagramPeer, type FlowHandlers, type OpenResult } from './datagram-flows.js';

@@ -115,6 +115,13 @@ export const SERVER_COUNTERS = {
   dnsUpstreamQueries: 'DNS queries sent to the resolver (--dns-upstream) for clients.',
   dnsNoUpstream: 'DNS queries dropped: no resolver configured (no --dns-upstream, nothing in /etc/resolv.conf).',
   dnsUpstreamFailures: 'DNS-over-TCP queries to the resolver that failed or timed out (or too many at once).',
+  // Published ports (plait client --publish, PROTOCOL.md 7.1).
+  publications: 'Published ports opened (a listener bound for a session).',
+  publishRefused: 'Publish requests refused (not allowed, in use, over the per-session limit, listen failed).',
+  publishRefusalsIgnored: 'Publish requests not answered: the session had already been refused 64 times.',
+  inboundConnections: 'Connections accepted on published ports and carried to their client.',
+  inboundRefused: 'Connections to published ports reset at once: over --publish-max-conns, or the session could not open a stream.',
+  inboundTimeouts: 'Connections to published ports reset because the client did not connect its side in time.',
 } as const;
 
 /** The client's subflow manager. */
@@ -140,6 +147,10 @@ export const CLIENT_COUNTERS = {
   dnsTimeouts: 'DNS queries with no answer in time (their slot is freed).',
   dnsDroppedMalformed: 'DNS messages dropped: too short, too long, not a query, or a bad TCP length prefix.',
   dnsDroppedBusy: 'DNS queries dropped: too many in flight.',
+  // Published ports (--publish, PROTOCOL.md 7.1).
+  inboundAccepted: 'Connections the server carried in for a published port and this client connected to its target.',
+  inboundFailed: 'Connections for a published port whose target could not be connected (refused, unreachable, timeout).',
+  inboundRejected: 'Server-opened streams refused: a port this client did not publish (or the server refused), or over the per-publication limit.',
 } as const;
 
 /** The client's transparent listeners (`--redirect`, `--tproxy`). */

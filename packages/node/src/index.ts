@@ -3,6 +3,7 @@
 export { SocketChannel, hostPort, kernelInfoOf } from './socket-channel.js';
 export { StreamDuplex } from './stream-duplex.js';
 export { pipeBoth } from './pipe.js';
+export { resetCodeForErrno } from './connect-codes.js';
 export { adoptSlabReads, noteSlabReads, slabOnread, slabOf, ReadSlab } from './slab-read.js';
 export { loadSockOpts, type OriginalDst, type SockOpts } from './tcp-sockopt.js';
 export { detectAutoCipher, type AutoCipher } from './cpu.js';

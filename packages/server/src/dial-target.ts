@@ -3,7 +3,7 @@ import { lookup as dnsLookup } from 'node:dns';
 import * as net from 'node:net';
 import { domainToASCII } from 'node:url';
 import { realClock, ResetCode, type Clock, type Timer } from '@plait/core';
-import { noteSlabReads, slabOnread } from '@plait/node';
+import { noteSlabReads, resetCodeForErrno, slabOnread } from '@plait/node';
 import type { EgressPolicy } from './egress-policy.js';
 
 /** A failed egress connection, with the RESET code to send back on the stream. */
@@ -41,16 +41,6 @@ const DEFAULT_ATTEMPT_DELAY_MS = 250;
 /** Finds dead targets within minutes instead of the OS default of about 2 h. */
 const KEEPALIVE_DELAY_MS = 60_000;
 
-const CONNECT_CODES: Record<string, ResetCode> = {
-  ECONNREFUSED: ResetCode.REFUSED,
-  EHOSTUNREACH: ResetCode.HOST_UNREACHABLE,
-  EHOSTDOWN: ResetCode.HOST_UNREACHABLE,
-  ENETUNREACH: ResetCode.NETWORK_UNREACHABLE,
-  ENETDOWN: ResetCode.NETWORK_UNREACHABLE,
-  ETIMEDOUT: ResetCode.TIMEOUT,
-  ENOTFOUND: ResetCode.DNS_FAILED,
-  EAI_AGAIN: ResetCode.DNS_FAILED,
-};
 
 /** When every attempt failed, report the most telling failure: the host answering beats silence beats no route. */
 const CODE_RANK: ResetCode[] = [
@@ -64,9 +54,8 @@ function errnoOf(err: unknown): string {
   return err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : '';
 }
 
-export function resetCodeForErrno(code: string): ResetCode {
-  return CONNECT_CODES[code] ?? ResetCode.INTERNAL;
-}
+/** Re-exported: the errno table lives in @plait/node, shared with the client's published ports. */
+export { resetCodeForErrno };
 
 interface Candidate {
   address: string;

@@ -21,6 +21,7 @@ import {
 import { adoptSlabReads, loadSockOpts, pipeBoth, SocketChannel, StreamDuplex, type WebSocketChannel } from '@plait/node';
 import { dialTarget, EgressError } from './dial-target.js';
 import { EgressPolicy } from './egress-policy.js';
+import { PortPublisher, PUBLISH_DEFAULTS, type PublicationStats } from './publish.js';
 import { UdpRelay } from './udp-relay.js';
 import { UserStats, type UserDirectory, type UserFigures } from './users.js';
 import { UserCapLedger } from './user-caps.js';
@@ -86,7 +87,22 @@ export interface PlaitServerOptions {
   recordAead?: RecordAeadFactory;
   /** This instance's id behind a load balancer (plait server --instance-id, 0-65535); JOINs name it. */
   instanceId?: number;
+  /** Published ports (plait client --publish, README "Serving several households"). */
+  publish?: PublishServerOptions;
   log?: ServerLogger;
+}
+
+export interface PublishServerOptions {
+  /** Where published ports listen (--publish-bind); default 0.0.0.0. */
+  bindHost?: string;
+  /** Ports the anonymous --secret user may publish (--allow-publish); default none. Named users have their `publish` list. */
+  anonymousPorts?: readonly number[];
+  /** Inbound connections per published port at once (--publish-max-conns); default 64. */
+  maxConnections?: number;
+  /** Publications per session; default 16. */
+  maxPerSession?: number;
+  /** How long the client has to connect an inbound connection on its side (ms); default 15 s. */
+  acceptTimeoutMs?: number;
 }
 
 /** A refused connection that does not take our REJECT is destroyed after this (ms). */
@@ -118,9 +134,34 @@ export class PlaitServer {
   private capTimer: NodeJS.Timeout | undefined;
   private capTicks = 0;
   // ---- end user caps ----
+  /** Published ports of every session (PROTOCOL.md 7.1). */
+  readonly publisher: PortPublisher;
 
   constructor(private readonly opts: PlaitServerOptions) {
     this.log = opts.log ?? SILENT;
+    const pub = opts.publish ?? {};
+    const anonymousPorts = pub.anonymousPorts ?? [];
+    this.publisher = new PortPublisher(
+      {
+        bindHost: pub.bindHost ?? '0.0.0.0',
+        // Read at each request: a reload (SIGHUP) applies to the next one, and review() to the ports already open.
+        allowedPorts: (user) => {
+          if (user === undefined) return anonymousPorts;
+          const u = opts.users?.find(user);
+          return u && !u.revoked ? (u.publish ?? []) : [];
+        },
+        maxPerSession: pub.maxPerSession ?? PUBLISH_DEFAULTS.maxPerSession,
+        maxConnections: pub.maxConnections ?? PUBLISH_DEFAULTS.maxConnections,
+        acceptTimeoutMs: pub.acceptTimeoutMs ?? PUBLISH_DEFAULTS.acceptTimeoutMs,
+        backlog: PUBLISH_DEFAULTS.backlog,
+        // Inbound bytes are the user's bytes too (figures, caps), counted like a stream's target socket.
+        onConnection: (user, socket) => {
+          if (user !== undefined) this.userStats?.streamOpened(user, socket);
+        },
+        log: this.log,
+      },
+      this.counters,
+    );
     this.policy = opts.policy ?? new EgressPolicy({});
     const config = makeConfig(opts.config);
     this.budget = new MemoryBudget(config);
@@ -283,7 +324,22 @@ export class PlaitServer {
     });
   }
 
+  /** Every session's published ports, for /stats and /metrics. */
+  publications(): PublicationStats[] {
+    return this.publisher.stats();
+  }
+
+  /**
+   * After the users table changed (SIGHUP): withdraw publications their user
+   * may no longer have. Sessions of removed or revoked users end by
+   * themselves (revokeSessions), and their ports with them.
+   */
+  reviewPublications(): number {
+    return this.publisher.review();
+  }
+
   async close(): Promise<void> {
+    this.publisher.close();
     if (this.capTimer) {
       clearInterval(this.capTimer);
       this.capTick();
@@ -402,7 +458,9 @@ export class PlaitServer {
       counters: this.counters,
       log: { debug: (obj, msg) => this.log.debug({ session: token, ...obj }, msg) },
     });
+    const pubs = this.publisher.attach(session, user, token);
     return {
+      publish: (port: number) => pubs.onPublish(port),
       datagram: (d: Datagram) => {
         tally?.(d.payload.length, 0);
         udp.onDatagram(d);
@@ -419,6 +477,7 @@ export class PlaitServer {
           : this.log.warn({ session: token, scheduler: name }, `the client chose scheduler "${name}", unknown here: downloads keep ${session.stats().scheduler}`),
       closed: (err: Error | undefined) => {
         udp.close();
+        pubs.close();
         this.log.info({ session: token }, `session closed${err ? `: ${err.message}` : ''}`);
       },
     };

@@ -15,6 +15,8 @@ export interface ServerUser {
   rateBytesPerSec?: number;
   /** Bytes both ways (streams and datagrams) per UTC day or month (persisted with --state-dir). */
   cap?: { bytes: number; period: CapPeriod };
+  /** Server ports this user's clients may publish (plait client --publish, PROTOCOL.md 7.1). */
+  publish?: readonly number[];
 }
 
 /** The current users table; `find` is one Map lookup (PROTOCOL.md 3.2). */
