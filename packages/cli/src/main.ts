@@ -67,6 +67,10 @@ export function buildProgram(): Command {
     .option('--dns-upstream <ip:port>', "DNS resolver for clients' --dns (default: the first nameserver in /etc/resolv.conf)")
     .option('--udp-idle-timeout <seconds>', 'close a UDP association after this long without a datagram', '60')
     .option('--udp-duplicate', 'send each UDP reply on the two fastest subflows (the client keeps the first)', false)
+    // Published ports (client --publish; README "Serving several households"):
+    .option('--allow-publish <ports>', "ports the anonymous --secret user's clients may publish (comma list, repeatable; named users have their users-file publish list)", collect, [])
+    .option('--publish-bind <ip>', 'the address published ports listen on', '0.0.0.0')
+    .option('--publish-max-conns <n>', 'connections one published port carries at once (more are reset)', '64')
     // Scale-out (README "Scaling out"):
     .option('--instance-id <n>', 'this instance behind a load balancer (0-65535): JOINs name it so the balancer routes them here')
     .option('--drain-grace <seconds>', 'on SIGTERM, refuse new sessions and serve live ones this long, then end them (0: stop at once; default fits the 10 s stop timeouts of docker and the systemd unit)', '8')
@@ -107,6 +111,7 @@ export function buildProgram(): Command {
     .option('--proxy-auth <user:pass>', 'require USER:PASS on the SOCKS5 and HTTP proxies (visible in ps: prefer --proxy-auth-file)')
     .option('--socks-auth <user:pass>', 'old name of --proxy-auth (applies to the HTTP proxy too)')
     .option('--forward <lport:host:port>', 'forward a local port to HOST:PORT via the server (repeatable)', collect, [])
+    .option('--publish <serverport:host:port>', 'ask the server to listen on SERVERPORT and carry its connections to HOST:PORT on this side, like ssh -R (repeatable)', collect, [])
     .option('--dns <host:port>', "answer DNS (UDP and TCP) here, resolved by the server's resolver through the session")
     .option('--udp-duplicate', 'send each UDP datagram on the two fastest subflows (the server keeps the first)', false)
     .option('--redirect <[host:]port>', 'accept connections the firewall redirected (nftables/iptables REDIRECT) and carry them to their original destination; see router-setup')

@@ -22,6 +22,7 @@ import {
 } from './args.js';
 import { chooseRecordCrypto, parseClientCipher } from './cipher-flag.js';
 import { parseCaps } from './cap-flag.js';
+import { parsePublishFlags } from './publish-flags.js';
 import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
 import { startStatsServer } from './stats.js';
@@ -52,6 +53,8 @@ export interface ClientFlags extends TransparentFlags {
   proxyAuthFile?: string;
   http?: string;
   forward: string[];
+  /** --publish SERVERPORT:HOST:PORT (README "Serving several households"). */
+  publish: string[];
   dns?: string;
   udpDuplicate?: boolean;
   stats?: string;
@@ -113,9 +116,10 @@ export function checkClientFlags(flags: ClientFlags) {
       throw new UsageError(`--forward: ${e instanceof Error ? e.message : String(e)}`);
     }
   });
+  const publish = parsePublishFlags(flags.publish ?? []);
   const transparent = parseTransparentFlags(flags);
-  if (!socks && !http && !dns && forwards.length === 0 && !transparent.redirect && !transparent.tproxy) {
-    throw new UsageError('--socks: give at least one of --socks, --http, --forward, --dns, --redirect or --tproxy');
+  if (!socks && !http && !dns && forwards.length === 0 && publish.length === 0 && !transparent.redirect && !transparent.tproxy) {
+    throw new UsageError('--socks: give at least one of --socks, --http, --forward, --publish, --dns, --redirect or --tproxy');
   }
   const bypassDomains = parseBypassDomains(flags, dns);
   if (dns && !isLoopbackHost(dns.host)) warnings.push(`--dns: anyone who can reach ${dns.host}:${dns.port} can resolve names through the plait server; keep it on the LAN side`);
@@ -135,7 +139,7 @@ export function checkClientFlags(flags: ClientFlags) {
       warnings.push(`--forward: ${f.listenHost}:${f.listenPort} is not a loopback address, and forwards have no authentication: anyone who can reach it gets to ${f.target.host}:${f.target.port}`);
     }
   }
-  return { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources: { binds, vias, backups, overflows }, caps, stateDir, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains };
+  return { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources: { binds, vias, backups, overflows }, caps, stateDir, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, publish, dns, transparent, bypassDomains };
 }
 
 /** A cap naming no source counts nothing; caps without --state-dir start at 0 on every restart. */
@@ -157,7 +161,7 @@ function capWarnings(caps: { path: string }[], sources: { binds: string[]; vias:
 
 export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient | SiteFailover> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources, caps, stateDir, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, dns, transparent, bypassDomains } = checkClientFlags(flags);
+  const { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources, caps, stateDir, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, publish, dns, transparent, bypassDomains } = checkClientFlags(flags);
   if (stateDir !== undefined) {
     try {
       const w = prepareStateDir(stateDir);
@@ -190,6 +194,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
       cipher: cipher.cipher,
       ...(recordCrypto.factory ? { recordAead: recordCrypto.factory } : {}),
       ...(flags.udpDuplicate ? { config: { datagramCopies: 2 } } : {}),
+      ...(publish.length > 0 ? { publish } : {}),
       log,
     });
   // With --fallback-server: one client per site, the primary always on (README "Scaling out").
@@ -264,6 +269,7 @@ export async function runClient(flags: ClientFlags, config?: { file: CommandConf
             paths: st.paths,
             ...(client instanceof SiteFailover ? { sites: client.stats().sites } : {}),
             caps: capLedger?.stats() ?? [],
+            ...(st.publications ? { publications: st.publications } : {}),
           };
         },
         { setRole: (id, role) => client.setSubflowRole(id, role) },

@@ -7,6 +7,7 @@ import { listenFor, parseCount, parseSeconds, parseHostPort, parseLogLevel, reso
 import { chooseRecordCrypto, parseServerCiphers } from './cipher-flag.js';
 import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
+import { parseAllowPublish, parsePublishBind, parsePublishMaxConns } from './publish-flags.js';
 import { loadUsersFile, usersToRevoke, type UsersTable } from './users-file.js';
 import { startStatsServer } from './stats.js';
 import { listenForAll, listenText, parseListenFlag } from './transport-flags.js';
@@ -31,6 +32,10 @@ export interface ServerFlags {
   dnsUpstream?: string;
   udpIdleTimeout: string;
   udpDuplicate?: boolean;
+  /** Published ports: the anonymous user's ports, where they listen, connections per port. */
+  allowPublish: string[];
+  publishBind: string;
+  publishMaxConns: string;
   instanceId?: string;
   drainGrace: string;
   logLevel: string;
@@ -67,6 +72,12 @@ export function checkServerFlags(flags: ServerFlags) {
   const ciphers = parseServerCiphers(flags.cipher);
   const instanceId = flags.instanceId !== undefined ? parseInstanceId(flags.instanceId) : undefined;
   const drainGraceMs = parseDrainGrace(flags.drainGrace);
+  const publish = {
+    anonymousPorts: parseAllowPublish(flags.allowPublish ?? []),
+    bindHost: parsePublishBind(flags.publishBind ?? '0.0.0.0'),
+    maxConnections: parsePublishMaxConns(flags.publishMaxConns ?? '64'),
+  };
+  if (publish.anonymousPorts.length > 0 && secret === undefined) warnings.push('--allow-publish: applies to the anonymous --secret user, and there is none (named users publish the ports of their users-file publish list)');
   const udpIdleMs = parseSeconds('--udp-idle-timeout', flags.udpIdleTimeout) * 1000;
   let dnsUpstream: { host: string; port: number } | undefined;
   if (flags.dnsUpstream !== undefined) {
@@ -76,12 +87,12 @@ export function checkServerFlags(flags: ServerFlags) {
     const ns = resolvConfNameserver();
     if (ns) dnsUpstream = { host: ns, port: 53 };
   }
-  return { logLevel, listen, secret, usersTable, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream, instanceId, drainGraceMs };
+  return { logLevel, listen, secret, usersTable, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream, instanceId, drainGraceMs, publish };
 }
 
 export async function runServer(flags: ServerFlags, config?: { file: CommandConfig<ServerFlags>; warnings: string[] }): Promise<PlaitServer> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
-  const { logLevel, listen, secret, usersTable, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream, instanceId, drainGraceMs } = checkServerFlags(flags);
+  const { logLevel, listen, secret, usersTable, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream, instanceId, drainGraceMs, publish } = checkServerFlags(flags);
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.
@@ -109,6 +120,7 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
     udp: { idleMs: udpIdleMs, dnsUpstream },
     ...(flags.udpDuplicate ? { config: { datagramCopies: 2 } } : {}),
     ...(instanceId !== undefined ? { instanceId } : {}),
+    publish,
     log,
   });
   await listenForAll(listen, () => server.listen());
@@ -122,6 +134,7 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
           uptimeSeconds: Math.round((Date.now() - started) / 1000),
           sessions: server.sessions().map((s) => s.stats()),
           ...(users ? { users: server.userFigures() ?? [] } : {}),
+          publications: server.publications(),
           counters: { ...server.counters, ...server.acceptor.counters },
           ...(instanceId !== undefined ? { instanceId } : {}),
           draining: server.acceptor.draining,
@@ -168,7 +181,9 @@ export async function runServer(flags: ServerFlags, config?: { file: CommandConf
       users.replace(next.identity, serverUsers(next));
       currentUsers = next;
       const ended = server.acceptor.revokeSessions((name) => gone.has(name));
-      log.info({ file: next.file, users: next.users.size, revoked: [...gone], sessionsEnded: ended }, 'users file reloaded');
+      // Users who stay but lost a port from their publish list lose its listener now.
+      const withdrawn = server.reviewPublications();
+      log.info({ file: next.file, users: next.users.size, revoked: [...gone], sessionsEnded: ended, publicationsWithdrawn: withdrawn }, 'users file reloaded');
     } catch (e) {
       log.error({ file: currentUsers.file }, `users reload failed, keeping the current users: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -205,6 +220,7 @@ function serverUsers(t: UsersTable): Map<string, ServerUser> {
       ...(u.maxSessions !== undefined ? { maxSessions: u.maxSessions } : {}),
       ...(u.rateBytesPerSec !== undefined ? { rateBytesPerSec: u.rateBytesPerSec } : {}),
       ...(u.cap !== undefined ? { cap: u.cap } : {}),
+      publish: u.publish,
     });
   return m;
 }

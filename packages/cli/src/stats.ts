@@ -2,8 +2,8 @@ import * as http from 'node:http';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { counterHelp, type Clock, type SessionStats } from '@plait/core';
-import type { CapStats } from '@plait/client';
-import type { UserFigures } from '@plait/server';
+import type { CapStats, ClientPublicationStats } from '@plait/client';
+import type { PublicationStats, UserFigures } from '@plait/server';
 import { LIVE_PAGE_HEADERS, LIVE_PAGE_HTML } from './live-page.js';
 import { isAllowedLiveOrigin, LivePush } from './live-push.js';
 import { handleRolePost, SUBFLOW_PATH, type SetRole } from './role-endpoint.js';
@@ -22,6 +22,8 @@ export interface StatsSnapshot {
   sites?: unknown[];
   /** Client only: data caps and their usage this period. */
   caps?: CapStats[];
+  /** Published ports (--publish): the server's per session and user, or the client's with the server's answer. */
+  publications?: (PublicationStats | ClientPublicationStats)[];
 }
 
 /** Hex digits of a session token shown in stats, as in the logs. */
@@ -172,6 +174,15 @@ export function toPrometheus(full: StatsSnapshot): string {
     paths.filter((p) => typeof p.key === 'string' && typeof p[field] === 'number').map((p) => [{ path: p.key as string }, p[field] as number]);
   family('plait_path_sent_bytes_total', 'counter', 'Bytes sent on all subflows of the path since start (not reset when a subflow is replaced).', pathRows('bytesSent'));
   family('plait_path_received_bytes_total', 'counter', 'Bytes received on all subflows of the path since start (not reset when a subflow is replaced).', pathRows('bytesReceived'));
+  // ---- published ports (--publish) ----
+  const pubs = (s.publications ?? []).map(publicationRow);
+  const pub = (field: (r: PublicationRow) => number): [Record<string, string | number | boolean>, number][] => pubs.map((r) => [r.labels, field(r)]);
+  family('plait_publication_open', 'gauge', '1 while the published port listens for this session (0: binding, refused, taken over, withdrawn).', pub((r) => (r.state === 'open' ? 1 : 0)));
+  family('plait_publication_connections', 'gauge', 'Connections to the published port carried now.', pub((r) => r.connections));
+  family('plait_publication_connections_total', 'counter', 'Connections to the published port carried since the publication began.', pub((r) => r.total));
+  family('plait_publication_connections_refused_total', 'counter', 'Connections to the published port reset: over the limit, no stream (server); target failed or refused here (client).', pub((r) => r.refused));
+  family('plait_publication_bytes_total', 'counter', 'Bytes of published-port connections: in (from the connecting peer toward the target) and out.', pubs.flatMap((r) => [[{ ...r.labels, direction: 'in' }, r.bytesIn], [{ ...r.labels, direction: 'out' }, r.bytesOut]] as [Record<string, string | number | boolean>, number][]));
+  // ---- end published ports ----
   // ---- per-user figures (--users) ----
   if (s.users) {
     const u = s.users;
@@ -192,4 +203,21 @@ export function toPrometheus(full: StatsSnapshot): string {
 
 function snake(s: string): string {
   return s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`).replace(/[^a-z0-9_]/g, '_');
+}
+
+interface PublicationRow {
+  labels: Record<string, string | number>;
+  state: string;
+  connections: number;
+  total: number;
+  refused: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** The server's and the client's publication figures, as one kind of row (labels: port, and user/session or target). */
+function publicationRow(p: PublicationStats | ClientPublicationStats): PublicationRow {
+  const common = { state: p.state, connections: p.connections, total: p.connectionsTotal, bytesIn: p.bytesIn, bytesOut: p.bytesOut };
+  if ('serverPort' in p) return { ...common, labels: { port: p.serverPort, target: p.target }, refused: p.connectionsFailed };
+  return { ...common, labels: { port: p.port, ...(p.user !== undefined ? { user: p.user } : {}), session: p.session.slice(0, TOKEN_PREFIX_HEX) }, refused: p.connectionsRefused };
 }
