@@ -8,7 +8,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { deriveSecretKeys, ErrorCode, generateIdentity, identityFromPrivate, PlaitError, PublishCode, type ClientUser } from '@plait/core';
+import { connectSession, deriveSecretKeys, ErrorCode, generateIdentity, identityFromPrivate, makeConfig, PlaitError, PublishCode, realClock, type ClientUser, type Session } from '@plait/core';
+import { SocketChannel } from '@plait/node';
 import { PlaitServer, UserDirectory, type PublishServerOptions, type ServerUser } from '@plait/server';
 import { startEchoServer, type EchoServer } from '@plait/testkit';
 import { PlaitClient } from '../src/client.js';
@@ -309,5 +310,76 @@ describe('published ports', () => {
     expect(['ECONNRESET', 'closed']).toContain(refused);
     await waitFor(() => (stateOf(alice, p)?.connectionsFailed ?? 0) >= 1, 'the failed target counted');
     expect(PublishCode.OPEN).toBe(0);
+  });
+});
+
+/** A bare client session (anonymous secret) that does what the test says, not what PlaitClient would. */
+async function rawSession(serverPort: number): Promise<{ session: Session; states: [number, number][] }> {
+  const sock = net.connect({ host: '127.0.0.1', port: serverPort });
+  await new Promise<void>((res, rej) => {
+    sock.once('connect', () => res());
+    sock.once('error', rej);
+  });
+  const { session } = await connectSession(new SocketChannel(sock), { secretKeys: anonymous, config: makeConfig(), clock: realClock });
+  cleanups.push(() => session.close());
+  const states: [number, number][] = [];
+  session.setEvents({ publishState: (p, c) => states.push([p, c]) });
+  return { session, states };
+}
+
+describe('published ports against a client that misbehaves', () => {
+  it('an inbound connection the client never connects is reset after the accept timeout', async () => {
+    const p = await freePort();
+    const env = await startServer({}, { anonymousPorts: [p], acceptTimeoutMs: 300 });
+    const { session, states } = await rawSession(env.port);
+    const seen: number[] = [];
+    // Takes the stream and never answers (no accept, no reset).
+    session.setEvents({ publishState: (port, c) => states.push([port, c]), inbound: (s) => seen.push(s.id) });
+    session.requestPublish(p);
+    await waitFor(() => states.length === 1, 'the answer');
+    expect(states).toEqual([[p, PublishCode.OPEN]]);
+    const outcome = await new Promise<string>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: p });
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      s.on('close', () => resolve('closed'));
+      s.write('GET / HTTP/1.0\r\n\r\n');
+    });
+    expect(['ECONNRESET', 'closed']).toContain(outcome);
+    expect(seen).toHaveLength(1);
+    expect(env.server.counters.inboundTimeouts).toBe(1);
+    await waitFor(() => env.server.publications()[0]?.connections === 0, 'the server side closed too');
+    expect(env.server.publications()[0]).toMatchObject({ connections: 0, connectionsTotal: 1 });
+  });
+
+  it('asking for port after port: refusals are answered 64 times, then ignored; the session goes on', async () => {
+    const env = await startServer({}, { anonymousPorts: [] });
+    const { session, states } = await rawSession(env.port);
+    for (let port = 1000; port < 1200; port++) session.requestPublish(port);
+    await waitFor(() => env.server.counters.publishRefused === 200, 'every request seen');
+    await waitFor(() => states.length === 64, '64 answers');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(states.length).toBe(64);
+    expect(states.every(([, c]) => c === PublishCode.NOT_ALLOWED)).toBe(true);
+    expect(env.server.counters.publishRefusalsIgnored).toBe(136);
+    expect(session.isClosed).toBe(false);
+  });
+
+  it('at most 16 publications per session: the 17th is LIMIT', async () => {
+    const ports: number[] = [];
+    while (ports.length < 17) {
+      const p = await freePort();
+      if (!ports.includes(p)) ports.push(p);
+    }
+    const env = await startServer({}, { anonymousPorts: ports });
+    const { session, states } = await rawSession(env.port);
+    for (const p of ports) session.requestPublish(p);
+    await waitFor(() => states.length === 17, '17 answers');
+    expect(states.filter(([, c]) => c === PublishCode.OPEN)).toHaveLength(16);
+    expect(states.filter(([, c]) => c === PublishCode.LIMIT)).toEqual([[ports[16], PublishCode.LIMIT]]);
+    expect(env.server.publisher.listening).toHaveLength(16);
+    // A repeated request (a resent `pub`) is answered with the state again, and binds nothing more.
+    session.requestPublish(ports[0]!);
+    await waitFor(() => states.length === 18, 'the repeat answered');
+    expect(states[17]).toEqual([ports[0], PublishCode.OPEN]);
   });
 });

@@ -15,7 +15,7 @@
  * waiting for its old session's grace to run out.
  */
 import * as net from 'node:net';
-import { PublishCode, publishCodeName, ResetCode, type Counters, type InboundHeader, type SERVER_COUNTERS, type Stream } from '@plait/core';
+import { PublishCode, publishCodeName, ResetCode, type Clock, type Counters, type InboundHeader, type SERVER_COUNTERS, type Stream } from '@plait/core';
 import { pipeBoth, StreamDuplex } from '@plait/node';
 
 /** What a publisher needs of a session (the real Session in production). */
@@ -38,6 +38,8 @@ export interface PublishOptions {
   acceptTimeoutMs: number;
   /** Listen backlog of each published port (connections the kernel queues before we accept). */
   backlog: number;
+  /** The accept timer's clock. */
+  clock: Clock;
   /** Each accepted inbound connection's socket, for per-user byte counts (and caps). */
   onConnection?(user: string | undefined, socket: net.Socket): void;
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
@@ -225,14 +227,13 @@ export class PortPublisher {
     tally.open.add(socket);
     this.opts.onConnection?.(owner.user, socket);
     // Until the client has connected its side, the connection is pending: bounded by the cap above and this timer.
-    const timer = setTimeout(() => {
+    const timer = this.opts.clock.setTimeout(() => {
       this.counters.inboundTimeouts++;
       stream.reset(ResetCode.TIMEOUT, 'the client did not connect the published port in time');
     }, this.opts.acceptTimeoutMs);
-    timer.unref();
-    stream.setHandlers({ accept: () => clearTimeout(timer) });
+    stream.setHandlers({ accept: () => timer.cancel() });
     socket.once('close', () => {
-      clearTimeout(timer);
+      timer.cancel();
       listing.connections.delete(socket);
       tally.open.delete(socket);
       tally.closedIn += socket.bytesRead;

@@ -154,6 +154,7 @@ export class PlaitServer {
         maxConnections: pub.maxConnections ?? PUBLISH_DEFAULTS.maxConnections,
         acceptTimeoutMs: pub.acceptTimeoutMs ?? PUBLISH_DEFAULTS.acceptTimeoutMs,
         backlog: PUBLISH_DEFAULTS.backlog,
+        clock: realClock,
         // Inbound bytes are the user's bytes too (figures, caps), counted like a stream's target socket.
         onConnection: (user, socket) => {
           if (user !== undefined) this.userStats?.streamOpened(user, socket);
