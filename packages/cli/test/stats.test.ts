@@ -132,3 +132,28 @@ describe('startStatsServer', () => {
     }
   });
 });
+
+describe('published ports in /metrics', () => {
+  it('client rows are labelled by port and target, server rows by port, user and session', () => {
+    const client = toPrometheus({
+      ...snap(),
+      publications: [{ serverPort: 8443, target: '[fd00::5]:443', state: 'open', code: 'OPEN', reason: 'listening', connections: 2, connectionsTotal: 7, connectionsFailed: 1, bytesIn: 100, bytesOut: 5000 }],
+    });
+    expect(client).toContain('plait_publication_open{port="8443",target="[fd00::5]:443"} 1');
+    expect(client).toContain('plait_publication_connections{port="8443",target="[fd00::5]:443"} 2');
+    expect(client).toContain('plait_publication_connections_total{port="8443",target="[fd00::5]:443"} 7');
+    expect(client).toContain('plait_publication_connections_refused_total{port="8443",target="[fd00::5]:443"} 1');
+    expect(client).toContain('plait_publication_bytes_total{port="8443",target="[fd00::5]:443",direction="out"} 5000');
+    const server = toPrometheus({
+      ...snap(),
+      role: 'server',
+      publications: [
+        { port: 8443, user: 'alice', session: TOKEN.slice(0, 8), state: 'taken', connections: 0, connectionsTotal: 3, connectionsRefused: 0, bytesIn: 1, bytesOut: 2 },
+        { port: 2222, session: 'abcdef01', state: 'open', connections: 1, connectionsTotal: 1, connectionsRefused: 4, bytesIn: 3, bytesOut: 4 },
+      ],
+    });
+    expect(server).toContain('plait_publication_open{port="8443",user="alice",session="01234567"} 0');
+    expect(server).toContain('plait_publication_connections_refused_total{port="2222",session="abcdef01"} 4');
+    expect(server).toContain('plait_publication_bytes_total{port="8443",user="alice",session="01234567",direction="in"} 1');
+  });
+});
