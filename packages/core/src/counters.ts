@@ -118,7 +118,7 @@ export const SERVER_COUNTERS = {
   // Published ports (plait client --publish, PROTOCOL.md 7.1).
   publications: 'Published ports opened (a listener bound for a session).',
   publishRefused: 'Publish requests refused (not allowed, in use, over the per-session limit, listen failed).',
-  publishRefusalsIgnored: 'Publish requests not answered: the session had already been refused 64 times.',
+  publishRefusalsIgnored: 'Publish requests not answered: the session had already had 64 answers that changed nothing (refusals, repeats).',
   inboundConnections: 'Connections accepted on published ports and carried to their client.',
   inboundRefused: 'Connections to published ports reset at once: over --publish-max-conns, or the session could not open a stream.',
   inboundTimeouts: 'Connections to published ports reset because the client did not connect its side in time.',

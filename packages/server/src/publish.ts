@@ -49,11 +49,11 @@ export interface PublishOptions {
 export const PUBLISH_DEFAULTS = { maxPerSession: 16, maxConnections: 64, acceptTimeoutMs: 15_000, backlog: 64 } as const;
 
 /**
- * `pub` refusals a session gets answered; further ones are ignored (and
- * counted), so a client asking for port after port cannot grow the control
- * queue without bound.
+ * Answers a session gets to `pub` requests that change nothing (refusals,
+ * repeats); further ones are ignored (and counted), so a client asking
+ * again and again cannot grow the control queue without bound.
  */
-const MAX_REFUSALS_ANSWERED = 64;
+const MAX_IDLE_ANSWERS = 64;
 
 export interface PublicationStats {
   port: number;
@@ -125,17 +125,17 @@ export class PortPublisher {
   request(sp: SessionPublications, port: number): void {
     const refuse = (code: number, reason: string): void => {
       this.counters.publishRefused++;
-      sp.refuse(port, code, reason);
+      sp.reply(port, code, reason, true);
     };
     const have = this.listings.get(port);
     if (sp.wasTaken(port)) {
       // Taken over by a newer session of the same user: this one does not take it back (no ping-pong).
-      sp.session.publishState(port, PublishCode.TAKEN, `port ${port} was taken over by a newer session of the same user`);
+      sp.reply(port, PublishCode.TAKEN, `port ${port} was taken over by a newer session of the same user`, false);
       return;
     }
     if (have?.owner === sp) {
-      // A repeated request (a `pub` resent on another subflow): the state again.
-      if (have.state === 'open') sp.session.publishState(port, PublishCode.OPEN, `listening on ${this.where(port)}`);
+      // A repeated request (a `pub` resent on another subflow): the state again (binding: OPEN follows).
+      if (have.state === 'open') sp.reply(port, PublishCode.OPEN, `listening on ${this.where(port)}`, false);
       return;
     }
     if (!this.opts.allowedPorts(sp.user).includes(port)) {
@@ -146,7 +146,7 @@ export class PortPublisher {
       refuse(PublishCode.IN_USE, `port ${port} is published by another user`);
       return;
     }
-    if (!have && sp.owned >= this.opts.maxPerSession) {
+    if (sp.owned >= this.opts.maxPerSession) {
       refuse(PublishCode.LIMIT, `at most ${this.opts.maxPerSession} published ports per session`);
       return;
     }
@@ -178,7 +178,8 @@ export class PortPublisher {
       server.close();
       owner.forget(port);
       this.counters.publishRefused++;
-      owner.refuse(port, inUse ? PublishCode.IN_USE : PublishCode.FAILED, reason);
+      // A state change, not a repeat: always told.
+      owner.session.publishState(port, inUse ? PublishCode.IN_USE : PublishCode.FAILED, reason);
     });
     server.listen({ port, host: this.opts.bindHost, backlog: this.opts.backlog }, () => {
       if (this.listings.get(port) !== listing) return; // withdrawn while binding
@@ -287,7 +288,7 @@ export class PortPublisher {
 /** One session's publications: what it asked for and what it owns. */
 export class SessionPublications {
   private readonly tallies = new Map<number, Tally>();
-  private refusals = 0;
+  private idleAnswers = 0;
   private closed = false;
 
   constructor(
@@ -325,14 +326,14 @@ export class SessionPublications {
     return t;
   }
 
-  /** @internal A refusal, answered while this session has not had too many. */
-  refuse(port: number, code: number, reason: string): void {
-    if (this.refusals >= MAX_REFUSALS_ANSWERED) {
+  /** @internal An answer that changes nothing (a refusal, a repeat), sent while this session has not had too many. */
+  reply(port: number, code: number, reason: string, log: boolean): void {
+    if (this.idleAnswers >= MAX_IDLE_ANSWERS) {
       this.table.counters.publishRefusalsIgnored++;
       return;
     }
-    this.refusals++;
-    this.table.opts.log.info({ port, ...userLabel(this.user), session: this.token, code: publishCodeName(code) }, `publish refused: ${reason}`);
+    this.idleAnswers++;
+    if (log) this.table.opts.log.info({ port, ...userLabel(this.user), session: this.token, code: publishCodeName(code) }, `publish refused: ${reason}`);
     this.session.publishState(port, code, reason);
   }
 
