@@ -381,5 +381,10 @@ describe('published ports against a client that misbehaves', () => {
     session.requestPublish(ports[0]!);
     await waitFor(() => states.length === 18, 'the repeat answered');
     expect(states[17]).toEqual([ports[0], PublishCode.OPEN]);
+    // Repeats share the refusals' budget: 64 answers that change nothing, then silence.
+    for (let i = 0; i < 100; i++) session.requestPublish(ports[0]!);
+    await waitFor(() => env.server.counters.publishRefusalsIgnored === 38, 'the rest ignored');
+    expect(states.length).toBe(16 + 64);
+    expect(session.isClosed).toBe(false);
   });
 });
