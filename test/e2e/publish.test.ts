@@ -13,8 +13,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startFileServer, startLinkRelay, type FileServer, type LinkRelay } from '@plait/testkit';
-import { curl, freePort, httpGet, killAll, MiB, parseLogLines, runPlait, sleep, startClient, startCurl, startServer, waitUntil, type ClientHandle, type ServerHandle } from './cli-helpers.js';
+import { freeFixedPort, startFileServer, startLinkRelay, type FileServer, type LinkRelay } from '@plait/testkit';
+import { curl, httpGet, killAll, MiB, parseLogLines, runPlait, sleep, startClient, startCurl, startServer, waitUntil, type ClientHandle, type ServerHandle } from './cli-helpers.js';
 
 const FILE_SIZE = 32 * MiB;
 const dir = mkdtempSync(join(tmpdir(), 'plait-publish-'));
@@ -51,8 +51,10 @@ beforeAll(async () => {
   expect(kg.code).toBe(0);
   identityKey = /identity-key: (\S+)/.exec(kg.stdout)![1]!;
   serverKey = /server-key: (\S+)/.exec(kg.stdout)![1]!;
-  port = await freePort();
-  unlisted = await freePort();
+  // Named in the users file before the server binds them: below the ephemeral range, so no outgoing connection takes one meanwhile.
+  port = await freeFixedPort();
+  do unlisted = await freeFixedPort();
+  while (unlisted === port);
   writeUsers([port]);
   // The "LAN host" on the client's side.
   fileServer = await startFileServer({ size: FILE_SIZE });

@@ -8,6 +8,7 @@ export {
   type LinkRelayStats,
 } from './link-relay.js';
 export { startEchoServer, type EchoServer } from './echo-server.js';
+export { freeFixedPort } from './listen.js';
 export { sha256OfStream, startFileServer, type FileServer } from './http-file-server.js';
 export { MemoryLink, type LinkOptions, type MemoryChannel } from './memory-channel.js';
 export { startTlsTerminator, testOnlyTls, TEST_ONLY_TLS_DIR, type TestOnlyTls, type TlsTerminator } from './tls-terminator.js';
