@@ -213,7 +213,10 @@ describe('published ports', () => {
     // A connection in progress through alice's port.
     const live = net.connect({ host: '127.0.0.1', port: p1 });
     let liveClosed = false;
-    live.on('error', () => undefined);
+    let liveError = '';
+    // Reading, as a real client does: a socket nobody reads from may never notice the reset.
+    live.on('data', () => undefined);
+    live.on('error', (e: NodeJS.ErrnoException) => void (liveError = e.code ?? e.message));
     live.on('close', () => void (liveClosed = true));
     live.write('hello');
     await waitFor(() => (stateOf(alice, p1)?.connections ?? 0) === 1, 'the connection carried in');
@@ -223,6 +226,7 @@ describe('published ports', () => {
     env.server.acceptor.revokeSessions((u) => u === 'alice');
     env.server.reviewPublications();
     await waitFor(() => liveClosed, "alice's connection reset");
+    expect(liveError, 'reset, not ended').toBe('ECONNRESET');
     expect(await connectError(p1)).toBe('ECONNREFUSED');
     expect(env.server.publisher.listening).toEqual([p2]);
 
@@ -293,6 +297,7 @@ describe('published ports', () => {
       const s = net.connect({ host: '127.0.0.1', port: p });
       s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
       s.on('close', () => resolve('closed'));
+      s.resume(); // reading, so a reset is seen whatever arrived before it
     });
     expect(['ECONNRESET', 'closed']).toContain(third);
     expect(env.server.counters.inboundRefused).toBe(1);
@@ -306,6 +311,7 @@ describe('published ports', () => {
       const s = net.connect({ host: '127.0.0.1', port: p });
       s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
       s.on('close', () => resolve('closed'));
+      s.resume(); // reading, so a reset is seen whatever arrived before it
     });
     expect(['ECONNRESET', 'closed']).toContain(refused);
     await waitFor(() => (stateOf(alice, p)?.connectionsFailed ?? 0) >= 1, 'the failed target counted');
@@ -342,6 +348,7 @@ describe('published ports against a client that misbehaves', () => {
       const s = net.connect({ host: '127.0.0.1', port: p });
       s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
       s.on('close', () => resolve('closed'));
+      s.resume(); // reading, so a reset is seen whatever arrived before it
       s.write('GET / HTTP/1.0\r\n\r\n');
     });
     expect(['ECONNRESET', 'closed']).toContain(outcome);
