@@ -40,6 +40,22 @@ export function kernelWindowBytes(k: KernelPathInfo | undefined): number {
   return k && k.mss && k.mss > 0 && k.cwnd > 0 ? k.cwnd * k.mss : 0;
 }
 
+/**
+ * The cap of a lossy path whose kernel reports its unsent queue: the bytes
+ * the kernel has sent and whose app-level ack has not come back (`inflight`
+ * and `notsent` read together), plus `rate x horizonMs` of unsent data for
+ * the kernel to send until the next look. On a lossy path the bytes behind
+ * each lost segment wait at the receiver for its repair, and so do their
+ * acks (and the acks' own losses on the way back): the app-level inflight
+ * runs a round trip or so above the kernel's window, and a cap at the
+ * window starves the kernel while it could send. Keeping the kernel's
+ * unsent queue short but never empty lets its congestion control, which
+ * sees the losses for what they are, set the path's rate. 0 if unknown.
+ */
+export function kernelFeedCap(k: KernelPathInfo | undefined, inflightAtSample: number, rate: number, horizonMs: number): number {
+  if (!k || rate <= 0) return 0;
+  return Math.max(0, inflightAtSample - k.notsentBytes) + rate * horizonMs;
+}
 
 export interface PathInputs {
   now: number;
