@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { KernelPathInfo } from '../src/channel.js';
-import { kernelWindowBytes, MIN_RATE, overdueAfter, pathState, recoveryDelay, type PathInputs } from '../src/path-state.js';
+import { kernelFeedCap, kernelWindowBytes, MIN_RATE, overdueAfter, pathState, recoveryDelay, type PathInputs } from '../src/path-state.js';
 
 /**
  * Recorded path states: a 40 Mbit/s path (5000 bytes/ms) at 20 ms RTT, as
@@ -93,5 +93,19 @@ describe('pathState: the kernel where the app has less', () => {
     expect(recoveryDelay(kernel({ caState: 4 }), 40)).toBe(40);
     expect(recoveryDelay(kernel({ caState: 1 }), 40)).toBe(0);
     expect(recoveryDelay(undefined, 40)).toBe(0);
+  });
+});
+
+describe('kernelFeedCap: a lossy path holds what the kernel has sent plus a little unsent', () => {
+  it('is the app inflight minus the kernel unsent bytes, plus rate x horizon', () => {
+    // 15 Mbit/s lossy path: 290 KB in flight at the app level, 10 KB of it not yet sent by the kernel.
+    expect(kernelFeedCap(kernel({ notsentBytes: 10_000 }), 290_000, 1750, 10)).toBe(280_000 + 17_500);
+    // The kernel holds more unsent than the app counts (acks only, not tracked): never negative.
+    expect(kernelFeedCap(kernel({ notsentBytes: 50_000 }), 20_000, 1750, 10)).toBe(17_500);
+  });
+
+  it('is 0 (no opinion) without the kernel or a rate', () => {
+    expect(kernelFeedCap(undefined, 290_000, 1750, 10)).toBe(0);
+    expect(kernelFeedCap(kernel(), 290_000, 0, 10)).toBe(0);
   });
 });
