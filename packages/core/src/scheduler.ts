@@ -19,6 +19,11 @@ export interface SubflowView {
   readonly rate: number;
   /** Extra delay ahead of new data in ms (the kernel repairing a loss, path-state.ts); 0 if none. */
   readonly extraDelayMs?: number;
+  /**
+   * Plaintext bytes per record on this subflow (sized to its rate): a bulk
+   * frame sent on it is cut to fit one. Absent: frames go whole.
+   */
+  readonly recordTarget?: number;
 }
 
 /**
@@ -46,7 +51,13 @@ export interface Scheduler {
   pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[];
 }
 
-const hasRoom = (s: SubflowView, bytes: number): boolean => s.inflight === 0 || s.inflight + bytes <= s.cap;
+/**
+ * Room for the frame `s` would carry: a frame is cut to the subflow's
+ * record size, so a slow subflow (4 KiB records) is not held back for
+ * want of room for a whole 16 KiB frame (up to 12 % of its cap unused).
+ */
+export const hasRoom = (s: SubflowView, bytes: number): boolean =>
+  s.inflight === 0 || s.inflight + (s.recordTarget ? Math.min(bytes, s.recordTarget) : bytes) <= s.cap;
 
 /** Unmeasured paths are assumed to be this slow (ms one way), so measured ones win. */
 const UNKNOWN_OWD_MS = 50;

@@ -1133,11 +1133,15 @@ export class Session implements StreamHost {
     return undefined;
   }
 
-  /** Payload bytes that fit in the subflow's current record (or a fresh one). */
+  /** Payload bytes that fit in the subflow's current record (or a fresh one, sized to its rate). */
   private roomFor(sf: Subflow): number {
     const room = sf.stagedRoom - DATA_HEADER_SIZE;
     // Don't cut a frame into a sliver: start a new record instead.
-    return room >= 1024 ? Math.min(room, WIRE.DATA_MAX_PAYLOAD) : WIRE.DATA_MAX_PAYLOAD;
+    if (room >= 1024) return Math.min(room, WIRE.DATA_MAX_PAYLOAD);
+    // A record is usable only once it has wholly arrived: on a slow path a
+    // whole 16 KiB frame would make one of ~20 ms (and hold back a cap's
+    // last 16 KiB); the scheduler's room check counts the same cut (hasRoom).
+    return Math.max(1024, Math.min(sf.recordTarget - DATA_HEADER_SIZE, WIRE.DATA_MAX_PAYLOAD));
   }
 
   private roomForAll(targets: readonly Subflow[]): number {
