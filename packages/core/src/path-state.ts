@@ -20,7 +20,8 @@ export const OVERDUE_RTTS = 2;
 export const OVERDUE_MIN_MS = 100;
 /** Bytes/ms: the floor of a collapsed path's rate (10 kB/s). */
 export const MIN_RATE = 0.01;
-/** tcpi_ca_state of a connection repairing a loss (3: fast recovery, 4: after a retransmission timeout). */
+/** tcpi_ca_state: 1 disorder (SACKs or duplicate acks seen), 3 fast recovery, 4 after a retransmission timeout. */
+export const CA_DISORDER = 1;
 export const CA_RECOVERY = 3;
 export const CA_LOSS = 4;
 
@@ -108,7 +109,13 @@ export function pathState(i: PathInputs): PathState {
   // The kernel's rate sample says little when we gave it little to send
   // (app-limited): trust it only while half a cap or more is outstanding.
   if (kernelRate > 0 && i.inflight >= i.cap / 2) current = kernelRate;
-  if (overdue && i.oldest) {
+  // The app-level rate since the oldest record stalls while the receiver
+  // waits behind a hole in the TCP stream; a kernel repairing one with
+  // SACKs still flowing (disorder, fast recovery) says the path delivers,
+  // and its own rate sample above judges it. After a timeout (or without
+  // the kernel) nothing else can tell a dead path.
+  const repairing = k?.caState === CA_DISORDER || k?.caState === CA_RECOVERY;
+  if (overdue && i.oldest && !repairing) {
     const span = i.now - i.oldest.deliveredAt;
     if (span > 0) current = Math.min(current, (i.delivered - i.oldest.delivered) / span);
   }

@@ -109,3 +109,35 @@ describe('kernelFeedCap: a lossy path holds what the kernel has sent plus a litt
     expect(kernelFeedCap(kernel(), 290_000, 0, 10)).toBe(0);
   });
 });
+
+describe('pathState: a hole being repaired is not a collapse', () => {
+  // Recorded on the testbed (15mbit:40ms, 1 % loss): a retransmission was
+  // itself lost, the receiver waited ~400 ms behind the hole, so no app-level
+  // ack came back, while the kernel kept sending on SACKs (cwnd 218, 495
+  // segments unacknowledged) with a delivery rate at the link's.
+  const now = 10_000;
+  const lossy = inputs({
+    now,
+    appRate: 2700,
+    srtt: 165,
+    inflight: 698 * 1024,
+    cap: 550 * 1024,
+    oldest: { sentAt: now - 420, delivered: 50_000_000, deliveredAt: now - 425 },
+    lossy: true,
+  });
+  const k = kernel({ rttMs: 84, minRttMs: 80, cwnd: 218, unackedSegments: 495, deliveryRateBytesPerSec: 1_800_000 });
+
+  it('in fast recovery (or disorder), with the kernel delivering: overdue, not collapsed', () => {
+    expect(pathState({ ...lossy, kernel: { ...k, caState: 3 } })).toEqual({ rate: 2700, collapsed: false, overdue: true });
+    expect(pathState({ ...lossy, kernel: { ...k, caState: 1 } }).collapsed).toBe(false);
+  });
+
+  it('after a retransmission timeout, or without the kernel, the stalled app-level rate is a collapse', () => {
+    expect(pathState({ ...lossy, kernel: { ...k, caState: 4 } }).collapsed).toBe(true);
+    expect(pathState(lossy).collapsed).toBe(true);
+  });
+
+  it("in recovery the kernel's own rate still shows a real collapse (a link cut to 100 kbit)", () => {
+    expect(pathState({ ...lossy, kernel: { ...k, caState: 3, deliveryRateBytesPerSec: 12_500 } }).collapsed).toBe(true);
+  });
+});
