@@ -73,6 +73,8 @@ export interface PathInputs {
   /** The oldest unacknowledged record: when it was sent, and `delivered` (and its time) then. */
   oldest?: { sentAt: number; delivered: number; deliveredAt: number };
   kernel?: KernelPathInfo;
+  /** Windowed max of the kernel's delivery-rate samples, bytes/ms (0 or absent: none). */
+  kernelRateMax?: number;
   /** The kernel retransmitted on this path within the rate window (a lossy path). */
   lossy?: boolean;
 }
@@ -95,13 +97,18 @@ export function pathState(i: PathInputs): PathState {
   const k = i.kernel;
   const kernelRate = k && k.deliveryRateBytesPerSec > 0 ? k.deliveryRateBytesPerSec / 1000 : 0;
   // The app's windowed max first; the kernel's rate until the app has one.
-  // On a lossy path, the larger of the app's windowed max and the kernel's
-  // latest sample: the kernel counts deliveries as TCP sees them, so a loss
-  // repaired underneath (acks held back, then released in a burst) does not
-  // drag it down as it drags the app-level samples. On a clean path the
-  // app's own (the kernel's single samples run high after ack bursts, and
-  // every byte of overestimate is queue ahead of latency-class frames).
-  const rate = i.lossy || i.appRate <= 0 ? Math.max(i.appRate, kernelRate) : i.appRate;
+  // On a lossy path, the kernel's own windowed max: it counts bytes as
+  // delivered when they arrive (SACKs), while the app's delivered count is
+  // cumulative and misleads both ways: a hole's wait drags samples down,
+  // and the bytes held behind it, acknowledged in the round trip after the
+  // repair together with that round trip's own, inflate a sample to twice
+  // the path's rate or more, which the max then keeps for the whole window
+  // (and against which the path's true rate looks like a collapse). On a
+  // clean path the app's own (the kernel's single samples run high after
+  // ack bursts, and every byte of overestimate is queue ahead of
+  // latency-class frames).
+  const kernelMax = Math.max(i.kernelRateMax ?? 0, kernelRate);
+  const rate = i.lossy && kernelMax > 0 ? kernelMax : i.appRate <= 0 ? kernelRate : i.appRate;
   const srtt = i.srtt > 0 ? i.srtt : k && k.rttMs > 0 ? k.rttMs : 0;
   const overdue = !!i.oldest && srtt > 0 && i.now - i.oldest.sentAt > overdueAfter(srtt);
   if (rate <= 0) return { rate, collapsed: false, overdue };

@@ -2,7 +2,7 @@ import type { ByteChannel, KernelPathInfo } from './channel.js';
 import { WIRE } from './config.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
 import type { Frame } from './frames.js';
-import { PathMetrics } from './path-metrics.js';
+import { PathMetrics, WindowedExtreme } from './path-metrics.js';
 import { CA_LOSS, kernelFeedCap, kernelWindowBytes, pathState, recoveryDelay } from './path-state.js';
 import type { RecordOpener, RecordSealer } from './record.js';
 import type { SubflowRole } from './roles.js';
@@ -125,6 +125,8 @@ export class Subflow implements SubflowView {
   private kernelAt = -Infinity;
   /** Bytes in flight at the app level when the kernel was last sampled. */
   private inflightAtKernel = 0;
+  /** Windowed max of the kernel's delivery-rate samples (bytes/ms), over the app rate's window. */
+  private readonly kernelRateMax = new WindowedExtreme(2_000, (a, b) => a > b);
   /** The kernel's retransmission count as last seen, and when it last grew. */
   private kernelRetrans = 0;
   private retransAt = -Infinity;
@@ -646,6 +648,8 @@ export class Subflow implements SubflowView {
       this.kernelAt = now;
       this._kernel = this.channel.kernelInfo?.();
       this.inflightAtKernel = this._inflightBytes;
+      const dr = this._kernel?.deliveryRateBytesPerSec ?? 0;
+      if (dr > 0) this.kernelRateMax.update(now, dr / 1000);
       const r = this._kernel?.totalRetrans ?? 0;
       if (r > this.kernelRetrans) this.retransAt = now;
       this.kernelRetrans = r;
@@ -665,7 +669,7 @@ export class Subflow implements SubflowView {
       cap: this._cap,
       delivered: this.metrics.delivered,
       ...(oldest ? { oldest: { sentAt: oldest.sentAt, delivered: oldest.delivered, deliveredAt: oldest.deliveredAt } } : {}),
-      ...(k ? { kernel: k } : {}),
+      ...(k ? { kernel: k, kernelRateMax: this.kernelRateMax.get(now) } : {}),
       lossy,
     });
     this._rate = st.rate;

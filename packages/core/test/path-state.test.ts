@@ -78,6 +78,16 @@ describe('pathState: the kernel where the app has less', () => {
     expect(pathState(inputs({ appRate: 0, srtt: 0, kernel: kernel() })).rate).toBe(5000);
   });
 
+  it("on a lossy path plans with the kernel's windowed max, not an app-level sample inflated by bytes held behind a hole", () => {
+    // Recorded: 15 Mbit/s lossy link; after a hole's repair the app's windowed max read 59 Mbit/s
+    // (7400 bytes/ms), the kernel's samples 1800 at most, its latest 1700.
+    const st = pathState(inputs({ appRate: 7400, lossy: true, kernelRateMax: 1800, kernel: kernel({ deliveryRateBytesPerSec: 1_700_000 }) }));
+    // Against 7400 the path's true rate would be a collapse (1700 < 7400 / 4).
+    expect(st).toEqual({ rate: 1800, collapsed: false, overdue: false });
+    // A clean path keeps the app's (here app-limited, so the kernel's sample is not read as a collapse).
+    expect(pathState(inputs({ appRate: 7400, inflight: 20_000, kernelRateMax: 1800, kernel: kernel({ deliveryRateBytesPerSec: 1_700_000 }) })).rate).toBe(7400);
+  });
+
   it('uses the kernel srtt for the overdue test until the app has measured one', () => {
     const now = 10_000;
     const oldest = { sentAt: now - 130, delivered: 0, deliveredAt: now - 130 };
@@ -123,12 +133,13 @@ describe('pathState: a hole being repaired is not a collapse', () => {
     inflight: 698 * 1024,
     cap: 550 * 1024,
     oldest: { sentAt: now - 420, delivered: 50_000_000, deliveredAt: now - 425 },
+    kernelRateMax: 1800,
     lossy: true,
   });
   const k = kernel({ rttMs: 84, minRttMs: 80, cwnd: 218, unackedSegments: 495, deliveryRateBytesPerSec: 1_800_000 });
 
   it('in fast recovery (or disorder), with the kernel delivering: overdue, not collapsed', () => {
-    expect(pathState({ ...lossy, kernel: { ...k, caState: 3 } })).toEqual({ rate: 2700, collapsed: false, overdue: true });
+    expect(pathState({ ...lossy, kernel: { ...k, caState: 3 } })).toEqual({ rate: 1800, collapsed: false, overdue: true });
     expect(pathState({ ...lossy, kernel: { ...k, caState: 1 } }).collapsed).toBe(false);
   });
 
