@@ -58,6 +58,19 @@ export function kernelFeedCap(k: KernelPathInfo | undefined, inflightAtSample: n
   return Math.max(0, inflightAtSample - k.notsentBytes) + rate * horizonMs;
 }
 
+/**
+ * Bytes the peer's kernel has acknowledged and its app not yet (a receiver
+ * busy for a moment, its acks queued behind our data): the app-level bytes
+ * in flight when the kernel was read, less what the kernel still holds
+ * (segments unacknowledged, x mss, and bytes not yet sent). They are off
+ * the path, so they need not count against a cap that sizes the path's
+ * queue. 0 if unknown.
+ */
+export function acknowledgedByKernel(k: KernelPathInfo | undefined, inflightAtSample: number): number {
+  if (!k || !k.mss || k.mss <= 0) return 0;
+  return Math.max(0, inflightAtSample - k.unackedSegments * k.mss - k.notsentBytes);
+}
+
 export interface PathInputs {
   now: number;
   /** Windowed max delivery rate, bytes/ms (0: not measured). */

@@ -3,7 +3,7 @@ import { WIRE } from './config.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
 import type { Frame } from './frames.js';
 import { PathMetrics, WindowedExtreme } from './path-metrics.js';
-import { CA_LOSS, kernelFeedCap, kernelWindowBytes, pathState, recoveryDelay } from './path-state.js';
+import { acknowledgedByKernel, CA_LOSS, kernelFeedCap, kernelWindowBytes, pathState, recoveryDelay } from './path-state.js';
 import type { RecordOpener, RecordSealer } from './record.js';
 import type { SubflowRole } from './roles.js';
 import type { SubflowView } from './scheduler.js';
@@ -31,10 +31,12 @@ const STARTUP_GAIN = 2;
 const MIN_RECORD_TARGET = 4096;
 const INITIAL_RECORD_TARGET = 16 * 1024 + 64;
 const RECORD_TIME_MS = 2;
-/** TCP_INFO is read at most this often per subflow (a syscall per read, about 1.5 us). */
-const KERNEL_SAMPLE_MS = 20;
-/** ... and on a lossy path, whose cap follows the kernel's unsent queue (kernelFeedCap). */
-const LOSSY_KERNEL_SAMPLE_MS = 5;
+/**
+ * TCP_INFO is read at most this often per subflow (a syscall per read,
+ * about 1.5 us): the caps follow the kernel's queues (kernelFeedCap,
+ * acknowledgedByKernel), and a stale look makes them late.
+ */
+const KERNEL_SAMPLE_MS = 5;
 /** A path whose kernel retransmitted within this long is lossy (the rate window). */
 const LOSSY_MS = 2000;
 /** Opportunistic reinjection halves a subflow's share down to this fraction. */
@@ -643,8 +645,7 @@ export class Subflow implements SubflowView {
    * `metrics` and `cap` instead).
    */
   refreshView(now: number, c: PacingConfig, calm = false): void {
-    const wasLossy = now - this.retransAt < LOSSY_MS;
-    if (now - this.kernelAt >= (wasLossy ? LOSSY_KERNEL_SAMPLE_MS : KERNEL_SAMPLE_MS)) {
+    if (now - this.kernelAt >= KERNEL_SAMPLE_MS) {
       this.kernelAt = now;
       this._kernel = this.channel.kernelInfo?.();
       this.inflightAtKernel = this._inflightBytes;
@@ -699,8 +700,12 @@ export class Subflow implements SubflowView {
     // (kernelFeedCap). (Lossy paths only: on a clean one the app's cap is
     // the tighter, and the kernel's window would only queue more ahead of
     // every frame.)
+    // Bytes the peer's kernel already has are off the path: the cap, which
+    // sizes the path's queue, need not count them while the peer's app is
+    // late to acknowledge (a busy receiver), up to one cap more.
+    if (!st.collapsed) cap += Math.min(cap, acknowledgedByKernel(k, this.inflightAtKernel));
     if (!st.collapsed && lossy) {
-      const horizon = LOSSY_KERNEL_SAMPLE_MS + c.ackSlackMs;
+      const horizon = KERNEL_SAMPLE_MS + c.ackSlackMs;
       cap = Math.max(cap, kernelWindowBytes(k), kernelFeedCap(k, this.inflightAtKernel, this._rate, horizon));
     }
     this._cap = Math.max(MIN_RECORD_TARGET, cap * this.share);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { KernelPathInfo } from '../src/channel.js';
-import { kernelFeedCap, kernelWindowBytes, MIN_RATE, overdueAfter, pathState, recoveryDelay, type PathInputs } from '../src/path-state.js';
+import { acknowledgedByKernel, kernelFeedCap, kernelWindowBytes, MIN_RATE, overdueAfter, pathState, recoveryDelay, type PathInputs } from '../src/path-state.js';
 
 /**
  * Recorded path states: a 40 Mbit/s path (5000 bytes/ms) at 20 ms RTT, as
@@ -150,5 +150,15 @@ describe('pathState: a hole being repaired is not a collapse', () => {
 
   it("in recovery the kernel's own rate still shows a real collapse (a link cut to 100 kbit)", () => {
     expect(pathState({ ...lossy, kernel: { ...k, caState: 3, deliveryRateBytesPerSec: 12_500 } }).collapsed).toBe(true);
+  });
+});
+
+describe('acknowledgedByKernel', () => {
+  it('is the app inflight less the kernel-held bytes (unacknowledged segments x mss, unsent), never negative, 0 without mss', () => {
+    expect(acknowledgedByKernel(kernel({ unackedSegments: 45, mss: 1448, notsentBytes: 0 }), 129_000)).toBe(129_000 - 45 * 1448);
+    expect(acknowledgedByKernel(kernel({ unackedSegments: 45, mss: 1448, notsentBytes: 10_000 }), 129_000)).toBe(129_000 - 45 * 1448 - 10_000);
+    expect(acknowledgedByKernel(kernel({ unackedSegments: 200, mss: 1448 }), 129_000)).toBe(0);
+    expect(acknowledgedByKernel(kernel({ mss: undefined }), 129_000)).toBe(0);
+    expect(acknowledgedByKernel(undefined, 129_000)).toBe(0);
   });
 });
