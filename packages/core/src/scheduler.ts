@@ -20,8 +20,9 @@ export interface SubflowView {
   /** Extra delay ahead of new data in ms (the kernel repairing a loss, path-state.ts); 0 if none. */
   readonly extraDelayMs?: number;
   /**
-   * Plaintext bytes per record on this subflow (sized to its rate): a bulk
-   * frame sent on it is cut to fit one. Absent: frames go whole.
+   * Plaintext bytes per record on this subflow (sized to its rate): at its
+   * cap's edge a bulk frame is cut to what fits, down to this. Absent:
+   * frames go whole.
    */
   readonly recordTarget?: number;
 }
@@ -52,9 +53,10 @@ export interface Scheduler {
 }
 
 /**
- * Room for the frame `s` would carry: a frame is cut to the subflow's
- * record size, so a slow subflow (4 KiB records) is not held back for
- * want of room for a whole 16 KiB frame (up to 12 % of its cap unused).
+ * Room for at least the part of a frame `s` would carry: at the cap's edge
+ * a frame is cut down to the subflow's record size, so a slow subflow is
+ * not held back for want of room for a whole 16 KiB frame (up to 12 % of
+ * its cap unused).
  */
 export const hasRoom = (s: SubflowView, bytes: number): boolean =>
   s.inflight === 0 || s.inflight + (s.recordTarget ? Math.min(bytes, s.recordTarget) : bytes) <= s.cap;

@@ -1138,10 +1138,12 @@ export class Session implements StreamHost {
     const room = sf.stagedRoom - DATA_HEADER_SIZE;
     // Don't cut a frame into a sliver: start a new record instead.
     if (room >= 1024) return Math.min(room, WIRE.DATA_MAX_PAYLOAD);
-    // A record is usable only once it has wholly arrived: on a slow path a
-    // whole 16 KiB frame would make one of ~20 ms (and hold back a cap's
-    // last 16 KiB); the scheduler's room check counts the same cut (hasRoom).
-    return Math.max(1024, Math.min(sf.recordTarget - DATA_HEADER_SIZE, WIRE.DATA_MAX_PAYLOAD));
+    // At the cap's edge, the part of a frame that fits under it, down to one
+    // of the subflow's records (the scheduler's room check, hasRoom, counts
+    // the same): waiting for room for a whole 16 KiB frame would leave up to
+    // 16 KiB of a slow subflow's cap unused.
+    const capRoom = Math.floor(sf.cap - sf.inflight) - DATA_HEADER_SIZE;
+    return Math.min(WIRE.DATA_MAX_PAYLOAD, Math.max(1024, sf.recordTarget - DATA_HEADER_SIZE, capRoom));
   }
 
   private roomForAll(targets: readonly Subflow[]): number {
