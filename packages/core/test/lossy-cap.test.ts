@@ -33,7 +33,7 @@ class Path {
       write: () => true,
       ...(opts.kernel ? { kernelInfo: () => ({ ...this.kernel }) } : {}),
     } as unknown as ByteChannel;
-    const sealer = { seal: (p: Uint8Array) => p.slice() } as unknown as RecordSealer;
+    const sealer = { sealParts: (parts: Uint8Array[]) => new Uint8Array(parts.reduce((n, p) => n + p.length, 0)) } as unknown as RecordSealer;
     this.sf = new Subflow(channel, sealer, {} as RecordOpener, { id: 1, backup: false, addrId: 0, awaitOk: false, now: 0 });
     const m = this.sf.metrics;
     for (let t = 0; t < 10; t++) m.onRttSample(t, t === 0 ? 85 : 155);
