@@ -20,7 +20,8 @@ export const OVERDUE_RTTS = 2;
 export const OVERDUE_MIN_MS = 100;
 /** Bytes/ms: the floor of a collapsed path's rate (10 kB/s). */
 export const MIN_RATE = 0.01;
-/** tcpi_ca_state of a connection repairing a loss (3: fast recovery, 4: after a retransmission timeout). */
+/** tcpi_ca_state: 1 disorder (SACKs or duplicate acks seen), 3 fast recovery, 4 after a retransmission timeout. */
+export const CA_DISORDER = 1;
 export const CA_RECOVERY = 3;
 export const CA_LOSS = 4;
 
@@ -40,6 +41,35 @@ export function kernelWindowBytes(k: KernelPathInfo | undefined): number {
   return k && k.mss && k.mss > 0 && k.cwnd > 0 ? k.cwnd * k.mss : 0;
 }
 
+/**
+ * The cap of a lossy path whose kernel reports its unsent queue: the bytes
+ * the kernel has sent and whose app-level ack has not come back (`inflight`
+ * and `notsent` read together), plus `rate x horizonMs` of unsent data for
+ * the kernel to send until the next look. On a lossy path the bytes behind
+ * each lost segment wait at the receiver for its repair, and so do their
+ * acks (and the acks' own losses on the way back): the app-level inflight
+ * runs a round trip or so above the kernel's window, and a cap at the
+ * window starves the kernel while it could send. Keeping the kernel's
+ * unsent queue short but never empty lets its congestion control, which
+ * sees the losses for what they are, set the path's rate. 0 if unknown.
+ */
+export function kernelFeedCap(k: KernelPathInfo | undefined, inflightAtSample: number, rate: number, horizonMs: number): number {
+  if (!k || rate <= 0) return 0;
+  return Math.max(0, inflightAtSample - k.notsentBytes) + rate * horizonMs;
+}
+
+/**
+ * Bytes the peer's kernel has acknowledged and its app not yet (a receiver
+ * busy for a moment, its acks queued behind our data): the app-level bytes
+ * in flight when the kernel was read, less what the kernel still holds
+ * (segments unacknowledged, x mss, and bytes not yet sent). They are off
+ * the path, so they need not count against a cap that sizes the path's
+ * queue. 0 if unknown.
+ */
+export function acknowledgedByKernel(k: KernelPathInfo | undefined, inflightAtSample: number): number {
+  if (!k || !k.mss || k.mss <= 0) return 0;
+  return Math.max(0, inflightAtSample - k.unackedSegments * k.mss - k.notsentBytes);
+}
 
 export interface PathInputs {
   now: number;
@@ -56,6 +86,8 @@ export interface PathInputs {
   /** The oldest unacknowledged record: when it was sent, and `delivered` (and its time) then. */
   oldest?: { sentAt: number; delivered: number; deliveredAt: number };
   kernel?: KernelPathInfo;
+  /** Windowed max of the kernel's delivery-rate samples, bytes/ms (0 or absent: none). */
+  kernelRateMax?: number;
   /** The kernel retransmitted on this path within the rate window (a lossy path). */
   lossy?: boolean;
 }
@@ -78,13 +110,18 @@ export function pathState(i: PathInputs): PathState {
   const k = i.kernel;
   const kernelRate = k && k.deliveryRateBytesPerSec > 0 ? k.deliveryRateBytesPerSec / 1000 : 0;
   // The app's windowed max first; the kernel's rate until the app has one.
-  // On a lossy path, the larger of the app's windowed max and the kernel's
-  // latest sample: the kernel counts deliveries as TCP sees them, so a loss
-  // repaired underneath (acks held back, then released in a burst) does not
-  // drag it down as it drags the app-level samples. On a clean path the
-  // app's own (the kernel's single samples run high after ack bursts, and
-  // every byte of overestimate is queue ahead of latency-class frames).
-  const rate = i.lossy || i.appRate <= 0 ? Math.max(i.appRate, kernelRate) : i.appRate;
+  // On a lossy path, the kernel's own windowed max: it counts bytes as
+  // delivered when they arrive (SACKs), while the app's delivered count is
+  // cumulative and misleads both ways: a hole's wait drags samples down,
+  // and the bytes held behind it, acknowledged in the round trip after the
+  // repair together with that round trip's own, inflate a sample to twice
+  // the path's rate or more, which the max then keeps for the whole window
+  // (and against which the path's true rate looks like a collapse). On a
+  // clean path the app's own (the kernel's single samples run high after
+  // ack bursts, and every byte of overestimate is queue ahead of
+  // latency-class frames).
+  const kernelMax = Math.max(i.kernelRateMax ?? 0, kernelRate);
+  const rate = i.lossy && kernelMax > 0 ? kernelMax : i.appRate <= 0 ? kernelRate : i.appRate;
   const srtt = i.srtt > 0 ? i.srtt : k && k.rttMs > 0 ? k.rttMs : 0;
   const overdue = !!i.oldest && srtt > 0 && i.now - i.oldest.sentAt > overdueAfter(srtt);
   if (rate <= 0) return { rate, collapsed: false, overdue };
@@ -92,7 +129,13 @@ export function pathState(i: PathInputs): PathState {
   // The kernel's rate sample says little when we gave it little to send
   // (app-limited): trust it only while half a cap or more is outstanding.
   if (kernelRate > 0 && i.inflight >= i.cap / 2) current = kernelRate;
-  if (overdue && i.oldest) {
+  // The app-level rate since the oldest record stalls while the receiver
+  // waits behind a hole in the TCP stream; a kernel repairing one with
+  // SACKs still flowing (disorder, fast recovery) says the path delivers,
+  // and its own rate sample above judges it. After a timeout (or without
+  // the kernel) nothing else can tell a dead path.
+  const repairing = k?.caState === CA_DISORDER || k?.caState === CA_RECOVERY;
+  if (overdue && i.oldest && !repairing) {
     const span = i.now - i.oldest.deliveredAt;
     if (span > 0) current = Math.min(current, (i.delivered - i.oldest.delivered) / span);
   }

@@ -19,6 +19,12 @@ export interface SubflowView {
   readonly rate: number;
   /** Extra delay ahead of new data in ms (the kernel repairing a loss, path-state.ts); 0 if none. */
   readonly extraDelayMs?: number;
+  /**
+   * Plaintext bytes per record on this subflow (sized to its rate): at its
+   * cap's edge a bulk frame is cut to what fits, down to this. Absent:
+   * frames go whole.
+   */
+  readonly recordTarget?: number;
 }
 
 /**
@@ -46,7 +52,14 @@ export interface Scheduler {
   pick(candidates: readonly SubflowView[], bytes: number): readonly SubflowView[];
 }
 
-const hasRoom = (s: SubflowView, bytes: number): boolean => s.inflight === 0 || s.inflight + bytes <= s.cap;
+/**
+ * Room for at least the part of a frame `s` would carry: at the cap's edge
+ * a frame is cut down to the subflow's record size, so a slow subflow is
+ * not held back for want of room for a whole 16 KiB frame (up to 12 % of
+ * its cap unused).
+ */
+export const hasRoom = (s: SubflowView, bytes: number): boolean =>
+  s.inflight === 0 || s.inflight + (s.recordTarget ? Math.min(bytes, s.recordTarget) : bytes) <= s.cap;
 
 /** Unmeasured paths are assumed to be this slow (ms one way), so measured ones win. */
 const UNKNOWN_OWD_MS = 50;

@@ -1133,11 +1133,17 @@ export class Session implements StreamHost {
     return undefined;
   }
 
-  /** Payload bytes that fit in the subflow's current record (or a fresh one). */
+  /** Payload bytes that fit in the subflow's current record (or a fresh one, sized to its rate). */
   private roomFor(sf: Subflow): number {
     const room = sf.stagedRoom - DATA_HEADER_SIZE;
     // Don't cut a frame into a sliver: start a new record instead.
-    return room >= 1024 ? Math.min(room, WIRE.DATA_MAX_PAYLOAD) : WIRE.DATA_MAX_PAYLOAD;
+    if (room >= 1024) return Math.min(room, WIRE.DATA_MAX_PAYLOAD);
+    // At the cap's edge, the part of a frame that fits under it, down to one
+    // of the subflow's records (the scheduler's room check, hasRoom, counts
+    // the same): waiting for room for a whole 16 KiB frame would leave up to
+    // 16 KiB of a slow subflow's cap unused.
+    const capRoom = Math.floor(sf.cap - sf.inflight) - DATA_HEADER_SIZE;
+    return Math.min(WIRE.DATA_MAX_PAYLOAD, Math.max(1024, sf.recordTarget - DATA_HEADER_SIZE, capRoom));
   }
 
   private roomForAll(targets: readonly Subflow[]): number {

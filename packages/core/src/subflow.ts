@@ -2,8 +2,8 @@ import type { ByteChannel, KernelPathInfo } from './channel.js';
 import { WIRE } from './config.js';
 import { ErrorCode, PlaitError, ProtocolError } from './errors.js';
 import type { Frame } from './frames.js';
-import { PathMetrics } from './path-metrics.js';
-import { CA_LOSS, kernelWindowBytes, pathState, recoveryDelay } from './path-state.js';
+import { PathMetrics, WindowedExtreme } from './path-metrics.js';
+import { acknowledgedByKernel, CA_LOSS, kernelFeedCap, kernelWindowBytes, pathState, recoveryDelay } from './path-state.js';
 import type { RecordOpener, RecordSealer } from './record.js';
 import type { SubflowRole } from './roles.js';
 import type { SubflowView } from './scheduler.js';
@@ -31,8 +31,12 @@ const STARTUP_GAIN = 2;
 const MIN_RECORD_TARGET = 4096;
 const INITIAL_RECORD_TARGET = 16 * 1024 + 64;
 const RECORD_TIME_MS = 2;
-/** TCP_INFO is read at most this often per subflow (a syscall per read). */
-const KERNEL_SAMPLE_MS = 20;
+/**
+ * TCP_INFO is read at most this often per subflow (a syscall per read,
+ * about 1.5 us): the caps follow the kernel's queues (kernelFeedCap,
+ * acknowledgedByKernel), and a stale look makes them late.
+ */
+const KERNEL_SAMPLE_MS = 5;
 /** A path whose kernel retransmitted within this long is lossy (the rate window). */
 const LOSSY_MS = 2000;
 /** Opportunistic reinjection halves a subflow's share down to this fraction. */
@@ -121,6 +125,10 @@ export class Subflow implements SubflowView {
   /** Kernel view (TCP_INFO) as last sampled, and when. */
   private _kernel: KernelPathInfo | undefined;
   private kernelAt = -Infinity;
+  /** Bytes in flight at the app level when the kernel was last sampled. */
+  private inflightAtKernel = 0;
+  /** Windowed max of the kernel's delivery-rate samples (bytes/ms), over the app rate's window. */
+  private readonly kernelRateMax = new WindowedExtreme(2_000, (a, b) => a > b);
   /** The kernel's retransmission count as last seen, and when it last grew. */
   private kernelRetrans = 0;
   private retransAt = -Infinity;
@@ -640,6 +648,9 @@ export class Subflow implements SubflowView {
     if (now - this.kernelAt >= KERNEL_SAMPLE_MS) {
       this.kernelAt = now;
       this._kernel = this.channel.kernelInfo?.();
+      this.inflightAtKernel = this._inflightBytes;
+      const dr = this._kernel?.deliveryRateBytesPerSec ?? 0;
+      if (dr > 0) this.kernelRateMax.update(now, dr / 1000);
       const r = this._kernel?.totalRetrans ?? 0;
       if (r > this.kernelRetrans) this.retransAt = now;
       this.kernelRetrans = r;
@@ -659,7 +670,7 @@ export class Subflow implements SubflowView {
       cap: this._cap,
       delivered: this.metrics.delivered,
       ...(oldest ? { oldest: { sentAt: oldest.sentAt, delivered: oldest.delivered, deliveredAt: oldest.deliveredAt } } : {}),
-      ...(k ? { kernel: k } : {}),
+      ...(k ? { kernel: k, kernelRateMax: this.kernelRateMax.get(now) } : {}),
       lossy,
     });
     this._rate = st.rate;
@@ -682,12 +693,21 @@ export class Subflow implements SubflowView {
     // A collapsed path loses the floor: on a trickle, the floor is what strands data.
     const floor = st.collapsed ? MIN_RECORD_TARGET : c.minInflight;
     let cap = this._rate > 0 && this._minRtt > 0 ? Math.max(floor, this._rate * (gain * this._minRtt + c.ackSlackMs)) : c.initialInflight;
-    // Where the kernel tells its congestion window, the path may hold at
-    // least that: its congestion control sees losses the app-level rate
-    // misreads as a slower path (a cap under the window starves the kernel).
-    // (Lossy paths only: on a clean one the app's cap is the tighter, and
-    // the kernel's window would only queue more ahead of every frame.)
-    if (!st.collapsed && lossy) cap = Math.max(cap, kernelWindowBytes(k));
+    // On a lossy path the kernel's congestion control, which sees losses
+    // the app-level rate misreads as a slower path, sets the pace: the path
+    // may hold at least the kernel's window, and whatever keeps the
+    // kernel's unsent queue from running dry before the next look at it
+    // (kernelFeedCap). (Lossy paths only: on a clean one the app's cap is
+    // the tighter, and the kernel's window would only queue more ahead of
+    // every frame.)
+    // Bytes the peer's kernel already has are off the path: the cap, which
+    // sizes the path's queue, need not count them while the peer's app is
+    // late to acknowledge (a busy receiver), up to one cap more.
+    if (!st.collapsed) cap += Math.min(cap, acknowledgedByKernel(k, this.inflightAtKernel));
+    if (!st.collapsed && lossy) {
+      const horizon = KERNEL_SAMPLE_MS + c.ackSlackMs;
+      cap = Math.max(cap, kernelWindowBytes(k), kernelFeedCap(k, this.inflightAtKernel, this._rate, horizon));
+    }
     this._cap = Math.max(MIN_RECORD_TARGET, cap * this.share);
     // A record is usable only once it has wholly arrived: keep one record's
     // serialisation time near a couple of milliseconds on slow links.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { KernelPathInfo } from '../src/channel.js';
-import { kernelWindowBytes, MIN_RATE, overdueAfter, pathState, recoveryDelay, type PathInputs } from '../src/path-state.js';
+import { acknowledgedByKernel, kernelFeedCap, kernelWindowBytes, MIN_RATE, overdueAfter, pathState, recoveryDelay, type PathInputs } from '../src/path-state.js';
 
 /**
  * Recorded path states: a 40 Mbit/s path (5000 bytes/ms) at 20 ms RTT, as
@@ -78,6 +78,16 @@ describe('pathState: the kernel where the app has less', () => {
     expect(pathState(inputs({ appRate: 0, srtt: 0, kernel: kernel() })).rate).toBe(5000);
   });
 
+  it("on a lossy path plans with the kernel's windowed max, not an app-level sample inflated by bytes held behind a hole", () => {
+    // Recorded: 15 Mbit/s lossy link; after a hole's repair the app's windowed max read 59 Mbit/s
+    // (7400 bytes/ms), the kernel's samples 1800 at most, its latest 1700.
+    const st = pathState(inputs({ appRate: 7400, lossy: true, kernelRateMax: 1800, kernel: kernel({ deliveryRateBytesPerSec: 1_700_000 }) }));
+    // Against 7400 the path's true rate would be a collapse (1700 < 7400 / 4).
+    expect(st).toEqual({ rate: 1800, collapsed: false, overdue: false });
+    // A clean path keeps the app's (here app-limited, so the kernel's sample is not read as a collapse).
+    expect(pathState(inputs({ appRate: 7400, inflight: 20_000, kernelRateMax: 1800, kernel: kernel({ deliveryRateBytesPerSec: 1_700_000 }) })).rate).toBe(7400);
+  });
+
   it('uses the kernel srtt for the overdue test until the app has measured one', () => {
     const now = 10_000;
     const oldest = { sentAt: now - 130, delivered: 0, deliveredAt: now - 130 };
@@ -93,5 +103,62 @@ describe('pathState: the kernel where the app has less', () => {
     expect(recoveryDelay(kernel({ caState: 4 }), 40)).toBe(40);
     expect(recoveryDelay(kernel({ caState: 1 }), 40)).toBe(0);
     expect(recoveryDelay(undefined, 40)).toBe(0);
+  });
+});
+
+describe('kernelFeedCap: a lossy path holds what the kernel has sent plus a little unsent', () => {
+  it('is the app inflight minus the kernel unsent bytes, plus rate x horizon', () => {
+    // 15 Mbit/s lossy path: 290 KB in flight at the app level, 10 KB of it not yet sent by the kernel.
+    expect(kernelFeedCap(kernel({ notsentBytes: 10_000 }), 290_000, 1750, 10)).toBe(280_000 + 17_500);
+    // The kernel holds more unsent than the app counts (acks only, not tracked): never negative.
+    expect(kernelFeedCap(kernel({ notsentBytes: 50_000 }), 20_000, 1750, 10)).toBe(17_500);
+  });
+
+  it('is 0 (no opinion) without the kernel or a rate', () => {
+    expect(kernelFeedCap(undefined, 290_000, 1750, 10)).toBe(0);
+    expect(kernelFeedCap(kernel(), 290_000, 0, 10)).toBe(0);
+  });
+});
+
+describe('pathState: a hole being repaired is not a collapse', () => {
+  // Recorded on the testbed (15mbit:40ms, 1 % loss): a retransmission was
+  // itself lost, the receiver waited ~400 ms behind the hole, so no app-level
+  // ack came back, while the kernel kept sending on SACKs (cwnd 218, 495
+  // segments unacknowledged) with a delivery rate at the link's.
+  const now = 10_000;
+  const lossy = inputs({
+    now,
+    appRate: 2700,
+    srtt: 165,
+    inflight: 698 * 1024,
+    cap: 550 * 1024,
+    oldest: { sentAt: now - 420, delivered: 50_000_000, deliveredAt: now - 425 },
+    kernelRateMax: 1800,
+    lossy: true,
+  });
+  const k = kernel({ rttMs: 84, minRttMs: 80, cwnd: 218, unackedSegments: 495, deliveryRateBytesPerSec: 1_800_000 });
+
+  it('in fast recovery (or disorder), with the kernel delivering: overdue, not collapsed', () => {
+    expect(pathState({ ...lossy, kernel: { ...k, caState: 3 } })).toEqual({ rate: 1800, collapsed: false, overdue: true });
+    expect(pathState({ ...lossy, kernel: { ...k, caState: 1 } }).collapsed).toBe(false);
+  });
+
+  it('after a retransmission timeout, or without the kernel, the stalled app-level rate is a collapse', () => {
+    expect(pathState({ ...lossy, kernel: { ...k, caState: 4 } }).collapsed).toBe(true);
+    expect(pathState(lossy).collapsed).toBe(true);
+  });
+
+  it("in recovery the kernel's own rate still shows a real collapse (a link cut to 100 kbit)", () => {
+    expect(pathState({ ...lossy, kernel: { ...k, caState: 3, deliveryRateBytesPerSec: 12_500 } }).collapsed).toBe(true);
+  });
+});
+
+describe('acknowledgedByKernel', () => {
+  it('is the app inflight less the kernel-held bytes (unacknowledged segments x mss, unsent), never negative, 0 without mss', () => {
+    expect(acknowledgedByKernel(kernel({ unackedSegments: 45, mss: 1448, notsentBytes: 0 }), 129_000)).toBe(129_000 - 45 * 1448);
+    expect(acknowledgedByKernel(kernel({ unackedSegments: 45, mss: 1448, notsentBytes: 10_000 }), 129_000)).toBe(129_000 - 45 * 1448 - 10_000);
+    expect(acknowledgedByKernel(kernel({ unackedSegments: 200, mss: 1448 }), 129_000)).toBe(0);
+    expect(acknowledgedByKernel(kernel({ mss: undefined }), 129_000)).toBe(0);
+    expect(acknowledgedByKernel(undefined, 129_000)).toBe(0);
   });
 });

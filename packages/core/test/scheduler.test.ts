@@ -155,3 +155,23 @@ describe('scheduler registry', () => {
     expect(() => createScheduler('minrtt')).toThrow(/unknown scheduler "minrtt"/);
   });
 });
+
+describe('room counts the frame a subflow would carry (cut to its record size)', () => {
+  // Recorded on the testbed: the 6mbit:90ms link, 4 KiB records, cap 139 KiB,
+  // 128 KiB in flight; the 30mbit:8ms link full at its cap.
+  const full = fast({ inflight: 96 * 1024, cap: 96 * 1024, recordTarget: 8192 });
+  const slowLink = view({ id: 3, srtt: 196, minRtt: 182, rate: 750, inflight: 128 * 1024, cap: 139 * 1024, recordTarget: 4096 });
+
+  it('a slow subflow with room for one of its records gets a frame, not only when a whole 16 KiB fits', () => {
+    const sched = new EarliestArrivalScheduler();
+    expect(ids(sched.pick([full, slowLink], FRAME))).toEqual([3]);
+    // Without a record size the frame goes whole, and 16 KiB does not fit under the cap.
+    const { recordTarget: _unused, ...whole } = slowLink;
+    expect(sched.pick([full, whole], FRAME)).toEqual([]);
+  });
+
+  it('still waits once not even one record fits', () => {
+    const sched = new EarliestArrivalScheduler();
+    expect(sched.pick([full, { ...slowLink, inflight: 136 * 1024 }], FRAME)).toEqual([]);
+  });
+});
