@@ -2,7 +2,7 @@ import type * as net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { DEFAULT_LATENCY_PORTS, deriveSecretKeys, realClock, userNameProblem, type ClientUser } from '@plait/core';
 import { BypassDomains, CapLedger, CapStateFile, DnsForwarder, listenForward, listenHttpConnect, listenSocks5, parseForwardSpec, PlaitClient, SiteFailover, type SiteShared } from '@plait/client';
-import { prepareStateDir } from '@plait/node';
+import { checkStateDir } from './state-dir-flag.js';
 import {
   isLoopbackHost,
   listenFor,
@@ -162,14 +162,8 @@ function capWarnings(caps: { path: string }[], sources: { binds: string[]; vias:
 export async function runClient(flags: ClientFlags, config?: { file: CommandConfig<ClientFlags>; warnings: string[] }): Promise<PlaitClient | SiteFailover> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
   const { logLevel, servers, ca, fallbacks, failoverAfterMs, returnAfterMs, secret, user, warnings, sources, caps, stateDir, scheduler, latencyPorts, cipher, socks, http, stats, auth, forwards, publish, dns, transparent, bypassDomains } = checkClientFlags(flags);
-  if (stateDir !== undefined) {
-    try {
-      const w = prepareStateDir(stateDir);
-      if (w) warnings.push(w);
-    } catch (e) {
-      throw new UsageError(`--state-dir: cannot use ${stateDir}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-    }
-  }
+  const stateDirWarning = checkStateDir(stateDir);
+  if (stateDirWarning) warnings.push(stateDirWarning);
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.

@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { EgressPolicy, parseCidr, PlaitServer, resolvConfNameserver, UserDirectory, type ServerUser } from '@plait/server';
 import { listenFor, parseCount, parseSeconds, parseHostPort, parseLogLevel, resolveSecret, UsageError } from './args.js';
 import { chooseRecordCrypto, parseServerCiphers } from './cipher-flag.js';
+import { checkStateDir } from './state-dir-flag.js';
 import type { CommandConfig } from './config-file.js';
 import { makeLogger } from './log.js';
 import { parseAllowPublish, parsePublishBind, parsePublishMaxConns } from './publish-flags.js';
@@ -93,6 +94,8 @@ export function checkServerFlags(flags: ServerFlags) {
 export async function runServer(flags: ServerFlags, config?: { file: CommandConfig<ServerFlags>; warnings: string[] }): Promise<PlaitServer> {
   // Every flag is checked before anything listens or logs, so a mistake costs one line and exit 2.
   const { logLevel, listen, secret, usersTable, warnings, stats, advertise, maxSessions, maxPendingHandshakes, maxPendingPerSource, ciphers, udpIdleMs, dnsUpstream, instanceId, drainGraceMs, publish } = checkServerFlags(flags);
+  const stateDirWarning = checkStateDir(flags.stateDir);
+  if (stateDirWarning) warnings.push(stateDirWarning);
   const log = makeLogger(logLevel);
   // SIGHUP's default action ends the process: take it over before anything
   // listens, so a reload that arrives during start-up is not fatal either.
