@@ -8,7 +8,7 @@
  */
 import * as net from 'node:net';
 import { PublishCode, publishCodeName, ResetCode, type Clock, type Counters, type CLIENT_COUNTERS, type InboundHeader, type Session, type Stream } from '@plait/core';
-import { noteSlabReads, pipeBoth, resetCodeForErrno, slabOnread, StreamDuplex } from '@plait/node';
+import { noteSlabReads, pipeBoth, resetCodeForErrno, slabOnread, SocketBytes, StreamDuplex } from '@plait/node';
 import type { Target } from './dialer.js';
 import { parseHost, parsePort, splitSpec } from './forward.js';
 
@@ -64,11 +64,9 @@ interface Entry {
   reason: string;
   /** The code last logged, so a refusal repeated by every new session is logged once. */
   logged: number | undefined;
-  open: Set<net.Socket>;
-  total: number;
+  /** Connections to the target: in = written to it, out = read from it. */
+  sockets: SocketBytes;
   failed: number;
-  closedIn: number;
-  closedOut: number;
 }
 
 export interface PublicationsOptions {
@@ -94,7 +92,7 @@ export class Publications {
   ) {
     for (const spec of specs) {
       if (this.entries.has(spec.serverPort)) throw new Error(`server port ${spec.serverPort} is published twice`);
-      this.entries.set(spec.serverPort, { spec, state: 'no-session', code: undefined, reason: '', logged: undefined, open: new Set(), total: 0, failed: 0, closedIn: 0, closedOut: 0 });
+      this.entries.set(spec.serverPort, { spec, state: 'no-session', code: undefined, reason: '', logged: undefined, sockets: new SocketBytes(), failed: 0 });
     }
   }
 
@@ -153,7 +151,7 @@ export class Publications {
       refuse(ResetCode.NOT_ALLOWED, `server port ${header.pub} is not published by this client`);
       return;
     }
-    if (e.open.size >= (this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
+    if (e.sockets.open >= (this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
       refuse(ResetCode.LIMIT, `server port ${header.pub}: at most ${this.opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS} connections at once`);
       return;
     }
@@ -166,8 +164,7 @@ export class Publications {
     const onread = slabOnread(() => socket);
     const socket: net.Socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true, onread });
     noteSlabReads(socket, onread);
-    e.open.add(socket);
-    e.total++;
+    e.sockets.add(socket);
     let connected = false;
     const fail = (code: number, why: string): void => {
       if (connected) return;
@@ -181,11 +178,6 @@ export class Publications {
     };
     const timer = this.opts.clock.setTimeout(() => fail(ResetCode.TIMEOUT, `connect to ${targetText(e.spec.target)} timed out`), this.opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);
     socket.once('error', (err: NodeJS.ErrnoException) => fail(resetCodeForErrno(err.code ?? ''), `connect to ${targetText(e.spec.target)}: ${err.code ?? err.message}`));
-    socket.once('close', () => {
-      e.open.delete(socket);
-      e.closedIn += socket.bytesWritten;
-      e.closedOut += socket.bytesRead;
-    });
     // The server gave up (its peer left, or its accept timer ran out) before the target answered.
     stream.setHandlers({ reset: () => fail(ResetCode.CANCEL, 'the server reset the connection') });
     socket.once('connect', () => {
@@ -200,19 +192,15 @@ export class Publications {
 
   stats(): ClientPublicationStats[] {
     return [...this.entries.values()].map((e) => {
-      let bytesIn = e.closedIn;
-      let bytesOut = e.closedOut;
-      for (const s of e.open) {
-        bytesIn += s.bytesWritten;
-        bytesOut += s.bytesRead;
-      }
+      const bytesIn = e.sockets.bytesWritten;
+      const bytesOut = e.sockets.bytesRead;
       return {
         serverPort: e.spec.serverPort,
         target: targetText(e.spec.target),
         state: e.state,
         ...(e.code !== undefined ? { code: publishCodeName(e.code), reason: e.reason } : {}),
-        connections: e.open.size,
-        connectionsTotal: e.total,
+        connections: e.sockets.open,
+        connectionsTotal: e.sockets.total,
         connectionsFailed: e.failed,
         bytesIn,
         bytesOut,

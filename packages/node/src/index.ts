@@ -12,3 +12,4 @@ export { WebSocketChannel, WebSocketChannelError, WS_HIGH_WATER_MARK, WS_MAX_PAY
 export { dialWebSocket, WebSocketDialError, type WebSocketDialOptions } from './ws-dial.js';
 export { openSslAead, OpenSslAeadError, type OpenSslAead } from './openssl-aead.js';
 export { StateFile, StateFileRefused, isStoredCount, parseStateText, prepareStateDir, readOpenFile, readRegularFile, type StateFileSpec, type StateWarn } from './state-file.js';
+export { SocketBytes, type CountedSocket } from './socket-bytes.js';

@@ -16,7 +16,7 @@
  */
 import * as net from 'node:net';
 import { PublishCode, publishCodeName, ResetCode, type Clock, type Counters, type InboundHeader, type SERVER_COUNTERS, type Stream } from '@plait/core';
-import { adoptSlabReads, pipeBoth, StreamDuplex } from '@plait/node';
+import { adoptSlabReads, pipeBoth, SocketBytes, StreamDuplex } from '@plait/node';
 
 /** What a publisher needs of a session (the real Session in production). */
 export interface PublishSession {
@@ -91,11 +91,9 @@ interface Listing {
 /** Figures of one session's publication of one port (kept after a takeover for its old connections). */
 interface Tally {
   state: PublicationState;
-  open: Set<net.Socket>;
-  total: number;
+  /** Inbound connections: in = read from them, out = written to them. */
+  sockets: SocketBytes<net.Socket>;
   refused: number;
-  closedIn: number;
-  closedOut: number;
 }
 
 /** The server-wide table of published ports. */
@@ -224,9 +222,8 @@ export class PortPublisher {
       return;
     }
     this.counters.inboundConnections++;
-    tally.total++;
     listing.connections.add(socket);
-    tally.open.add(socket);
+    tally.sockets.add(socket);
     this.opts.onConnection?.(owner.user, socket);
     // Until the client has connected its side, the connection is pending: bounded by the cap above and this timer.
     const timer = this.opts.clock.setTimeout(() => {
@@ -237,9 +234,6 @@ export class PortPublisher {
     socket.once('close', () => {
       timer.cancel();
       listing.connections.delete(socket);
-      tally.open.delete(socket);
-      tally.closedIn += socket.bytesRead;
-      tally.closedOut += socket.bytesWritten;
     });
     pipeBoth(new StreamDuplex(stream), socket);
   }
@@ -321,7 +315,7 @@ export class SessionPublications {
   tally(port: number): Tally {
     let t = this.tallies.get(port);
     if (!t) {
-      t = { state: 'binding', open: new Set(), total: 0, refused: 0, closedIn: 0, closedOut: 0 };
+      t = { state: 'binding', sockets: new SocketBytes<net.Socket>(), refused: 0 };
       this.tallies.set(port, t);
     }
     return t;
@@ -348,25 +342,21 @@ export class SessionPublications {
   /** @internal The port is no longer this session's (refused while binding, or withdrawn): its figures stay if it carried anything. */
   forget(port: number): void {
     const t = this.tallies.get(port);
-    if (t && t.open.size === 0 && t.total === 0) this.tallies.delete(port);
+    if (t && t.sockets.open === 0 && t.sockets.total === 0) this.tallies.delete(port);
     else if (t) t.state = 'closed';
   }
 
   stats(): PublicationStats[] {
     return [...this.tallies].map(([port, t]) => {
-      let bytesIn = t.closedIn;
-      let bytesOut = t.closedOut;
-      for (const s of t.open) {
-        bytesIn += s.bytesRead;
-        bytesOut += s.bytesWritten;
-      }
+      const bytesIn = t.sockets.bytesRead;
+      const bytesOut = t.sockets.bytesWritten;
       return {
         port,
         ...userLabel(this.user),
         session: this.token,
         state: t.state,
-        connections: t.open.size,
-        connectionsTotal: t.total,
+        connections: t.sockets.open,
+        connectionsTotal: t.sockets.total,
         connectionsRefused: t.refused,
         bytesIn,
         bytesOut,
@@ -378,7 +368,7 @@ export class SessionPublications {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const t of this.tallies.values()) for (const s of t.open) s.resetAndDestroy();
+    for (const t of this.tallies.values()) for (const s of [...t.sockets.openSockets()]) s.resetAndDestroy();
     this.table.detach(this);
   }
 }

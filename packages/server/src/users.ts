@@ -5,6 +5,7 @@
  * only (never by a name a stranger sent), so it is bounded by the file.
  */
 import type { HelloUsers, SecretKeys, ServerIdentity, UserRefusal } from '@plait/core';
+import { SocketBytes, type CountedSocket } from '@plait/node';
 import type { CapPeriod } from './user-caps.js';
 
 export interface ServerUser {
@@ -55,10 +56,11 @@ export interface UserFigures {
 }
 
 interface Tally {
-  closedUp: number;
-  closedDown: number;
-  /** Target sockets of open streams: their byte counts are read at snapshot time. */
-  open: Set<{ bytesRead: number; bytesWritten: number }>;
+  /** Target sockets of the user's streams: written = up (to targets), read = down. */
+  sockets: SocketBytes;
+  /** Datagram payload bytes each way. */
+  datagramUp: number;
+  datagramDown: number;
   refusals: Partial<Record<UserRefusal, number>>;
   lastAt: number;
   lastBytes: number;
@@ -77,7 +79,7 @@ export class UserStats {
     let t = this.tallies.get(user);
     if (!t) {
       if (!this.known(user)) return undefined;
-      t = { closedUp: 0, closedDown: 0, open: new Set(), refusals: {}, lastAt: this.now(), lastBytes: 0, rate: 0 };
+      t = { sockets: new SocketBytes(), datagramUp: 0, datagramDown: 0, refusals: {}, lastAt: this.now(), lastBytes: 0, rate: 0 };
       this.tallies.set(user, t);
     }
     return t;
@@ -92,45 +94,40 @@ export class UserStats {
   datagramBytes(user: string, up: number, down: number): void {
     const t = this.tally(user);
     if (!t) return;
-    t.closedUp += up;
-    t.closedDown += down;
+    t.datagramUp += up;
+    t.datagramDown += down;
   }
 
   /** A stream's target socket: `bytesWritten` went up (to the target), `bytesRead` came down. */
-  streamOpened(user: string, socket: { bytesRead: number; bytesWritten: number; once(ev: 'close', f: () => void): unknown }): void {
-    const t = this.tally(user);
-    if (!t) return;
-    t.open.add(socket);
-    socket.once('close', () => {
-      t.open.delete(socket);
-      t.closedUp += socket.bytesWritten;
-      t.closedDown += socket.bytesRead;
-    });
+  streamOpened(user: string, socket: CountedSocket): void {
+    this.tally(user)?.sockets.add(socket);
+  }
+
+  private static up(t: Tally): number {
+    return t.sockets.bytesWritten + t.datagramUp;
+  }
+
+  private static down(t: Tally): number {
+    return t.sockets.bytesRead + t.datagramDown;
   }
 
   /** Bytes of `user` so far, both ways: closed and open streams, and datagrams (this process). */
   totalBytes(user: string): number {
     const t = this.tallies.get(user);
     if (!t) return 0;
-    let n = t.closedUp + t.closedDown;
-    for (const s of t.open) n += s.bytesRead + s.bytesWritten;
-    return n;
+    return UserStats.up(t) + UserStats.down(t);
   }
 
   /** Users of the current table, and any with open streams from before a reload; sessions counted by the acceptor. */
   snapshot(current: string[], sessionsOf: (user: string) => number): UserFigures[] {
-    const names = new Set([...current, ...[...this.tallies].filter(([, t]) => t.open.size > 0).map(([n]) => n)]);
+    const names = new Set([...current, ...[...this.tallies].filter(([, t]) => t.sockets.open > 0).map(([n]) => n)]);
     const now = this.now();
     const out: UserFigures[] = [];
     for (const user of [...names].sort()) {
       const t = this.tally(user) ?? this.tallies.get(user);
       if (!t) continue;
-      let up = t.closedUp;
-      let down = t.closedDown;
-      for (const s of t.open) {
-        up += s.bytesWritten;
-        down += s.bytesRead;
-      }
+      const up = UserStats.up(t);
+      const down = UserStats.down(t);
       if (now - t.lastAt >= 1000) {
         t.rate = ((up + down - t.lastBytes) * 1000) / (now - t.lastAt);
         t.lastAt = now;
