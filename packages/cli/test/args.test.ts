@@ -17,22 +17,11 @@ import {
   resolveProxyAuth,
   resolveSecret,
   sourceWarnings,
-  UsageError,
 } from '../src/args.js';
+import { usage } from './usage.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'plait-args-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-/** The UsageError message a call throws ('' if it does not throw). */
-function usage(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UsageError);
-    return (e as Error).message;
-  }
-  return '';
-}
 
 describe('parseHostPort', () => {
   it('accepts listen addresses with port 0 and connect addresses with ports 1-65535', () => {

@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { UsageError } from '../src/args.js';
 import { parseFallbacks } from '../src/run-client.js';
 import { parseDrainGrace, parseInstanceId } from '../src/run-server.js';
-
-function usage(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UsageError);
-    return (e as Error).message;
-  }
-  return '';
-}
+import { usage } from './usage.js';
 
 describe('scale-out flags', () => {
   it('--instance-id takes 0-65535 (the u16 a JOIN carries) and names the flag otherwise', () => {
